@@ -1,0 +1,103 @@
+# gemc build.
+#   make          build ./gemc (CPU backend; CUDA sources are compiled too where nvcc exists)
+#   make test     install missing dependencies, build, run every test
+#   make demo     install missing dependencies, build, run the embedded default
+#   make deps     install the Debian/Ubuntu packages (as root), or print the apt-get line
+#   make format   clang-format every source file
+# Debug or sanitizer builds: make DEBUG=1, make SAN=1.
+
+CC      ?= cc
+MPICC   ?= mpicc
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+BUILD   ?= build
+PKGS    := hdf5 yaml-0.1 cunit libcjson libpcre2-8 openblas
+
+# serial HDF5 is "hdf5" on Debian 12 and "hdf5-serial" on some Ubuntu releases
+HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf5-serial)
+PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 openblas 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 openblas 2>/dev/null)
+CUNIT_LIBS := $(shell pkg-config --libs cunit 2>/dev/null)
+
+OPT := -O2 -march=native
+ifeq ($(DEBUG),1)
+OPT := -O0 -g
+endif
+ifeq ($(SAN),1)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+# -ffp-contract=off: no fused multiply-adds behind our back, so the CPU results are the same
+# bits on every x86-64 machine with the same OpenBLAS kernel.
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
+           -ffp-contract=off -fopenmp $(OPT) -Isrc -Impi $(PKG_CFLAGS)
+LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
+LDLIBS  := $(PKG_LIBS) -lm
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c src/cmd/*.c mpi/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+CU_SRC   := $(wildcard src/cuda/*.cu)
+CU_OBJ   := $(if $(NVCC),$(CU_SRC:%.cu=$(BUILD)/%.o))
+DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d
+
+.PHONY: all check-deps deps test test-run demo demo-run cuda format clean fixtures help
+
+all: gemc $(CU_OBJ)
+
+check-deps:
+	@sh tools/deps.sh check
+
+deps:
+	@sh tools/deps.sh install
+
+gemc: $(BUILD)/src/main.o $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c | check-deps
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# CUDA sources: sm_90 (H100/H200), plus the card that is present when one is.
+CU_ARCH := -gencode arch=compute_90,code=sm_90 $(shell nvidia-smi --query-gpu=compute_cap \
+           --format=csv,noheader 2>/dev/null | head -1 | tr -d . | \
+           awk '$$1 && $$1 != 90 {print "-gencode arch=compute_" $$1 ",code=sm_" $$1}')
+$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/*.cuh
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CU_ARCH) -Xcompiler -Wall,-Wextra -Isrc -c $< -o $@
+
+cuda: $(CU_OBJ)
+	@$(if $(NVCC),echo "CUDA sources compiled with $(NVCC)",echo "nvcc not found: CUDA sources skipped")
+
+$(BUILD)/test_gemc: $(TEST_OBJ) $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
+
+# The README's two commands: each one installs what is missing first.
+test:
+	@sh tools/deps.sh ensure
+	@$(MAKE) --no-print-directory test-run
+
+test-run: gemc $(BUILD)/test_gemc $(CU_OBJ)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_gemc
+
+demo:
+	@sh tools/deps.sh ensure
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: gemc
+	@sh tools/demo.sh
+
+# Regenerates the PyTorch parity fixtures (needs python3 with torch; transformers when present).
+fixtures:
+	python3 tools/make_parity_fixture.py tests/fixtures/parity
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
+
+clean:
+	rm -rf $(BUILD) gemc
+
+help:
+	@sed -n '2,9p' Makefile
+
+-include $(DEPFILES)

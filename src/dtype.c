@@ -1,0 +1,2 @@
+// DEV PLACEHOLDER (replaced by the I/O work)
+#include "dtype.h"

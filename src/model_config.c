@@ -1,0 +1,2 @@
+// DEV PLACEHOLDER
+#include "common.h"

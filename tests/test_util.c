@@ -1,0 +1,130 @@
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "tests.h"
+
+void add_suite(const char *name, const TestCase *tests) {
+    CU_pSuite s = CU_add_suite(name, NULL, NULL);
+    if (!s) {
+        fprintf(stderr, "CUnit: cannot add suite %s\n", name);
+        exit(1);
+    }
+    for (const TestCase *t = tests; t->name; t++) {
+        if (!CU_add_test(s, t->name, t->fn)) {
+            fprintf(stderr, "CUnit: cannot add test %s\n", t->name);
+            exit(1);
+        }
+    }
+}
+
+static char **g_tmpdirs;
+static int g_ntmpdirs;
+
+static void remove_tmpdirs(void) {
+    if (getenv("GEMC_KEEP_TEST_FILES")) return;
+    for (int i = 0; i < g_ntmpdirs; i++) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdirs[i]);
+        if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_tmpdirs[i]);
+        free(g_tmpdirs[i]);
+    }
+    free(g_tmpdirs);
+}
+
+char *test_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *tmpl = path_join(base, "gemc-test-XXXXXX");
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    if (g_ntmpdirs == 0) atexit(remove_tmpdirs);
+    g_tmpdirs = realloc(g_tmpdirs, sizeof(char *) * (g_ntmpdirs + 1));
+    g_tmpdirs[g_ntmpdirs++] = strdup(tmpl);
+    return tmpl;
+}
+
+void test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) {
+        perror(path);
+        exit(1);
+    }
+    fclose(f);
+}
+
+int test_count_dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+int test_run(const char *cmd, char **out, char **err) {
+    char *dir = test_tmpdir();
+    char *out_path = path_join(dir, "stdout"), *err_path = path_join(dir, "stderr");
+    size_t n = strlen(cmd) + strlen(out_path) + strlen(err_path) + 32;
+    char *full = mallocCheck(n);
+    snprintf(full, n, "(%s) >'%s' 2>'%s'", cmd, out_path, err_path);
+    int status = system(full);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (out) *out = read_text_file(out_path, NULL);
+    if (err) *err = read_text_file(err_path, NULL);
+    free(full);
+    free(out_path);
+    free(err_path);
+    free(dir);
+    return rc;
+}
+
+void test_tiny_config(ModelConfig *cfg, ModelType type) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->type = type;
+    const char *names[] = {"llama", "qwen2", "mistral"};
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", names[type]);
+    cfg->vocab_size = 37;
+    cfg->hidden_size = 16;
+    cfg->intermediate_size = 24;
+    cfg->num_layers = 2;
+    cfg->num_heads = 4;
+    cfg->num_kv_heads = 2;
+    cfg->head_dim = 4;
+    cfg->max_position_embeddings = 64;
+    cfg->rms_norm_eps = 1e-5f;
+    cfg->initializer_range = 0.3f; // large enough that every path carries signal in a grad check
+    cfg->rope_theta = 10000.0;
+    cfg->rope_type = ROPE_DEFAULT;
+    cfg->rope_factor = 1.0;
+    cfg->bos_token_id = 1;
+    cfg->eos_token_ids[0] = 2;
+    cfg->num_eos = 1;
+    snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "float32");
+    switch (type) {
+    case MODEL_QWEN2:
+        cfg->qkv_bias = 1;
+        cfg->tie_word_embeddings = 1;
+        cfg->rope_theta = 1000000.0;
+        break;
+    case MODEL_LLAMA:
+        cfg->qkv_bias = 1;
+        cfg->o_bias = 1;
+        cfg->rope_type = ROPE_LLAMA3;
+        cfg->rope_theta = 500000.0;
+        cfg->rope_factor = 8.0;
+        cfg->rope_low_freq_factor = 1.0;
+        cfg->rope_high_freq_factor = 4.0;
+        cfg->rope_original_max_position_embeddings = 8;
+        break;
+    case MODEL_MISTRAL: cfg->sliding_window = 3; break;
+    }
+}

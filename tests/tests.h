@@ -1,0 +1,43 @@
+// Test suites of the CUnit runner (test_main.c) and the helpers they share.
+#ifndef GEMC_TESTS_H
+#define GEMC_TESTS_H
+
+#include <CUnit/CUnit.h>
+
+#include "model_config.h"
+
+void register_dtype_tests(void);        // test_dtype.c
+void register_safetensors_tests(void);  // test_safetensors.c
+void register_model_config_tests(void); // test_model_config.c
+void register_model_io_tests(void);     // test_model_io.c
+void register_kernel_grad_tests(void);  // test_kernel_grad.c
+void register_model_grad_tests(void);   // test_model_grad.c
+void register_optimizer_tests(void);    // test_optimizer.c
+void register_parity_tests(void);       // test_parity.c
+void register_cli_tests(void);          // test_cli.c
+
+// Adds a suite with the given tests; aborts the run when CUnit cannot.
+typedef struct {
+    const char *name;
+    CU_TestFunc fn;
+} TestCase;
+void add_suite(const char *name, const TestCase *tests);
+
+// A fresh empty directory under $TMPDIR (or /tmp), removed at exit. Never NULL.
+char *test_tmpdir(void);
+// Writes bytes to a file (not atomically: tests build broken inputs on purpose).
+void test_write_file(const char *path, const void *data, size_t n);
+// Number of entries in a directory other than "." and "..".
+int test_count_dir_entries(const char *dir);
+// Runs `sh -c cmd`, capturing stdout and stderr (malloc'd, NUL-terminated); returns the exit
+// status (or 128 + signal).
+int test_run(const char *cmd, char **out, char **err);
+
+// A tiny config of each family for numeric tests: V=37, C=16, I=24, L=2, Hq=4, Hkv=2, D=4,
+// qwen2 with q/k/v biases and tied embeddings, llama with llama3 rope scaling and o/qkv bias,
+// mistral with a sliding window of 3.
+void test_tiny_config(ModelConfig *cfg, ModelType type);
+
+#define ASSERT_CLOSE(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))
+
+#endif
