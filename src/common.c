@@ -180,7 +180,7 @@ int write_file_atomic(const char *path, const void *data, size_t n) {
     return atomic_commit(&af);
 }
 
-int ensure_dir(const char *dir) {
+static int make_one_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
         if (S_ISDIR(st.st_mode)) return 0;
@@ -192,6 +192,22 @@ int ensure_dir(const char *dir) {
         return -1;
     }
     return 0;
+}
+
+int ensure_dir(const char *dir) {
+    // like mkdir -p: each missing parent first
+    char *path = strdup(dir);
+    if (!path) gemc_fatal("out of memory");
+    int rc = 0;
+    for (char *p = path + 1; *p && rc == 0; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        rc = make_one_dir(path);
+        *p = '/';
+    }
+    if (rc == 0) rc = make_one_dir(path);
+    free(path);
+    return rc;
 }
 
 double now_seconds(void) {

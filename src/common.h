@@ -43,7 +43,7 @@ int atomic_write(AtomicFile *af, const void *data, size_t n);
 int atomic_commit(AtomicFile *af); // fsync + rename + fsync(dir); frees af
 void atomic_abort(AtomicFile *af); // removes the temporary file; frees af
 int write_file_atomic(const char *path, const void *data, size_t n);
-// Creates DIR (one level) when missing. Returns -1 and sets the error when it cannot.
+// Creates DIR and its missing parents (mkdir -p). Returns -1 and sets the error when it cannot.
 int ensure_dir(const char *dir);
 
 // "DIR/NAME" in a malloc'd buffer.

@@ -1,2 +1,61 @@
+// gemc: one binary, one subcommand per stage. `gemc --help` lists them.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd/commands.h"
 #include "common.h"
-int main(void) { return 0; }
+#include "launch.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Subcommand;
+
+static const Subcommand commands[] = {
+    {"score", cmd_score, "per-position log-probs and entropies of a token sequence"},
+    {"init", cmd_init, "write a randomly initialised model from a config.json"},
+    {"convert", cmd_convert, "re-save a model folder in another dtype"},
+    {"overfit", cmd_overfit, "train a model on one sequence (checks the training path)"},
+};
+#define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static void print_usage(FILE *out) {
+    fprintf(out, "gemc %s: entropy-guided preference alignment (GEM) for Llama-family models\n\n"
+                 "usage: gemc COMMAND [options]\n\ncommands:\n",
+            GEMC_VERSION);
+    for (int i = 0; i < NUM_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'gemc COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 1;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("gemc %s\n", GEMC_VERSION);
+        return 0;
+    }
+    for (int i = 0; i < NUM_COMMANDS; i++) {
+        if (strcmp(name, commands[i].name) != 0) continue;
+        int world = launcher_world_size();
+        if (world > 1)
+            gemc_fatal("gemc %s runs on one process, but was started as one of %d ranks "
+                       "(HINT: run it without mpirun/srun)",
+                       name, world);
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    const char *names[NUM_COMMANDS];
+    for (int i = 0; i < NUM_COMMANDS; i++) names[i] = commands[i].name;
+    const char *near = closest_name(name, names, NUM_COMMANDS);
+    if (near) gemc_fatal("unknown command '%s' (did you mean '%s'?)", name, near);
+    gemc_fatal("unknown command '%s' (HINT: 'gemc --help' lists the commands)", name);
+}

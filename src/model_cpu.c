@@ -1,7 +1,32 @@
-// DEV PLACEHOLDER (replaced by the compute work)
+// The Model API (model.h) on the CPU: the float instantiation of src/cpu/model.inc.
+#include <stdlib.h>
+#include <string.h>
+
 #include "common.h"
+#include "cpu/cpu_kernels.h"
 #include "model.h"
-void model_forward(Model *m, const PackedBatch *b, float *lp, float *ent) { (void)m; (void)b; (void)lp; (void)ent; gemc_fatal("todo"); }
-void model_backward(Model *m, const PackedBatch *b, const float *d) { (void)m; (void)b; (void)d; gemc_fatal("todo"); }
-void model_zero_grad(Model *m) { (void)m; }
-void model_free_acts(Model *m) { (void)m; }
+
+void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
+    if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
+    model_forward_cpu_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
+                          logprobs, entropy);
+}
+
+void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) {
+    if (!m->acts || m->acts->last_N != batch->N)
+        gemc_fatal("model_backward: no forward of this batch (%d tokens) to go back through",
+                   batch->N);
+    if (!m->grads) m->grads = callocCheck(m->layout.total, sizeof(float));
+    model_backward_cpu_f32(&m->cfg, &m->layout, m->params, m->acts, batch, dlogprobs, m->grads);
+}
+
+void model_zero_grad(Model *m) {
+    if (m->grads) memset(m->grads, 0, m->layout.total * sizeof(float));
+}
+
+void model_free_acts(Model *m) {
+    if (!m->acts) return;
+    acts_free_f32(m->acts);
+    free(m->acts);
+    m->acts = NULL;
+}

@@ -1,4 +1,83 @@
-// DEV PLACEHOLDER
+// Gradient clipping and AdamW on the parameter slab, as PyTorch computes them.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
 #include "model.h"
-float model_clip_grad_norm(Model *m, float x) { (void)m; return x; }
-void model_adamw_step(Model *m, const AdamWConfig *o) { (void)m; (void)o; }
+
+#define NORM_CHUNK 65536 // elements per partial sum of squares
+
+float model_clip_grad_norm(Model *m, float max_norm) {
+    if (!m->grads) return 0.0f;
+    const size_t total = m->layout.total;
+    const long nchunks = (long)((total + NORM_CHUNK - 1) / NORM_CHUNK);
+    double *partial = mallocCheck((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(double));
+    const float *g = m->grads;
+    // each chunk summed by one thread, the chunk sums added in order: no dependence on threads
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < nchunks; c++) {
+        size_t i0 = (size_t)c * NORM_CHUNK, i1 = i0 + NORM_CHUNK < total ? i0 + NORM_CHUNK : total;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)g[i] * (double)g[i];
+        partial[c] = s;
+    }
+    double ss = 0.0;
+    for (long c = 0; c < nchunks; c++) ss += partial[c];
+    free(partial);
+    const float norm = (float)sqrt(ss);
+    if (max_norm > 0.0f) {
+        // torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), applied
+        // clamped to 1 (scaling by 1 changes nothing, so only a coefficient below 1 is applied)
+        const float coef = max_norm / (norm + 1e-6f);
+        if (coef < 1.0f) {
+            float *gw = m->grads;
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < total; i++) gw[i] *= coef;
+        }
+    }
+    return norm;
+}
+
+// torch.optim.AdamW (single-tensor implementation) on one block of the slab. The scalars are
+// computed in double as Python does and rounded to float where torch hands them to a float op.
+static void adamw_block(float *p, const float *g, float *mo, float *vo, size_t n, float decay_mul,
+                        float w1, float b2, float w2, float bc2_sqrt, float eps, float neg_step) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * decay_mul; // param.mul_(1 - lr * weight_decay)
+        // exp_avg.lerp_(grad, 1 - beta1), with torch's two forms of lerp
+        float mi = w1 < 0.5f ? mo[i] + w1 * (g[i] - mo[i]) : g[i] - (g[i] - mo[i]) * (1.0f - w1);
+        float vi = vo[i] * b2;                    // exp_avg_sq.mul_(beta2)
+        vi = vi + w2 * g[i] * g[i];               //   .addcmul_(grad, grad, value=1 - beta2)
+        float denom = sqrtf(vi) / bc2_sqrt + eps; // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+        p[i] = pi + neg_step * mi / denom;        // param.addcdiv_(exp_avg, denom, -step_size)
+        mo[i] = mi;
+        vo[i] = vi;
+    }
+}
+
+void model_adamw_step(Model *m, const AdamWConfig *opt) {
+    const size_t total = m->layout.total;
+    if (!m->grads) m->grads = callocCheck(total, sizeof(float));
+    if (!m->adam_m) {
+        m->adam_m = callocCheck(total, sizeof(float));
+        m->adam_v = callocCheck(total, sizeof(float));
+    }
+    const long t = m->adam_t + 1;
+    const double lr = opt->lr, b1 = opt->beta1, b2 = opt->beta2, wd = opt->weight_decay;
+    const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+    const float neg_step = (float)(-(lr / bc1));
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        const ParamSpec *s = &m->layout.p[k];
+        if (!s->size) continue;
+        // decoupled weight decay on matrices only (never norms or biases)
+        const float decay_mul = s->ndim == 2 ? (float)(1.0 - lr * wd) : 1.0f;
+        adamw_block(m->params + s->offset, m->grads + s->offset, m->adam_m + s->offset,
+                    m->adam_v + s->offset, s->size, decay_mul, w1, (float)b2, w2, bc2_sqrt,
+                    opt->eps, neg_step);
+    }
+    m->adam_t = t;
+}

@@ -1,3 +1,374 @@
-// DEV PLACEHOLDER
+// The gemc binary as a user meets it: help texts, the score format, and one clear error line
+// with exit status 1 for every kind of bad input, with nothing half-written left on disk.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cJSON.h>
+
+#include "common.h"
+#include "model_config.h"
 #include "tests.h"
-void register_cli_tests(void) {}
+
+#define GEMC "./gemc"
+
+// A tiny llama written by `gemc init` into a fresh directory; returns that directory.
+static char *make_model(const char *dtype) {
+    char *dir = test_tmpdir();
+    ModelConfig cfg;
+    test_tiny_config(&cfg, MODEL_LLAMA);
+    char *json = model_config_to_json(&cfg, "float32");
+    char *cfg_path = path_join(dir, "tiny.json");
+    test_write_file(cfg_path, json, strlen(json));
+    char *model = path_join(dir, "model");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, GEMC " init --config %s --out %s --seed 3 --dtype %s", cfg_path,
+             model, dtype);
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", err);
+    free(out);
+    free(err);
+    free(json);
+    free(cfg_path);
+    free(dir);
+    return model;
+}
+
+// Runs cmd and checks the failure contract: status 1, nothing on stdout, exactly one line on
+// stderr that starts with "gemc: error: " and contains `needle`.
+static void expect_error(const char *cmd, const char *needle) {
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
+    size_t len = strlen(err);
+    CU_ASSERT(len > 0 && err[len - 1] == '\n' && strchr(err, '\n') == err + len - 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+    if (rc != 1 || !strstr(err, needle))
+        fprintf(stderr, "\n  command: %s\n  status %d, stderr: %s", cmd, rc, err);
+    free(out);
+    free(err);
+}
+
+static char *read_all(const char *path) {
+    char *s = read_text_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    return s;
+}
+
+// Sets one key of a config.json to a JSON value, as a user editing the file would.
+static void edit_config(const char *path, const char *key, const char *value_json) {
+    char *text = read_all(path);
+    cJSON *root = cJSON_Parse(text);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    cJSON_ReplaceItemInObject(root, key, cJSON_Parse(value_json));
+    char *out = cJSON_Print(root);
+    test_write_file(path, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(root);
+    free(text);
+}
+
+// A model folder holding the tiny config and a hand-built safetensors file.
+static char *model_with_file(const void *bytes, size_t n) {
+    char *src = make_model("f32");
+    char *cfg = path_join(src, "config.json");
+    char *dir = test_tmpdir();
+    char *dst_cfg = path_join(dir, "config.json");
+    char *json = read_all(cfg);
+    test_write_file(dst_cfg, json, strlen(json));
+    char *st = path_join(dir, "model.safetensors");
+    test_write_file(st, bytes, n);
+    free(json);
+    free(st);
+    free(dst_cfg);
+    free(cfg);
+    free(src);
+    return dir;
+}
+
+// header JSON + data block, as the safetensors format lays them out
+static char *safetensors_bytes(const char *header, size_t data_bytes, size_t *n_out) {
+    size_t h = strlen(header);
+    size_t n = 8 + h + data_bytes;
+    char *b = callocCheck(n, 1);
+    uint64_t len = h;
+    memcpy(b, &len, 8);
+    memcpy(b + 8, header, h);
+    *n_out = n;
+    return b;
+}
+
+static void score_cmd(char *buf, size_t n, const char *dir) {
+    snprintf(buf, n, GEMC " score --model %s --ids 1,2,3", dir);
+}
+
+static void test_help(void) {
+    char *out, *err;
+    CU_ASSERT_EQUAL(test_run(GEMC " --help", &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "score"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "COMMAND --help"));
+    free(out);
+    free(err);
+    const char *cmds[] = {"score", "init", "convert", "overfit"};
+    for (int i = 0; i < 4; i++) {
+        char cmd[128], want[64];
+        snprintf(cmd, sizeof cmd, GEMC " %s --help", cmds[i]);
+        snprintf(want, sizeof want, "usage: gemc %s", cmds[i]);
+        CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "--help"));
+        free(out);
+        free(err);
+    }
+}
+
+static void test_usage_errors(void) {
+    expect_error(GEMC " scroe --model x --ids 1,2", "did you mean 'score'");
+    expect_error(GEMC " score --modle x --ids 1,2", "did you mean '--model'");
+    expect_error(GEMC " score --ids 1,2", "--model DIR is required");
+    expect_error(GEMC " score --model x --ids 1,,2", "--ids: item 2");
+    expect_error(GEMC " init --config x --out y --seed abc", "--seed: 'abc' is not an integer");
+    expect_error("OMPI_COMM_WORLD_SIZE=2 " GEMC " score --model x --ids 1,2", "one process");
+}
+
+// The exact text the PyTorch reference wrote for the llama fixture.
+static void test_score_format_matches_reference(void) {
+    const char *dir = "tests/fixtures/parity/llama";
+    char *expected = read_all("tests/fixtures/parity/llama/score_expected.tsv");
+    // the ids are the first sequence of the fixture
+    char *json = read_all("tests/fixtures/parity/llama/expected.json");
+    cJSON *root = cJSON_Parse(json);
+    cJSON *seq = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "sequences"), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(seq);
+    char ids[2048] = "";
+    for (int i = 0; i < cJSON_GetArraySize(seq); i++) {
+        size_t len = strlen(ids);
+        snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "",
+                 cJSON_GetArrayItem(seq, i)->valueint);
+    }
+    cJSON_Delete(root);
+    free(json);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids %s", dir, ids);
+    char *out, *err;
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    // same lines, same positions and targets; values within the parity tolerance (1e-4)
+    char *save_a, *save_b;
+    char *la = strtok_r(out, "\n", &save_a), *lb = strtok_r(expected, "\n", &save_b);
+    int lines = 0;
+    while (la && lb) {
+        int pa, ta, pb, tb;
+        double lpa, ea, lpb, eb;
+        CU_ASSERT_EQUAL(sscanf(la, "%d\t%d\t%lf\t%lf", &pa, &ta, &lpa, &ea), 4);
+        CU_ASSERT_EQUAL(sscanf(lb, "%d\t%d\t%lf\t%lf", &pb, &tb, &lpb, &eb), 4);
+        CU_ASSERT_EQUAL(pa, pb);
+        CU_ASSERT_EQUAL(ta, tb);
+        ASSERT_CLOSE(lpa, lpb, 1e-4);
+        ASSERT_CLOSE(ea, eb, 1e-4);
+        // %.6f, tab-separated, nothing else on the line
+        const char *dot = strrchr(la, '.');
+        CU_ASSERT(dot && strlen(dot) == 7);
+        CU_ASSERT_EQUAL(strchr(la, ' '), NULL);
+        lines++;
+        la = strtok_r(NULL, "\n", &save_a);
+        lb = strtok_r(NULL, "\n", &save_b);
+    }
+    CU_ASSERT(la == NULL && lb == NULL);
+    CU_ASSERT(lines > 0);
+    free(out);
+    free(err);
+    free(expected);
+}
+
+static void test_missing_and_truncated(void) {
+    char cmd[1024];
+    expect_error(GEMC " score --model /nonexistent/gemc-model --ids 1,2", "/nonexistent/gemc-model");
+    // no weights at all in a folder that has a config.json
+    char *dir = model_with_file("", 0);
+    char *st = path_join(dir, "model.safetensors");
+    remove(st);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "model.safetensors");
+    // fewer than the 8 bytes of the header length
+    test_write_file(st, "\x10\x00\x00", 3);
+    expect_error(cmd, "model.safetensors");
+    // a real model cut in half
+    char *model = make_model("f32");
+    char *real = path_join(model, "model.safetensors");
+    size_t n;
+    char *bytes = read_text_file(real, &n);
+    test_write_file(real, bytes, n / 2);
+    score_cmd(cmd, sizeof cmd, model);
+    expect_error(cmd, "model.safetensors");
+    free(bytes);
+    free(real);
+    free(model);
+    free(st);
+    free(dir);
+}
+
+static void test_bad_headers(void) {
+    char cmd[1024];
+    size_t n;
+    // header length beyond the end of the file
+    char *b = safetensors_bytes("{}", 0, &n);
+    uint64_t huge = 1u << 20;
+    memcpy(b, &huge, 8);
+    char *dir = model_with_file(b, n);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "model.safetensors");
+    free(b);
+    free(dir);
+    // JSON that does not parse
+    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]", 4,
+                          &n);
+    dir = model_with_file(b, n);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "model.safetensors");
+    free(b);
+    free(dir);
+    // unknown dtype
+    b = safetensors_bytes("{\"a\": {\"dtype\": \"Q32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+                          4, &n);
+    dir = model_with_file(b, n);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "Q32");
+    free(b);
+    free(dir);
+    // data offsets outside the data block
+    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
+                          8, &n);
+    dir = model_with_file(b, n);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "model.safetensors");
+    free(b);
+    free(dir);
+    // two tensors over the same bytes
+    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                          " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+                          12, &n);
+    dir = model_with_file(b, n);
+    score_cmd(cmd, sizeof cmd, dir);
+    expect_error(cmd, "overlap");
+    free(b);
+    free(dir);
+}
+
+static void test_config_disagreements(void) {
+    char cmd[1024];
+    char *model = make_model("bf16");
+    char *cfg = path_join(model, "config.json");
+    score_cmd(cmd, sizeof cmd, model);
+    // a third layer the file does not have: a missing tensor
+    edit_config(cfg, "num_hidden_layers", "3");
+    expect_error(cmd, "model.layers.2.");
+    edit_config(cfg, "num_hidden_layers", "2");
+    // a vocabulary the embedding does not have: a shape disagreement
+    edit_config(cfg, "vocab_size", "38");
+    expect_error(cmd, "shape");
+    edit_config(cfg, "vocab_size", "37");
+    // the model still loads after the edits were undone
+    char *out, *err;
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    free(out);
+    free(err);
+    // an architecture gemc does not implement
+    edit_config(cfg, "model_type", "\"gpt2\"");
+    expect_error(cmd, "unsupported model_type 'gpt2'");
+    free(cfg);
+    free(model);
+}
+
+static void test_token_outside_vocab(void) {
+    char *model = make_model("f32");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids 1,2,37,4", model);
+    expect_error(cmd, "token id 37 at position 2");
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids 1,-1", model);
+    expect_error(cmd, "token id -1 at position 1");
+    free(model);
+}
+
+// A save that cannot complete leaves no file behind, neither temporary nor partial.
+static void test_failed_save_leaves_nothing(void) {
+    char *model = make_model("f32");
+    char *out_dir = test_tmpdir();
+    char *blocker = path_join(out_dir, "model.safetensors");
+    CU_ASSERT_EQUAL(mkdir(blocker, 0755), 0); // the rename onto it must fail
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, GEMC " convert --model %s --out %s --dtype bf16", model, out_dir);
+    expect_error(cmd, "model.safetensors");
+    CU_ASSERT_EQUAL(test_count_dir_entries(out_dir), 1); // only the blocking directory
+    free(blocker);
+    free(out_dir);
+    free(model);
+}
+
+// init -> convert -> overfit: the model a user saves loads again, and training lowers the loss.
+static void test_convert_and_overfit(void) {
+    char *model = make_model("f32");
+    char *dir = test_tmpdir();
+    char *bf16 = path_join(dir, "bf16"), *trained = path_join(dir, "trained");
+    char cmd[2048];
+    char *out, *err;
+    snprintf(cmd, sizeof cmd, GEMC " convert --model %s --out %s --dtype bf16", model, bf16);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    free(out);
+    free(err);
+    // scores of the bf16 copy stay close to the f32 original
+    char *a, *b;
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids 1,5,9,20,3", model);
+    CU_ASSERT_EQUAL(test_run(cmd, &a, &err), 0);
+    free(err);
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids 1,5,9,20,3", bf16);
+    CU_ASSERT_EQUAL(test_run(cmd, &b, &err), 0);
+    free(err);
+    double lpa, lpb, ea, eb;
+    int p, t;
+    CU_ASSERT_EQUAL(sscanf(a, "%d\t%d\t%lf\t%lf", &p, &t, &lpa, &ea), 4);
+    CU_ASSERT_EQUAL(sscanf(b, "%d\t%d\t%lf\t%lf", &p, &t, &lpb, &eb), 4);
+    ASSERT_CLOSE(lpa, lpb, 0.05);
+    free(a);
+    free(b);
+    snprintf(cmd, sizeof cmd,
+             GEMC " overfit --model %s --ids 1,5,9,20,3,7,7,30 --steps 25 --lr 1e-2 --out %s",
+             bf16, trained);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    double before = 0, after = 0;
+    const char *line = strstr(out, "\nloss ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(line);
+    CU_ASSERT_EQUAL(sscanf(line, "\nloss %lf -> %lf", &before, &after), 2);
+    CU_ASSERT(after < 0.5 * before);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof cmd, GEMC " score --model %s --ids 1,5,9,20,3,7,7,30", trained);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    free(out);
+    free(err);
+    free(bf16);
+    free(trained);
+    free(dir);
+    free(model);
+}
+
+void register_cli_tests(void) {
+    static const TestCase tests[] = {
+        {"help texts", test_help},
+        {"usage errors", test_usage_errors},
+        {"score format matches the PyTorch reference", test_score_format_matches_reference},
+        {"missing and truncated safetensors", test_missing_and_truncated},
+        {"bad safetensors headers", test_bad_headers},
+        {"config.json disagreements", test_config_disagreements},
+        {"token id outside the vocabulary", test_token_outside_vocab},
+        {"a failed save leaves nothing", test_failed_save_leaves_nothing},
+        {"convert and overfit", test_convert_and_overfit},
+        {0},
+    };
+    add_suite("cli", tests);
+}

@@ -1,3 +1,362 @@
-// DEV PLACEHOLDER
+// The whole model on the CPU: float64 central finite differences of the loss
+// sum(R * logprobs) over every coordinate of every parameter tensor, for each family
+// (llama: biases and llama3 rope; qwen2: tied embeddings and q/k/v bias; mistral: sliding
+// window), on packed batches; the float path against the double one; packing independence,
+// determinism and thread-count independence of the float path (exact bits).
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "common.h"
+#include "cpu/cpu_kernels.h"
+#include "model.h"
+#include "rng.h"
+#include "rope.h"
 #include "tests.h"
-void register_model_grad_tests(void) {}
+
+#define FD_H   1e-5 // central-difference step
+#define FD_TOL 1e-6 // largest accepted relative error (floor 1e-3, as in test_kernel_grad.c)
+
+static double rel_err(double a, double b) {
+    double m = fmax(fabs(a), fabs(b));
+    return fabs(a - b) / fmax(m, 1e-3);
+}
+
+// A random model of the family in which every parameter matters: the norms and biases are
+// randomized too (transformers' init makes them 1 and 0).
+static void make_model(Model *m, const ModelConfig *cfg, uint64_t seed) {
+    model_init(m, cfg);
+    model_init_random(m, seed);
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x5eed);
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        const ParamSpec *s = &m->layout.p[k];
+        if (s->ndim != 1) continue;
+        int is_norm = k == P_LN1 || k == P_LN2 || k == P_LNF;
+        for (size_t i = 0; i < s->size; i++)
+            m->params[s->offset + i] = (is_norm ? 1.0f : 0.0f) + 0.2f * rng_normal(&rng);
+    }
+}
+
+static int *random_tokens(Rng *rng, int n, int V) {
+    int *t = mallocCheck((size_t)(n ? n : 1) * sizeof(int));
+    for (int i = 0; i < n; i++) t[i] = (int)(rng_u64(rng) % (uint64_t)V);
+    return t;
+}
+
+// ---- finite differences on the double instantiation ----------------------------------------
+
+typedef struct {
+    const ModelConfig *cfg;
+    const ParamLayout *lay;
+    double *params;
+    const double *inv_freq;
+    Acts_f64 acts;
+    const PackedBatch *batch;
+    double *lp;
+    const double *R;
+} ModelCtx;
+
+static double model_loss(ModelCtx *c) {
+    model_forward_cpu_f64(c->cfg, c->lay, c->params, c->inv_freq, &c->acts, c->batch, c->lp, NULL);
+    long double s = 0;
+    for (int i = 0; i < c->batch->N; i++) s += (long double)c->R[i] * c->lp[i];
+    return (double)s;
+}
+
+static void check_family_fd(ModelType type) {
+    ModelConfig cfg;
+    test_tiny_config(&cfg, type);
+    Model m;
+    make_model(&m, &cfg, 100 + type);
+    const ParamLayout *lay = &m.layout;
+    double *P = mallocCheck(lay->total * sizeof(double));
+    for (size_t i = 0; i < lay->total; i++) P[i] = m.params[i];
+    double inv[64];
+    rope_inv_freq(&cfg, inv);
+
+    // three sequences of different lengths, longer than mistral's window of 3
+    Rng rng;
+    rng_seed(&rng, 200 + type);
+    const int offsets[] = {0, 6, 9, 17};
+    int *tok = random_tokens(&rng, 17, cfg.vocab_size);
+    PackedBatch batch = {3, 17, tok, offsets};
+    double R[17], lp[17];
+    for (int i = 0; i < 17; i++) R[i] = rng_normal(&rng); // sequence ends too: must be ignored
+
+    ModelCtx c = {&cfg, lay, P, inv, {0}, &batch, lp, R};
+    model_loss(&c);
+    CU_ASSERT_EQUAL(lp[5], 0.0);
+    CU_ASSERT_EQUAL(lp[8], 0.0);
+    CU_ASSERT_EQUAL(lp[16], 0.0);
+    double *G = callocCheck(lay->total, sizeof(double));
+    model_backward_cpu_f64(&cfg, lay, P, &c.acts, &batch, R, G);
+
+    printf("\n    %s:", cfg.model_type);
+    double worst_all = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        const ParamSpec *s = &lay->p[k];
+        if (!s->size) continue;
+        double worst = 0, gmax = 0;
+        for (size_t i = s->offset; i < s->offset + s->size; i++) {
+            double save = P[i];
+            P[i] = save + FD_H;
+            double lpl = model_loss(&c);
+            P[i] = save - FD_H;
+            double lml = model_loss(&c);
+            P[i] = save;
+            double fd = (lpl - lml) / (2 * FD_H);
+            worst = fmax(worst, rel_err(G[i], fd));
+            gmax = fmax(gmax, fabs(fd));
+        }
+        printf(" %s %.1e", param_kind_name(k), worst);
+        CU_ASSERT(worst < FD_TOL);
+        CU_ASSERT(gmax > 1e-3); // every tensor kind carries gradient
+        worst_all = fmax(worst_all, worst);
+    }
+    printf("\n    %s: max rel err over all %zu parameters %.2e", cfg.model_type, lay->total,
+           worst_all);
+    // which kinds exist in this family
+    CU_ASSERT_EQUAL(lay->p[P_LM_HEAD].size == 0, type == MODEL_QWEN2);
+    CU_ASSERT_EQUAL(lay->p[P_BQ].size != 0, type != MODEL_MISTRAL);
+    CU_ASSERT_EQUAL(lay->p[P_BO].size != 0, type == MODEL_LLAMA);
+
+    acts_free_f64(&c.acts);
+    free(G), free(P), free(tok);
+    model_free(&m);
+}
+
+static void test_fd_llama(void) {
+    check_family_fd(MODEL_LLAMA);
+}
+
+static void test_fd_qwen2(void) {
+    check_family_fd(MODEL_QWEN2);
+}
+
+static void test_fd_mistral(void) {
+    check_family_fd(MODEL_MISTRAL);
+}
+
+// ---- the float path against the double one -------------------------------------------------
+
+static void check_float_vs_double(ModelType type) {
+    ModelConfig cfg;
+    test_tiny_config(&cfg, type);
+    Model m;
+    make_model(&m, &cfg, 300 + type);
+    Rng rng;
+    rng_seed(&rng, 400 + type);
+    const int offsets[] = {0, 11, 12, 20}, N = 20;
+    int *tok = random_tokens(&rng, N, cfg.vocab_size);
+    PackedBatch batch = {3, N, tok, offsets};
+    float lpf[20], entf[20], Rf[20];
+    double lpd[20], entd[20], Rd[20];
+    for (int i = 0; i < N; i++) Rd[i] = Rf[i] = rng_normal(&rng);
+
+    model_forward(&m, &batch, lpf, entf);
+    model_zero_grad(&m);
+    model_backward(&m, &batch, Rf);
+
+    double *P = mallocCheck(m.layout.total * sizeof(double));
+    for (size_t i = 0; i < m.layout.total; i++) P[i] = m.params[i];
+    double inv[64];
+    rope_inv_freq(&cfg, inv);
+    Acts_f64 acts = {0};
+    model_forward_cpu_f64(&cfg, &m.layout, P, inv, &acts, &batch, lpd, entd);
+    double *G = callocCheck(m.layout.total, sizeof(double));
+    model_backward_cpu_f64(&cfg, &m.layout, P, &acts, &batch, Rd, G);
+
+    double dlp = 0, dent = 0, gmax = 0, dg = 0;
+    for (int i = 0; i < N; i++) {
+        dlp = fmax(dlp, fabs(lpf[i] - lpd[i]));
+        dent = fmax(dent, fabs(entf[i] - entd[i]));
+    }
+    for (size_t i = 0; i < m.layout.total; i++) {
+        gmax = fmax(gmax, fabs(G[i]));
+        dg = fmax(dg, fabs(m.grads[i] - G[i]));
+    }
+    printf("\n    %s: |lp| %.1e |entropy| %.1e |grad| %.1e (of max %.2f)", cfg.model_type, dlp,
+           dent, dg, gmax);
+    CU_ASSERT(dlp < 1e-5);
+    CU_ASSERT(dent < 1e-5);
+    CU_ASSERT(dg < 1e-5 * gmax);
+    acts_free_f64(&acts);
+    free(G), free(P), free(tok);
+    model_free(&m);
+}
+
+static void test_float_vs_double(void) {
+    check_float_vs_double(MODEL_LLAMA);
+    check_float_vs_double(MODEL_QWEN2);
+    check_float_vs_double(MODEL_MISTRAL);
+}
+
+// ---- exact-bit properties of the float path --------------------------------------------------
+
+// A model larger than the tiny one, so that the batches cross the head's row chunks and the
+// kernels split their rows between threads.
+static void medium_config(ModelConfig *cfg, ModelType type) {
+    test_tiny_config(cfg, type);
+    cfg->vocab_size = 301;
+    cfg->hidden_size = 64;
+    cfg->intermediate_size = 96;
+    cfg->head_dim = 16;
+    cfg->initializer_range = 0.05f;
+    cfg->max_position_embeddings = 512;
+    if (type == MODEL_MISTRAL) cfg->sliding_window = 37;
+}
+
+// Sequence A alone, then packed between others: its logprobs and entropies are the same bits.
+static void check_packing(const ModelConfig *cfg, int len_a, int len_before, int len_after) {
+    Model m;
+    make_model(&m, cfg, 500);
+    Rng rng;
+    rng_seed(&rng, 501);
+    const int N = len_before + len_a + len_after;
+    int *tok = random_tokens(&rng, N, cfg->vocab_size);
+    const int *tok_a = tok + len_before;
+    float *lp_a = mallocCheck(sizeof(float) * len_a), *ent_a = mallocCheck(sizeof(float) * len_a);
+    float *lp = mallocCheck(sizeof(float) * N), *ent = mallocCheck(sizeof(float) * N);
+    const int off_a[] = {0, len_a};
+    PackedBatch alone = {1, len_a, tok_a, off_a};
+    model_forward(&m, &alone, lp_a, ent_a);
+    // before, an empty sequence, A, after
+    const int off[] = {0, len_before, len_before, len_before + len_a, N};
+    PackedBatch packed = {4, N, tok, off};
+    model_forward(&m, &packed, lp, ent);
+    CU_ASSERT(memcmp(lp + len_before, lp_a, sizeof(float) * len_a) == 0);
+    CU_ASSERT(memcmp(ent + len_before, ent_a, sizeof(float) * len_a) == 0);
+    CU_ASSERT_EQUAL(lp_a[len_a - 1], 0.0f);
+    CU_ASSERT(lp_a[0] < 0.0f && ent_a[0] > 0.0f);
+    free(lp_a), free(ent_a), free(lp), free(ent), free(tok);
+    model_free(&m);
+}
+
+static void test_packing_independence(void) {
+    for (int t = 0; t < 3; t++) {
+        ModelConfig cfg;
+        test_tiny_config(&cfg, (ModelType)t);
+        check_packing(&cfg, 9, 5, 4);
+        medium_config(&cfg, (ModelType)t);
+        check_packing(&cfg, 150, 77, 40); // A crosses the head's 128-row chunks
+    }
+}
+
+// Forward + backward of the float path: logprobs, entropies and gradients.
+typedef struct {
+    float *lp, *ent, *grads;
+} Run;
+
+static Run run_once(Model *m, const PackedBatch *b, const float *R) {
+    Run r = {mallocCheck(sizeof(float) * b->N), mallocCheck(sizeof(float) * b->N),
+             mallocCheck(sizeof(float) * m->layout.total)};
+    model_forward(m, b, r.lp, r.ent);
+    model_zero_grad(m);
+    model_backward(m, b, R);
+    memcpy(r.grads, m->grads, sizeof(float) * m->layout.total);
+    return r;
+}
+
+static int same_run(const Run *a, const Run *b, int N, size_t total) {
+    return memcmp(a->lp, b->lp, sizeof(float) * N) == 0 &&
+           memcmp(a->ent, b->ent, sizeof(float) * N) == 0 &&
+           memcmp(a->grads, b->grads, sizeof(float) * total) == 0;
+}
+
+static void free_run(Run *r) {
+    free(r->lp), free(r->ent), free(r->grads);
+}
+
+static void test_determinism_and_threads(void) {
+    const int saved_omp = omp_get_max_threads(), saved_blas = openblas_get_num_threads();
+    for (int t = 0; t < 3; t++) {
+        ModelConfig cfg;
+        medium_config(&cfg, (ModelType)t);
+        Model m;
+        make_model(&m, &cfg, 600 + t);
+        Rng rng;
+        rng_seed(&rng, 601);
+        const int offsets[] = {0, 100, 103, 260, 300}, N = 300;
+        int *tok = random_tokens(&rng, N, cfg.vocab_size);
+        PackedBatch batch = {4, N, tok, offsets};
+        float *R = mallocCheck(sizeof(float) * N);
+        for (int i = 0; i < N; i++) R[i] = rng_normal(&rng);
+
+        omp_set_num_threads(2);
+        Run a = run_once(&m, &batch, R), b = run_once(&m, &batch, R);
+        CU_ASSERT(same_run(&a, &b, N, m.layout.total)); // twice: the same bits
+        omp_set_num_threads(1);
+        openblas_set_num_threads(1);
+        Run c = run_once(&m, &batch, R);
+        CU_ASSERT(same_run(&a, &c, N, m.layout.total)); // one thread: the same bits
+        omp_set_num_threads(3);
+        openblas_set_num_threads(2);
+        Run d = run_once(&m, &batch, R);
+        CU_ASSERT(same_run(&a, &d, N, m.layout.total)); // three threads: the same bits
+        omp_set_num_threads(saved_omp);
+        openblas_set_num_threads(saved_blas);
+
+        // the backward accumulates into the gradients
+        model_forward(&m, &batch, NULL, NULL);
+        model_backward(&m, &batch, R);
+        double worst = 0, gmax = 0;
+        for (size_t i = 0; i < m.layout.total; i++) {
+            worst = fmax(worst, fabs(m.grads[i] - 2.0 * a.grads[i]));
+            gmax = fmax(gmax, fabs(a.grads[i]));
+        }
+        CU_ASSERT(gmax > 0 && worst <= 1e-6 * gmax);
+        model_zero_grad(&m);
+        for (size_t i = 0; i < m.layout.total; i++)
+            if (m.grads[i] != 0.0f) {
+                CU_FAIL("model_zero_grad left a nonzero gradient");
+                break;
+            }
+        free_run(&a), free_run(&b), free_run(&c), free_run(&d);
+        free(R), free(tok);
+        model_free(&m);
+    }
+}
+
+// The acts grow for a larger batch and still serve smaller ones.
+static void test_acts_regrow(void) {
+    ModelConfig cfg;
+    test_tiny_config(&cfg, MODEL_QWEN2);
+    Model m;
+    make_model(&m, &cfg, 700);
+    Rng rng;
+    rng_seed(&rng, 701);
+    int *tok = random_tokens(&rng, 40, cfg.vocab_size);
+    float lp1[8], lp2[40], lp3[8];
+    const int o1[] = {0, 8}, o2[] = {0, 40};
+    PackedBatch b1 = {1, 8, tok, o1}, b2 = {1, 40, tok, o2};
+    model_forward(&m, &b1, lp1, NULL);
+    model_forward(&m, &b2, lp2, NULL);
+    model_forward(&m, &b1, lp3, NULL);
+    CU_ASSERT(memcmp(lp1, lp3, sizeof lp1) == 0);
+    CU_ASSERT(memcmp(lp1, lp2, sizeof(float) * 7) == 0); // causal: a prefix sees only itself
+    model_free_acts(&m);
+    CU_ASSERT_PTR_NULL(m.acts);
+    model_forward(&m, &b1, lp3, NULL);
+    CU_ASSERT(memcmp(lp1, lp3, sizeof lp1) == 0);
+    free(tok);
+    model_free(&m);
+}
+
+void register_model_grad_tests(void) {
+    static const TestCase tests[] = {
+        {"finite differences llama", test_fd_llama},
+        {"finite differences qwen2", test_fd_qwen2},
+        {"finite differences mistral", test_fd_mistral},
+        {"float path matches double path", test_float_vs_double},
+        {"packing independence", test_packing_independence},
+        {"determinism and thread count", test_determinism_and_threads},
+        {"activations regrow", test_acts_regrow},
+        {NULL, NULL},
+    };
+    add_suite("model_grad", tests);
+}

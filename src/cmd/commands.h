@@ -1,0 +1,21 @@
+// Subcommands of the gemc binary. Each returns the process exit status.
+#ifndef GEMC_COMMANDS_H
+#define GEMC_COMMANDS_H
+
+int cmd_score(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_overfit(int argc, char **argv);
+
+// Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
+#include "dtype.h"
+DType cmd_output_dtype(const char *name);
+#include "model.h"
+// Loads --model DIR and parses --ids LIST (at least min_ids ids, all inside the vocabulary).
+// Returns 0, or -1 with the error recorded and nothing left allocated.
+int cmd_load_model_and_ids(const char *model_dir, const char *ids_text, int min_ids, Model *m,
+                           int **ids, int *n);
+// Prints the recorded error line and returns 1 (for `return cmd_fail();`).
+int cmd_fail(void);
+
+#endif
