@@ -88,8 +88,9 @@ demo-run: gemc
 	@sh tools/demo.sh
 
 # Regenerates the PyTorch parity fixtures (needs python3 with torch; transformers when present).
+PYTHON ?= python3
 fixtures:
-	python3 tools/make_parity_fixture.py tests/fixtures/parity
+	$(PYTHON) tools/make_parity_fixture.py tests/fixtures/parity
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')

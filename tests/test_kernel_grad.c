@@ -49,13 +49,15 @@ typedef struct {
 
 typedef double (*LossFn)(void *ctx); // runs the forward on the current inputs, returns the loss
 
-// Central differences on every element of every input. Returns the largest relative error;
-// also fails when an input's gradient is zero everywhere (the check would then prove little).
-static double fd_check(const char *kernel, const FdVar *vars, int nv, LossFn loss, void *ctx) {
+// Central differences on every stride-th element of every input; fails on a relative error of
+// FD_TOL or more, and when an input's gradient is zero everywhere (the check would then prove
+// little). Returns the largest relative error.
+static double fd_check_stride(const char *kernel, const FdVar *vars, int nv, LossFn loss, void *ctx,
+                              size_t stride) {
     double worst = 0;
     for (int v = 0; v < nv; v++) {
         double var_worst = 0, gmax = 0;
-        for (size_t i = 0; i < vars[v].n; i++) {
+        for (size_t i = 0; i < vars[v].n; i += stride) {
             double *x = vars[v].x + i, save = *x;
             *x = save + FD_H;
             double lp = loss(ctx);
@@ -65,7 +67,9 @@ static double fd_check(const char *kernel, const FdVar *vars, int nv, LossFn los
             double fd = (lp - lm) / (2 * FD_H);
             double e = rel_err(vars[v].grad[i], fd);
             if (e > var_worst) var_worst = e;
-            if (getenv("FD_DEBUG") && e > 1e-7) printf("\n  [%zu] a=%.17g fd=%.17g", i, vars[v].grad[i], fd);
+            if (e >= FD_TOL) // name the coordinates that fail
+                printf("\n    %s d/d%s[%zu]: analytic %.17g, finite differences %.17g", kernel,
+                       vars[v].name, i, vars[v].grad[i], fd);
             if (fabs(fd) > gmax) gmax = fabs(fd);
         }
         CU_ASSERT(gmax > 1e-3); // the loss really depends on this input
@@ -75,6 +79,10 @@ static double fd_check(const char *kernel, const FdVar *vars, int nv, LossFn los
     }
     loss(ctx); // leave the forward's outputs as they are at the unperturbed inputs
     return worst;
+}
+
+static double fd_check(const char *kernel, const FdVar *vars, int nv, LossFn loss, void *ctx) {
+    return fd_check_stride(kernel, vars, nv, loss, ctx, 1);
 }
 
 // ---- embedding ---------------------------------------------------------------------------
@@ -127,7 +135,13 @@ static void test_rmsnorm(void) {
     Rng rng;
     rng_seed(&rng, 12);
     const int N = 4, C = 11;
-    NormCtx c = {N, C, 1e-5, randn(&rng, N * C, 1), randn(&rng, C, 0.5), zeros(N * C), zeros(N),
+    NormCtx c = {N,
+                 C,
+                 1e-5,
+                 randn(&rng, N * C, 1),
+                 randn(&rng, C, 0.5),
+                 zeros(N * C),
+                 zeros(N),
                  randn(&rng, N * C, 1)};
     for (int j = 0; j < C; j++) c.w[j] += 1.0;
     norm_loss(&c);
@@ -137,7 +151,8 @@ static void test_rmsnorm(void) {
         for (int j = 0; j < C; j++) ss += (long double)c.x[i * C + j] * c.x[i * C + j];
         long double r = 1.0L / sqrtl(ss / C + c.eps);
         for (int j = 0; j < C; j++)
-            worst_fwd = fmax(worst_fwd, fabs(c.out[i * C + j] - (double)(c.w[j] * c.x[i * C + j] * r)));
+            worst_fwd =
+                fmax(worst_fwd, fabs(c.out[i * C + j] - (double)(c.w[j] * c.x[i * C + j] * r)));
     }
     CU_ASSERT(worst_fwd < 1e-14);
     double *dx = zeros(N * C), *dw = zeros(C);
@@ -226,14 +241,20 @@ static void test_rope(void) {
     rope_inv_freq(&cfg, inv);
     double plain = 1.0 / pow(10000.0, 2.0 * 2 / D); // i = 2 has a wavelength above 32: scaled
     CU_ASSERT(fabs(inv[2] - plain / 8) < 1e-6 * plain);
-    CU_ASSERT(fabs(inv[0] - 1.0) < 1e-12); // wavelength 2 pi: kept
+    CU_ASSERT(fabs(inv[0] - 1.0) < 1e-12);          // wavelength 2 pi: kept
     const int pos[] = {0, 1, 2, 3, 4, 0, 1, 2, 17}; // packed sequences restart at 0
     const int N = 9;
     Rng rng;
     rng_seed(&rng, 14);
     double *cosv = zeros(N * half), *sinv = zeros(N * half);
     rope_table_f64(cosv, sinv, pos, inv, N, half);
-    RopeCtx c = {N, H, D, randn(&rng, N * H * D, 1), zeros(N * H * D), cosv, sinv,
+    RopeCtx c = {N,
+                 H,
+                 D,
+                 randn(&rng, N * H * D, 1),
+                 zeros(N * H * D),
+                 cosv,
+                 sinv,
                  randn(&rng, N * H * D, 1)};
     rope_loss(&c);
     double worst_fwd = 0;
@@ -277,9 +298,9 @@ static double att_loss(void *p) {
     return sum_prod(c->out, c->R, (size_t)c->offsets[c->B] * c->Hq * c->D);
 }
 
-static void check_attention(int Hq, int Hkv, int D, int window) {
-    const int offsets[] = {0, 5, 6, 6, 13}; // lengths 5, 1, 0 (empty) and 7
-    const int B = 4, N = 13, Q = Hq * D, KV = Hkv * D;
+static void check_attention_on(const int *offsets, int B, int Hq, int Hkv, int D, int window,
+                               size_t stride) {
+    const int N = offsets[B], Q = Hq * D, KV = Hkv * D;
     Rng rng;
     rng_seed(&rng, 15 + window);
     AttCtx c = {B,
@@ -301,7 +322,7 @@ static void check_attention(int Hq, int Hkv, int D, int window) {
         for (int i = offsets[b]; i < offsets[b + 1]; i++)
             for (int h = 0; h < Hq; h++) {
                 const int g = h / (Hq / Hkv);
-                long double s[16], mx = -INFINITY, sum = 0;
+                long double s[512], mx = -INFINITY, sum = 0;
                 int lo = offsets[b];
                 if (window > 0 && i - window + 1 > lo) lo = i - window + 1;
                 for (int j = lo; j <= i; j++) {
@@ -329,13 +350,78 @@ static void check_attention(int Hq, int Hkv, int D, int window) {
                     {"v", c.v, dv, (size_t)N * KV}};
     char name[32];
     snprintf(name, sizeof name, "att%d/%d/W%d", Hq, Hkv, window);
-    fd_check(name, vars, 3, att_loss, &c);
+    fd_check_stride(name, vars, 3, att_loss, &c, stride);
     free(c.q), free(c.k), free(c.v), free(c.out), free(c.lse), free((void *)c.R);
     free(dq), free(dk), free(dv);
 }
 
+static void check_attention(int Hq, int Hkv, int D, int window) {
+    const int offsets[] = {0, 5, 6, 6, 13}; // lengths 5, 1, 0 (empty) and 7
+    check_attention_on(offsets, 4, Hq, Hkv, D, window, 1);
+}
+
+// Sequences longer than the kernel's blocks of query rows (128), with and without a window;
+// a prime stride picks about 600 coordinates of each input.
+static void test_attention_long(void) {
+    const int offsets[] = {0, 300, 301, 431};
+    check_attention_on(offsets, 3, 2, 1, 4, 0, 7);
+    check_attention_on(offsets, 3, 2, 1, 20, 50, 7);
+}
+
+// The float instantiation (production) against the double one on the same inputs, with head
+// sizes that exercise the vector tiles of both (16 doubles, 32 floats) and their remainders.
+static void check_attention_f32(int D, int window) {
+    const int offsets[] = {0, 150, 151, 290}, B = 3, N = 290, Hq = 4, Hkv = 2;
+    const int Q = Hq * D, KV = Hkv * D;
+    Rng rng;
+    rng_seed(&rng, 19 + D);
+    double *q = randn(&rng, N * Q, 1), *k = randn(&rng, N * KV, 1), *v = randn(&rng, N * KV, 1);
+    double *dout = randn(&rng, N * Q, 1);
+    double *o = zeros(N * Q), *lse = zeros(N * Hq), *dq = zeros(N * Q), *dk = zeros(N * KV),
+           *dv = zeros(N * KV);
+    attention_forward_f64(o, lse, q, k, v, offsets, B, Hq, Hkv, D, window);
+    attention_backward_f64(dq, dk, dv, dout, o, lse, q, k, v, offsets, B, Hq, Hkv, D, window);
+    const size_t sizes[] = {(size_t)N * Q, (size_t)N * KV, (size_t)N * KV, (size_t)N * Q};
+    double *src[] = {q, k, v, dout};
+    float *f[4];
+    for (int t = 0; t < 4; t++) {
+        f[t] = mallocCheck(sizes[t] * sizeof(float));
+        for (size_t i = 0; i < sizes[t]; i++) f[t][i] = (float)src[t][i];
+    }
+    float *of = callocCheck((size_t)N * Q, sizeof(float)), *lf = callocCheck(N * Hq, sizeof(float));
+    float *dqf = callocCheck((size_t)N * Q, sizeof(float));
+    float *dkf = callocCheck((size_t)N * KV, sizeof(float));
+    float *dvf = callocCheck((size_t)N * KV, sizeof(float));
+    attention_forward_f32(of, lf, f[0], f[1], f[2], offsets, B, Hq, Hkv, D, window);
+    attention_backward_f32(dqf, dkf, dvf, f[3], of, lf, f[0], f[1], f[2], offsets, B, Hq, Hkv, D,
+                           window);
+    double eo = 0, el = 0, eq = 0, ek = 0, ev = 0;
+    for (size_t i = 0; i < (size_t)N * Q; i++) {
+        eo = fmax(eo, fabs(of[i] - o[i]));
+        eq = fmax(eq, fabs(dqf[i] - dq[i]));
+    }
+    for (size_t i = 0; i < (size_t)N * KV; i++) {
+        ek = fmax(ek, fabs(dkf[i] - dk[i]));
+        ev = fmax(ev, fabs(dvf[i] - dv[i]));
+    }
+    for (size_t i = 0; i < (size_t)N * Hq; i++) el = fmax(el, fabs(lf[i] - lse[i]));
+    printf("\n    D=%d W=%d: float vs double out %.1e lse %.1e dq %.1e dk %.1e dv %.1e", D, window,
+           eo, el, eq, ek, ev);
+    CU_ASSERT(eo < 1e-5 && el < 1e-5 && eq < 1e-4 && ek < 1e-4 && ev < 1e-4);
+    for (int t = 0; t < 4; t++) free(f[t]);
+    free(of), free(lf), free(dqf), free(dkf), free(dvf);
+    free(q), free(k), free(v), free(dout), free(o), free(lse), free(dq), free(dk), free(dv);
+}
+
+static void test_attention_float(void) {
+    check_attention_f32(40, 0);
+    check_attention_f32(64, 70);
+    check_attention_f32(7, 0);
+}
+
 static void test_attention_gqa(void) {
-    check_attention(4, 2, 12, 0); // D = 12: the dot products' 8-wide part and their tail
+    check_attention(4, 2, 12, 0); // D = 12: below one micro-kernel tile
+    check_attention(4, 2, 20, 0); // D = 20: one tile of 16 doubles and a remainder
 }
 
 static void test_attention_gqa_window(void) {
@@ -504,6 +590,8 @@ void register_kernel_grad_tests(void) {
         {"attention GQA sliding window", test_attention_gqa_window},
         {"attention MHA sliding window", test_attention_mha_window},
         {"attention one kv head", test_attention_mqa},
+        {"attention across query blocks", test_attention_long},
+        {"attention float matches double", test_attention_float},
         {"swiglu", test_swiglu},
         {"residual", test_residual},
         {"head logprob", test_head_logprob},

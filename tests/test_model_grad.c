@@ -204,8 +204,8 @@ static void medium_config(ModelConfig *cfg, ModelType type) {
     test_tiny_config(cfg, type);
     cfg->vocab_size = 301;
     cfg->hidden_size = 64;
-    cfg->intermediate_size = 96;
-    cfg->head_dim = 16;
+    cfg->intermediate_size = 128; // K = 128: shapes where BLAS results depend on the row count
+    cfg->head_dim = 32;           // one tile of the float attention micro-kernels
     cfg->initializer_range = 0.05f;
     cfg->max_position_embeddings = 512;
     if (type == MODEL_MISTRAL) cfg->sliding_window = 37;
@@ -243,7 +243,9 @@ static void test_packing_independence(void) {
         test_tiny_config(&cfg, (ModelType)t);
         check_packing(&cfg, 9, 5, 4);
         medium_config(&cfg, (ModelType)t);
-        check_packing(&cfg, 150, 77, 40); // A crosses the head's 128-row chunks
+        check_packing(&cfg, 5, 9, 17); // short sequences: BLAS calls of few rows
+        check_packing(&cfg, 17, 9, 5);
+        check_packing(&cfg, 150, 77, 40); // A crosses the 128-row windows of the matmuls
     }
 }
 

@@ -34,8 +34,8 @@ static void test_adamw_two_steps(void) {
     test_tiny_config(&cfg, MODEL_LLAMA);
     Model m;
     model_init(&m, &cfg); // every parameter 0
-    const AdamWConfig opt = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                             .weight_decay = 0.1f};
+    const AdamWConfig opt = {
+        .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     // a matrix entry (decayed), a norm weight and a bias (not decayed)
     float *wq = kind(&m, P_WQ) + 5, *ln1 = kind(&m, P_LN1) + 3, *bq = kind(&m, P_BQ) + 1;
     *wq = 0.5f, *ln1 = 1.25f, *bq = -0.75f;
@@ -84,8 +84,8 @@ static void test_weight_decay_matrices_only(void) {
         for (size_t i = 0; i < m.layout.total; i++) m.params[i] = rng_normal(&rng);
         float *before = mallocCheck(m.layout.total * sizeof(float));
         memcpy(before, m.params, m.layout.total * sizeof(float));
-        const AdamWConfig opt = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                                 .weight_decay = 0.5f};
+        const AdamWConfig opt = {
+            .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.5f};
         model_adamw_step(&m, &opt); // grads absent: zero
         const float mul = (float)(1.0 - (double)0.01f * (double)0.5f);
         int bad = 0, decayed = 0, kept = 0;
@@ -94,8 +94,10 @@ static void test_weight_decay_matrices_only(void) {
             for (size_t i = s->offset; i < s->offset + s->size; i++) {
                 float want = s->ndim == 2 ? before[i] * mul : before[i];
                 if (m.params[i] != want) bad++;
-                if (s->ndim == 2) decayed++;
-                else kept++;
+                if (s->ndim == 2)
+                    decayed++;
+                else
+                    kept++;
             }
         }
         CU_ASSERT_EQUAL(bad, 0);
@@ -174,8 +176,8 @@ static void test_overfit_one_sequence(void) {
     PackedBatch batch = {1, N, tok, offsets};
     float lp[N], dlp[N];
     for (int i = 0; i < N; i++) dlp[i] = -1.0f / (N - 1); // loss = mean negative logprob
-    const AdamWConfig opt = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                             .weight_decay = 0.0f};
+    const AdamWConfig opt = {
+        .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f};
     double first = 0, last = 0;
     for (int step = 0; step < 30; step++) {
         model_forward(&m, &batch, lp, NULL);
