@@ -9,7 +9,7 @@
 CC      ?= cc
 MPICC   ?= mpicc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-BUILD   ?= build
+BUILD   ?= build$(if $(filter 1,$(SAN)),/san)$(if $(filter 1,$(DEBUG)),/debug)
 PKGS    := hdf5 yaml-0.1 cunit libcjson libpcre2-8 openblas
 
 # serial HDF5 is "hdf5" on Debian 12 and "hdf5-serial" on some Ubuntu releases
@@ -41,7 +41,7 @@ CU_SRC   := $(wildcard src/cuda/*.cu)
 CU_OBJ   := $(if $(NVCC),$(CU_SRC:%.cu=$(BUILD)/%.o))
 DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d
 
-.PHONY: all check-deps deps test test-run demo demo-run cuda format clean fixtures help
+.PHONY: all check-deps FORCE deps test test-run demo demo-run cuda format clean fixtures help
 
 all: gemc $(CU_OBJ)
 
@@ -51,8 +51,12 @@ check-deps:
 deps:
 	@sh tools/deps.sh install
 
-gemc: $(BUILD)/src/main.o $(LIB_OBJ) | check-deps
+$(BUILD)/gemc: $(BUILD)/src/main.o $(LIB_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ./gemc is always the binary of the build asked for (plain, DEBUG=1 or SAN=1)
+gemc: $(BUILD)/gemc FORCE
+	@cp $< $@
 
 $(BUILD)/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
@@ -93,7 +97,7 @@ fixtures:
 	$(PYTHON) tools/make_parity_fixture.py tests/fixtures/parity
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.inc' '*.cu' '*.cuh')
 
 clean:
 	rm -rf $(BUILD) gemc

@@ -50,7 +50,9 @@ static int set_value(const CliCommand *cmd, const CliOpt *o, const char *v) {
     char *end;
     errno = 0;
     switch (o->type) {
-    case OPT_STR: *(const char **)o->dest = v; return 0;
+    case OPT_STR:
+        *(const char **)o->dest = v;
+        return 0;
     case OPT_INT: {
         long x = strtol(v, &end, 10);
         if (errno || end == v || *end || x < INT_MIN || x > INT_MAX) break;
@@ -63,7 +65,8 @@ static int set_value(const CliCommand *cmd, const CliOpt *o, const char *v) {
         *(float *)o->dest = x;
         return 0;
     }
-    case OPT_FLAG: return 0;
+    case OPT_FLAG:
+        return 0;
     }
     gemc_set_error("gemc %s: --%s: '%s' is not %s", cmd->name, o->name, v,
                    o->type == OPT_INT ? "an integer" : "a number");
@@ -175,8 +178,8 @@ int cli_parse_ids(const char *text, const char *opt_name, int **ids_out, int *n_
         while (*p == ' ') p++;
         if (*p == 0) break;
         if (*p != ',') {
-            gemc_set_error("%s: unexpected '%c' after item %d (HINT: write ids as 1,2,3)",
-                           opt_name, *p, n);
+            gemc_set_error("%s: unexpected '%c' after item %d (HINT: write ids as 1,2,3)", opt_name,
+                           *p, n);
             free(ids);
             return -1;
         }

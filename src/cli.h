@@ -7,7 +7,7 @@
 typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG } OptType;
 
 typedef struct {
-    const char *name;    // without the leading "--"
+    const char *name; // without the leading "--"
     OptType type;
     void *dest;          // const char **, int *, float *, int * (flag)
     const char *metavar; // "DIR", "N", ... (NULL for flags)

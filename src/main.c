@@ -22,8 +22,9 @@ static const Subcommand commands[] = {
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
 static void print_usage(FILE *out) {
-    fprintf(out, "gemc %s: entropy-guided preference alignment (GEM) for Llama-family models\n\n"
-                 "usage: gemc COMMAND [options]\n\ncommands:\n",
+    fprintf(out,
+            "gemc %s: entropy-guided preference alignment (GEM) for Llama-family models\n\n"
+            "usage: gemc COMMAND [options]\n\ncommands:\n",
             GEMC_VERSION);
     for (int i = 0; i < NUM_COMMANDS; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);

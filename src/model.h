@@ -25,11 +25,11 @@ typedef struct CpuActs CpuActs; // activations kept for backward (src/cpu/)
 typedef struct {
     ModelConfig cfg;
     ParamLayout layout;
-    float *params; // [layout.total]
-    float *grads;  // [layout.total], NULL until the first backward
-    float *adam_m; // [layout.total], NULL until the first AdamW step
-    float *adam_v; // [layout.total]
-    long adam_t;   // AdamW steps taken
+    float *params;        // [layout.total]
+    float *grads;         // [layout.total], NULL until the first backward
+    float *adam_m;        // [layout.total], NULL until the first AdamW step
+    float *adam_v;        // [layout.total]
+    long adam_t;          // AdamW steps taken
     float *rope_inv_freq; // [head_dim / 2], with rope scaling applied
     CpuActs *acts;        // grown to the largest batch seen
 } Model;

@@ -34,8 +34,8 @@ typedef struct {
     int rope_original_max_position_embeddings;
     int sliding_window; // Mistral; 0 means full causal attention
     int tie_word_embeddings;
-    int qkv_bias; // q/k/v projections carry a bias (Qwen2 always; Llama with attention_bias)
-    int o_bias;   // o projection carries a bias (Llama with attention_bias)
+    int qkv_bias;     // q/k/v projections carry a bias (Qwen2 always; Llama with attention_bias)
+    int o_bias;       // o projection carries a bias (Llama with attention_bias)
     int bos_token_id; // -1 when absent
     int eos_token_ids[GEMC_MAX_EOS];
     int num_eos;

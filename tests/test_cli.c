@@ -188,7 +188,8 @@ static void test_score_format_matches_reference(void) {
 
 static void test_missing_and_truncated(void) {
     char cmd[1024];
-    expect_error(GEMC " score --model /nonexistent/gemc-model --ids 1,2", "/nonexistent/gemc-model");
+    expect_error(GEMC " score --model /nonexistent/gemc-model --ids 1,2",
+                 "/nonexistent/gemc-model");
     // no weights at all in a folder that has a config.json
     char *dir = model_with_file("", 0);
     char *st = path_join(dir, "model.safetensors");
@@ -226,8 +227,8 @@ static void test_bad_headers(void) {
     free(b);
     free(dir);
     // JSON that does not parse
-    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]", 4,
-                          &n);
+    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]",
+                          4, &n);
     dir = model_with_file(b, n);
     score_cmd(cmd, sizeof cmd, dir);
     expect_error(cmd, "model.safetensors");
@@ -242,17 +243,18 @@ static void test_bad_headers(void) {
     free(b);
     free(dir);
     // data offsets outside the data block
-    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
-                          8, &n);
+    b = safetensors_bytes(
+        "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8, &n);
     dir = model_with_file(b, n);
     score_cmd(cmd, sizeof cmd, dir);
     expect_error(cmd, "model.safetensors");
     free(b);
     free(dir);
     // two tensors over the same bytes
-    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                          " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
-                          12, &n);
+    b = safetensors_bytes(
+        "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+        12, &n);
     dir = model_with_file(b, n);
     score_cmd(cmd, sizeof cmd, dir);
     expect_error(cmd, "overlap");
@@ -337,8 +339,8 @@ static void test_convert_and_overfit(void) {
     free(a);
     free(b);
     snprintf(cmd, sizeof cmd,
-             GEMC " overfit --model %s --ids 1,5,9,20,3,7,7,30 --steps 25 --lr 1e-2 --out %s",
-             bf16, trained);
+             GEMC " overfit --model %s --ids 1,5,9,20,3,7,7,30 --steps 25 --lr 1e-2 --out %s", bf16,
+             trained);
     CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
     double before = 0, after = 0;
     const char *line = strstr(out, "\nloss ");

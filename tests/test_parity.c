@@ -25,10 +25,10 @@
 #include "safetensors.h"
 #include "tests.h"
 
-#define TOL_LOGPROB 1e-4
-#define TOL_ENTROPY 1e-4
-#define TOL_GRAD_REL 1e-4
-#define TOL_NORM_REL 1e-4
+#define TOL_LOGPROB      1e-4
+#define TOL_ENTROPY      1e-4
+#define TOL_GRAD_REL     1e-4
+#define TOL_NORM_REL     1e-4
 #define TOL_ADAM_LOGPROB 2e-4
 
 static const char *const FIXTURE_DIRS[] = {
@@ -44,16 +44,16 @@ static const char *const FIXTURE_DIRS[] = {
 typedef struct {
     char source[96];
     int B, N;
-    int *tokens;        // [N]
-    int *offsets;       // [B+1]
-    double *logprobs;   // [N]
-    double *entropies;  // [N]
-    float *dlogprobs;   // [N]
+    int *tokens;       // [N]
+    int *offsets;      // [B+1]
+    double *logprobs;  // [N]
+    double *entropies; // [N]
+    float *dlogprobs;  // [N]
     AdamWConfig opt;
     double max_norm;
     int steps;
-    double *grad_norms;     // [steps]
-    double *adam_logprobs;  // [N]
+    double *grad_norms;    // [steps]
+    double *adam_logprobs; // [N]
 } Expected;
 
 static void expected_free(Expected *e) {
@@ -159,8 +159,11 @@ static int expected_load(Expected *e, const char *dir) {
         json_number(adam, "max_norm", path, &e->max_norm) ||
         json_number(adam, "steps", path, &steps))
         goto done;
-    e->opt = (AdamWConfig){.lr = (float)lr, .beta1 = (float)b1, .beta2 = (float)b2,
-                           .eps = (float)eps, .weight_decay = (float)wd};
+    e->opt = (AdamWConfig){.lr = (float)lr,
+                           .beta1 = (float)b1,
+                           .beta2 = (float)b2,
+                           .eps = (float)eps,
+                           .weight_decay = (float)wd};
     e->steps = (int)steps;
     const cJSON *norms = json_get(adam, "grad_norms", path);
     if (e->steps < 1 || !cJSON_IsArray(norms) || cJSON_GetArraySize(norms) != e->steps) goto done;
@@ -306,7 +309,8 @@ static void check_backward(const char *dir) {
             double rel = den > 0 ? sqrt(num / den) : sqrt(num);
             if (isnan(rel)) rel = INFINITY;
             if (rel > TOL_GRAD_REL) {
-                printf("\n    %s: gradient of %s: relative error %.3g", fixture_name(dir), name, rel);
+                printf("\n    %s: gradient of %s: relative error %.3g", fixture_name(dir), name,
+                       rel);
                 failed++;
             }
             if (rel >= worst) {
@@ -381,7 +385,8 @@ static void check_packing(const char *dir) {
         int offs[2] = {0, len};
         PackedBatch one = {.B = 1, .N = len, .tokens = e.tokens + off, .offsets = offs};
         model_forward(&m, &one, lp1, ent1);
-        if (memcmp(lp1, lp + off, len * sizeof(float)) || memcmp(ent1, ent + off, len * sizeof(float))) {
+        if (memcmp(lp1, lp + off, len * sizeof(float)) ||
+            memcmp(ent1, ent + off, len * sizeof(float))) {
             double dmax = 0.0;
             for (int p = 0; p < len; p++) {
                 dmax = fmax(dmax, fabs((double)lp1[p] - lp[off + p]));
@@ -401,15 +406,33 @@ static void check_packing(const char *dir) {
     expected_free(&e);
 }
 
-static void test_forward_llama(void) { check_forward(FIXTURE_DIRS[0]); }
-static void test_forward_qwen2(void) { check_forward(FIXTURE_DIRS[1]); }
-static void test_forward_mistral(void) { check_forward(FIXTURE_DIRS[2]); }
-static void test_backward_llama(void) { check_backward(FIXTURE_DIRS[0]); }
-static void test_backward_qwen2(void) { check_backward(FIXTURE_DIRS[1]); }
-static void test_backward_mistral(void) { check_backward(FIXTURE_DIRS[2]); }
-static void test_adamw_llama(void) { check_adamw(FIXTURE_DIRS[0]); }
-static void test_adamw_qwen2(void) { check_adamw(FIXTURE_DIRS[1]); }
-static void test_adamw_mistral(void) { check_adamw(FIXTURE_DIRS[2]); }
+static void test_forward_llama(void) {
+    check_forward(FIXTURE_DIRS[0]);
+}
+static void test_forward_qwen2(void) {
+    check_forward(FIXTURE_DIRS[1]);
+}
+static void test_forward_mistral(void) {
+    check_forward(FIXTURE_DIRS[2]);
+}
+static void test_backward_llama(void) {
+    check_backward(FIXTURE_DIRS[0]);
+}
+static void test_backward_qwen2(void) {
+    check_backward(FIXTURE_DIRS[1]);
+}
+static void test_backward_mistral(void) {
+    check_backward(FIXTURE_DIRS[2]);
+}
+static void test_adamw_llama(void) {
+    check_adamw(FIXTURE_DIRS[0]);
+}
+static void test_adamw_qwen2(void) {
+    check_adamw(FIXTURE_DIRS[1]);
+}
+static void test_adamw_mistral(void) {
+    check_adamw(FIXTURE_DIRS[2]);
+}
 
 static void test_packing_independence(void) {
     for (int f = 0; f < NUM_FIXTURES; f++) check_packing(FIXTURE_DIRS[f]);

@@ -125,6 +125,8 @@ void test_tiny_config(ModelConfig *cfg, ModelType type) {
         cfg->rope_high_freq_factor = 4.0;
         cfg->rope_original_max_position_embeddings = 8;
         break;
-    case MODEL_MISTRAL: cfg->sliding_window = 3; break;
+    case MODEL_MISTRAL:
+        cfg->sliding_window = 3;
+        break;
     }
 }

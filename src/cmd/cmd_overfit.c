@@ -28,7 +28,8 @@ int cmd_overfit(int argc, char **argv) {
         "overfit",
         "Trains the model on one token sequence with next-token cross-entropy and AdamW\n"
         "(betas 0.9/0.999, eps 1e-8), printing the loss (mean negative log-prob) each step.",
-        "example:\n  gemc overfit --model runs/tiny --ids 1,72,101,108,108,111 --steps 30 --lr 3e-3",
+        "example:\n  gemc overfit --model runs/tiny --ids 1,72,101,108,108,111 --steps 30 --lr "
+        "3e-3",
         opts,
     };
     int rc = cli_parse(&cmd, argc, argv);
@@ -46,8 +47,8 @@ int cmd_overfit(int argc, char **argv) {
     float *logprobs = mallocCheck(sizeof(float) * n);
     float *dlogprobs = mallocCheck(sizeof(float) * n);
     for (int i = 0; i < n; i++) dlogprobs[i] = -1.0f / (float)(n - 1); // loss = -mean logprob
-    AdamWConfig opt = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                       .weight_decay = weight_decay};
+    AdamWConfig opt = {
+        .lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = weight_decay};
     float first = 0, loss = 0;
     for (int step = 1; step <= steps; step++) {
         double t0 = now_seconds();
