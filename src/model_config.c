@@ -1,6 +1,7 @@
 // config.json of Hugging Face Llama-family models: parsing (old and new transformers styles)
 // and writing (the older style, which old and new transformers both read).
 #include "model_config.h"
+#include "strbuf.h"
 
 #include <cJSON.h>
 #include <limits.h>
@@ -392,85 +393,52 @@ int model_config_load(const char *path, ModelConfig *cfg) {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
-
-static void put(Buf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > cap) cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p) gemc_fatal("out of memory");
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
-
-static void put_string(Buf *b, const char *s) {
-    put(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char c[8];
-        if (*p == '"' || *p == '\\')
-            snprintf(c, sizeof c, "\\%c", *p);
-        else if (*p < 0x20)
-            snprintf(c, sizeof c, "\\u%04x", *p);
-        else
-            snprintf(c, sizeof c, "%c", *p);
-        put(b, c);
-    }
-    put(b, "\"");
-}
-
-static void put_indent(Buf *b, int n) {
-    for (int i = 0; i < n; i++) put(b, " ");
+static void put_indent(StrBuf *b, int n) {
+    for (int i = 0; i < n; i++) strbuf_puts(b, " ");
 }
 
 // Pretty-prints in the style of Python's json.dumps(indent=2); arrays stay on one line.
-static void emit(Buf *b, const cJSON *j, int indent) {
+static void emit(StrBuf *b, const cJSON *j, int indent) {
     char num[64];
     if (cJSON_IsRaw(j))
-        put(b, j->valuestring);
+        strbuf_puts(b, j->valuestring);
     else if (cJSON_IsNumber(j)) {
         double d = j->valuedouble;
         if (d == floor(d) && fabs(d) < 1e15)
             snprintf(num, sizeof num, "%.0f", d);
         else
             snprintf(num, sizeof num, "%.17g", d);
-        put(b, num);
+        strbuf_puts(b, num);
     } else if (cJSON_IsString(j))
-        put_string(b, j->valuestring);
+        strbuf_json_string(b, j->valuestring);
     else if (cJSON_IsTrue(j))
-        put(b, "true");
+        strbuf_puts(b, "true");
     else if (cJSON_IsFalse(j))
-        put(b, "false");
+        strbuf_puts(b, "false");
     else if (cJSON_IsArray(j)) {
-        put(b, "[");
+        strbuf_puts(b, "[");
         for (const cJSON *e = j->child; e; e = e->next) {
             emit(b, e, indent);
-            if (e->next) put(b, ", ");
+            if (e->next) strbuf_puts(b, ", ");
         }
-        put(b, "]");
+        strbuf_puts(b, "]");
     } else if (cJSON_IsObject(j)) {
         if (!j->child) {
-            put(b, "{}");
+            strbuf_puts(b, "{}");
             return;
         }
-        put(b, "{\n");
+        strbuf_puts(b, "{\n");
         for (const cJSON *e = j->child; e; e = e->next) {
             put_indent(b, indent + 2);
-            put_string(b, e->string);
-            put(b, ": ");
+            strbuf_json_string(b, e->string);
+            strbuf_puts(b, ": ");
             emit(b, e, indent + 2);
-            put(b, e->next ? ",\n" : "\n");
+            strbuf_puts(b, e->next ? ",\n" : "\n");
         }
         put_indent(b, indent);
-        put(b, "}");
+        strbuf_puts(b, "}");
     } else
-        put(b, "null");
+        strbuf_puts(b, "null");
 }
 
 // A float as Python prints it: the shortest decimal that reads back to the same value, with a
@@ -564,9 +532,9 @@ char *model_config_to_json(const ModelConfig *cfg, const char *torch_dtype) {
     const char *dt = (torch_dtype && *torch_dtype) ? torch_dtype : cfg->torch_dtype;
     if (dt && *dt) cJSON_AddStringToObject(o, "torch_dtype", dt);
 
-    Buf b = {0};
+    StrBuf b = {0};
     emit(&b, o, 0);
-    put(&b, "\n");
+    strbuf_puts(&b, "\n");
     cJSON_Delete(o);
     return b.p;
 }

@@ -1,5 +1,6 @@
 // safetensors reading (mmap + validation) and atomic writing.
 #include "safetensors.h"
+#include "strbuf.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -513,46 +514,6 @@ int st_tensor_to_f32(const StTensor *t, float *out) {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
-
-static void buf_put(Buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > cap) cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p) gemc_fatal("out of memory");
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void buf_str(Buf *b, const char *s) {
-    buf_put(b, s, strlen(s));
-}
-
-static void buf_json_string(Buf *b, const char *s) {
-    buf_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            buf_put(b, esc, 2);
-        } else if (*p < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            buf_put(b, esc, 6);
-        } else {
-            buf_put(b, (const char *)p, 1);
-        }
-    }
-    buf_put(b, "\"", 1);
-}
-
 int st_write(const char *path, const StWriteTensor *tensors, int n, DType dtype) {
     if (!dtype_is_float_weight(dtype)) {
         gemc_set_error("%s: cannot write dtype %s; only F32, BF16 and F16 are supported", path,
@@ -601,29 +562,29 @@ int st_write(const char *path, const StWriteTensor *tensors, int n, DType dtype)
     }
     free(names);
 
-    Buf h = {0};
-    buf_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    StrBuf h = {0};
+    strbuf_puts(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         const StWriteTensor *t = &tensors[i];
         char tmp[64];
-        buf_str(&h, ",");
-        buf_json_string(&h, t->name);
-        buf_str(&h, ":{\"dtype\":\"");
-        buf_str(&h, dtype_name(dtype));
-        buf_str(&h, "\",\"shape\":[");
+        strbuf_puts(&h, ",");
+        strbuf_json_string(&h, t->name);
+        strbuf_puts(&h, ":{\"dtype\":\"");
+        strbuf_puts(&h, dtype_name(dtype));
+        strbuf_puts(&h, "\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(tmp, sizeof tmp, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            buf_str(&h, tmp);
+            strbuf_puts(&h, tmp);
         }
         uint64_t nb = (uint64_t)numel[i] * esize;
         snprintf(tmp, sizeof tmp, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
                  (unsigned long long)(off + nb));
-        buf_str(&h, tmp);
+        strbuf_puts(&h, tmp);
         off += nb;
     }
-    buf_str(&h, "}");
-    while (h.len % 8 != 0) buf_put(&h, " ", 1);
+    strbuf_puts(&h, "}");
+    while (h.len % 8 != 0) strbuf_put(&h, " ", 1);
 
     uint8_t lenbuf[8];
     for (int i = 0; i < 8; i++) lenbuf[i] = (uint8_t)((uint64_t)h.len >> (8 * i));

@@ -1,0 +1,42 @@
+#include "strbuf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+void strbuf_put(StrBuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (b->len + n + 1 > cap) cap *= 2;
+        b->p = realloc(b->p, cap);
+        if (!b->p) gemc_fatal("out of memory");
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+void strbuf_puts(StrBuf *b, const char *s) {
+    strbuf_put(b, s, strlen(s));
+}
+
+void strbuf_json_string(StrBuf *b, const char *s) {
+    strbuf_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            strbuf_put(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            strbuf_put(b, esc, 6);
+        } else {
+            strbuf_put(b, (const char *)p, 1);
+        }
+    }
+    strbuf_put(b, "\"", 1);
+}

@@ -1,0 +1,17 @@
+// A growable NUL-terminated string, for building JSON text (config.json, safetensors headers).
+#ifndef GEMC_STRBUF_H
+#define GEMC_STRBUF_H
+
+#include <stddef.h>
+
+typedef struct {
+    char *p; // NUL-terminated once anything was added; NULL before
+    size_t len, cap;
+} StrBuf;
+
+void strbuf_put(StrBuf *b, const char *s, size_t n);
+void strbuf_puts(StrBuf *b, const char *s);
+// s as a JSON string literal: quotes, backslashes and control characters escaped.
+void strbuf_json_string(StrBuf *b, const char *s);
+
+#endif
