@@ -308,6 +308,23 @@ static int parse_root(const char *path, const cJSON *root, ModelConfig *cfg) {
                        path);
         return -1;
     }
+    // rotary embeddings over part of each head (top level, or inside rope_parameters)
+    const cJSON *rp = item(root, "rope_parameters");
+    const cJSON *holders[2] = {root, cJSON_IsObject(rp) ? rp : NULL};
+    for (int h = 0; h < 2; h++) {
+        double prf = 1.0;
+        if (!holders[h]) continue;
+        if (get_pos_num(path, holders[h], h ? "rope_parameters." : "", "partial_rotary_factor", 0,
+                        1.0, &prf) != 0)
+            return -1;
+        if (prf != 1.0) {
+            gemc_set_error(
+                "%s: key 'partial_rotary_factor': %g is not supported (rotary embeddings "
+                "over the whole head only)",
+                path, prf);
+            return -1;
+        }
+    }
     switch (cfg->type) {
     case MODEL_QWEN2: {
         cfg->qkv_bias = 1;

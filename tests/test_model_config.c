@@ -380,6 +380,11 @@ static void test_error_unsupported_features(void) {
                                    " \"low_freq_factor\": 4.0, \"high_freq_factor\": 1.0, "
                                    "\"original_max_position_embeddings\": 8192}"),
                  "high_freq_factor", NULL);
+    expect_error(cfg_json("llama", "\"partial_rotary_factor\": 0.5"), "key 'partial_rotary_factor'",
+                 "not supported");
+    expect_error(cfg_json("llama", "\"rope_parameters\": {\"rope_type\": \"default\", "
+                                   "\"rope_theta\": 10000.0, \"partial_rotary_factor\": 0.25}"),
+                 "partial_rotary_factor", "not supported");
     // qwen2 and mistral ignore a llama-only key; a mistral sliding window on qwen2 is ignored
     ModelConfig c;
     CU_ASSERT_EQUAL(model_config_parse(cfg_json("qwen2", "\"sliding_window\": 4096"), PATH, &c), 0);
