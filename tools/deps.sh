@@ -6,7 +6,7 @@
 set -u
 
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools \
-libyaml-dev libcunit1-dev libopenblas-dev libcjson-dev libpcre2-dev"
+libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev"
 
 # pkg-config name (or command) -> Debian package
 missing() {
@@ -18,7 +18,11 @@ missing() {
     command -v h5dump >/dev/null 2>&1 || { echo hdf5-tools; return; }
     pkg-config --exists yaml-0.1 || { echo libyaml-dev; return; }
     pkg-config --exists cunit || { echo libcunit1-dev; return; }
-    pkg-config --exists openblas || { echo libopenblas-dev; return; }
+    # the OpenMP build of OpenBLAS specifically (see the Makefile)
+    ma=$(cc -print-multiarch 2>/dev/null)
+    PKG_CONFIG_PATH=/usr/lib/$ma/openblas-openmp/pkgconfig pkg-config --exists openblas &&
+        [ -e "/usr/lib/$ma/openblas-openmp/pkgconfig/openblas.pc" ] ||
+        { echo libopenblas-openmp-dev; return; }
     pkg-config --exists libcjson || { echo libcjson-dev; return; }
     pkg-config --exists libpcre2-8 || { echo libpcre2-dev; return; }
 }
