@@ -30,18 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # importing the fixture tool leaves no __pycache__ in tools/
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    # the python3 on PATH may lack torch where the system one has it (Debian's python3-torch)
-    for alt in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.path.exists(alt) and os.path.realpath(alt) != os.path.realpath(sys.executable):
-            print("note: no torch in %s; running under %s" % (sys.executable, alt), file=sys.stderr)
-            os.execv(alt, [alt] + sys.argv)
-    raise
-
-import make_parity_fixture as mpf  # noqa: E402  (the twin; imports torch itself)
+# the twin; where the python3 on PATH lacks torch, importing it re-runs this script under the
+# system python3 that has it (Debian's python3-torch)
+import make_parity_fixture as mpf  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 def flops_per_token(cfg, T):
