@@ -39,8 +39,8 @@ static char *make_model(const char *dtype) {
 }
 
 // Runs cmd and checks the failure contract: status 1, nothing on stdout, exactly one line on
-// stderr that starts with "gemc: error: " and contains `needle`.
-static void expect_error(const char *cmd, const char *needle) {
+// stderr that starts with "gemc: error: " and contains `needle` (and `needle2` unless NULL).
+static void expect_error2(const char *cmd, const char *needle, const char *needle2) {
     char *out, *err;
     int rc = test_run(cmd, &out, &err);
     CU_ASSERT_EQUAL(rc, 1);
@@ -48,11 +48,16 @@ static void expect_error(const char *cmd, const char *needle) {
     CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
     size_t len = strlen(err);
     CU_ASSERT(len > 0 && err[len - 1] == '\n' && strchr(err, '\n') == err + len - 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
-    if (rc != 1 || !strstr(err, needle))
+    int found = strstr(err, needle) && (!needle2 || strstr(err, needle2));
+    CU_ASSERT(found);
+    if (rc != 1 || !found)
         fprintf(stderr, "\n  command: %s\n  status %d, stderr: %s", cmd, rc, err);
     free(out);
     free(err);
+}
+
+static void expect_error(const char *cmd, const char *needle) {
+    expect_error2(cmd, needle, NULL);
 }
 
 static char *read_all(const char *path) {
@@ -195,10 +200,10 @@ static void test_missing_and_truncated(void) {
     char *st = path_join(dir, "model.safetensors");
     remove(st);
     score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "model.safetensors");
+    expect_error2(cmd, "model.safetensors", "Hugging Face model folder");
     // fewer than the 8 bytes of the header length
     test_write_file(st, "\x10\x00\x00", 3);
-    expect_error(cmd, "model.safetensors");
+    expect_error2(cmd, "model.safetensors", "truncated");
     // a real model cut in half
     char *model = make_model("f32");
     char *real = path_join(model, "model.safetensors");
@@ -206,7 +211,7 @@ static void test_missing_and_truncated(void) {
     char *bytes = read_text_file(real, &n);
     test_write_file(real, bytes, n / 2);
     score_cmd(cmd, sizeof cmd, model);
-    expect_error(cmd, "model.safetensors");
+    expect_error2(cmd, "model.safetensors", "truncated");
     free(bytes);
     free(real);
     free(model);
@@ -214,52 +219,32 @@ static void test_missing_and_truncated(void) {
     free(dir);
 }
 
-static void test_bad_headers(void) {
-    char cmd[1024];
+// `gemc score` on a folder whose model.safetensors has this header (and data_bytes of data);
+// header_len, when not 0, replaces the length field.
+static void expect_header_error(const char *header, size_t data_bytes, uint64_t header_len,
+                                const char *needle) {
     size_t n;
-    // header length beyond the end of the file
-    char *b = safetensors_bytes("{}", 0, &n);
-    uint64_t huge = 1u << 20;
-    memcpy(b, &huge, 8);
+    char *b = safetensors_bytes(header, data_bytes, &n);
+    if (header_len) memcpy(b, &header_len, 8);
     char *dir = model_with_file(b, n);
+    char cmd[1024];
     score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "model.safetensors");
+    expect_error2(cmd, "model.safetensors", needle);
     free(b);
     free(dir);
-    // JSON that does not parse
-    b = safetensors_bytes("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]",
-                          4, &n);
-    dir = model_with_file(b, n);
-    score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "model.safetensors");
-    free(b);
-    free(dir);
-    // unknown dtype
-    b = safetensors_bytes("{\"a\": {\"dtype\": \"Q32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
-                          4, &n);
-    dir = model_with_file(b, n);
-    score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "Q32");
-    free(b);
-    free(dir);
-    // data offsets outside the data block
-    b = safetensors_bytes(
-        "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8, &n);
-    dir = model_with_file(b, n);
-    score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "model.safetensors");
-    free(b);
-    free(dir);
-    // two tensors over the same bytes
-    b = safetensors_bytes(
-        "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
-        12, &n);
-    dir = model_with_file(b, n);
-    score_cmd(cmd, sizeof cmd, dir);
-    expect_error(cmd, "overlap");
-    free(b);
-    free(dir);
+}
+
+static void test_bad_headers(void) {
+    expect_header_error("{}", 0, 1u << 20, "beyond the end of the file");
+    expect_header_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]", 4,
+                        0, "not valid JSON");
+    expect_header_error("{\"a\": {\"dtype\": \"Q32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+                        4, 0, "unknown dtype 'Q32'");
+    expect_header_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
+                        8, 0, "beyond the end of the data");
+    expect_header_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+                        12, 0, "overlap");
 }
 
 static void test_config_disagreements(void) {
