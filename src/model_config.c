@@ -68,36 +68,34 @@ static int as_int(const cJSON *j, int lo, int *out) {
     return 1;
 }
 
+// The value of `key`, or *out = NULL when it is absent (or null) and optional. A required key
+// that is absent is an error; a required key set to null is left for the caller to refuse.
+static int lookup(const char *path, const cJSON *obj, const char *prefix, const char *key,
+                  int required, const cJSON **out) {
+    const cJSON *j = item(obj, key);
+    *out = NULL;
+    if (!j && required) return missing_key(path, prefix, key, "");
+    if (j && !(cJSON_IsNull(j) && !required)) *out = j;
+    return 0;
+}
+
 // Positive integer. Absent or null: `def` unless `required`.
 static int get_pos_int(const char *path, const cJSON *obj, const char *prefix, const char *key,
                        int required, int def, int *out) {
-    const cJSON *j = item(obj, key);
-    if (!j) {
-        if (required) return missing_key(path, prefix, key, "");
-        *out = def;
-        return 0;
-    }
-    if (cJSON_IsNull(j) && !required) {
-        *out = def;
-        return 0;
-    }
-    if (!as_int(j, 1, out)) return bad_value(path, prefix, key, "a positive integer", j);
+    const cJSON *j;
+    if (lookup(path, obj, prefix, key, required, &j) != 0) return -1;
+    *out = def;
+    if (j && !as_int(j, 1, out)) return bad_value(path, prefix, key, "a positive integer", j);
     return 0;
 }
 
 // Positive finite number. Absent or null: `def` unless `required`.
 static int get_pos_num(const char *path, const cJSON *obj, const char *prefix, const char *key,
                        int required, double def, double *out) {
-    const cJSON *j = item(obj, key);
-    if (!j) {
-        if (required) return missing_key(path, prefix, key, "");
-        *out = def;
-        return 0;
-    }
-    if (cJSON_IsNull(j) && !required) {
-        *out = def;
-        return 0;
-    }
+    const cJSON *j;
+    if (lookup(path, obj, prefix, key, required, &j) != 0) return -1;
+    *out = def;
+    if (!j) return 0;
     if (!cJSON_IsNumber(j) || !(j->valuedouble > 0) || !isfinite(j->valuedouble))
         return bad_value(path, prefix, key, "a positive number", j);
     *out = j->valuedouble;

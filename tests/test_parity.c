@@ -406,33 +406,20 @@ static void check_packing(const char *dir) {
     expected_free(&e);
 }
 
-static void test_forward_llama(void) {
-    check_forward(FIXTURE_DIRS[0]);
-}
-static void test_forward_qwen2(void) {
-    check_forward(FIXTURE_DIRS[1]);
-}
-static void test_forward_mistral(void) {
-    check_forward(FIXTURE_DIRS[2]);
-}
-static void test_backward_llama(void) {
-    check_backward(FIXTURE_DIRS[0]);
-}
-static void test_backward_qwen2(void) {
-    check_backward(FIXTURE_DIRS[1]);
-}
-static void test_backward_mistral(void) {
-    check_backward(FIXTURE_DIRS[2]);
-}
-static void test_adamw_llama(void) {
-    check_adamw(FIXTURE_DIRS[0]);
-}
-static void test_adamw_qwen2(void) {
-    check_adamw(FIXTURE_DIRS[1]);
-}
-static void test_adamw_mistral(void) {
-    check_adamw(FIXTURE_DIRS[2]);
-}
+// CUnit wants one function per test: forward, backward and AdamW for each fixture
+#define FIXTURE_TESTS(name, index)                                                                 \
+    static void test_forward_##name(void) {                                                        \
+        check_forward(FIXTURE_DIRS[index]);                                                        \
+    }                                                                                              \
+    static void test_backward_##name(void) {                                                       \
+        check_backward(FIXTURE_DIRS[index]);                                                       \
+    }                                                                                              \
+    static void test_adamw_##name(void) {                                                          \
+        check_adamw(FIXTURE_DIRS[index]);                                                          \
+    }
+FIXTURE_TESTS(llama, 0)
+FIXTURE_TESTS(qwen2, 1)
+FIXTURE_TESTS(mistral, 2)
 
 static void test_packing_independence(void) {
     for (int f = 0; f < NUM_FIXTURES; f++) check_packing(FIXTURE_DIRS[f]);
