@@ -13,8 +13,8 @@ BUILD   ?= build$(if $(filter 1,$(SAN)),/san)$(if $(filter 1,$(DEBUG)),/debug)
 
 # serial HDF5 is "hdf5" on Debian 12 and "hdf5-serial" on some Ubuntu releases
 HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf5-serial)
-PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
 # The OpenMP build of OpenBLAS, whatever the system's default BLAS: with the pthreads build, two
 # thread pools (ours and OpenBLAS's) spin against each other and training runs 1.5-2.5x slower.
 # The rpath makes the loader take this build too, not the one update-alternatives points at.
@@ -89,15 +89,27 @@ test:
 	@sh tools/deps.sh ensure
 	@$(MAKE) --no-print-directory test-run
 
-test-run: gemc $(BUILD)/test_gemc $(CU_OBJ)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_gemc
+test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(CU_OBJ)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task ./$(BUILD)/test_gemc
 
 demo:
 	@sh tools/deps.sh ensure
 	@$(MAKE) --no-print-directory demo-run
 
-demo-run: gemc
+demo-run: gemc $(BUILD)/make_task
 	@sh tools/demo.sh
+
+# The embedded default task (tools/make_task.c): synthetic arithmetic data, the byte-level
+# tokenizer and the tiny model config, deterministic from TASK_SEED.
+TASK_SEED ?= 1
+TASK_DIR  ?= data/arith
+$(BUILD)/make_task: $(BUILD)/tools/make_task.o $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+-include $(BUILD)/tools/make_task.d
+
+.PHONY: task
+task: $(BUILD)/make_task
+	./$(BUILD)/make_task --seed $(TASK_SEED) --out $(TASK_DIR)
 
 # Regenerates the PyTorch parity fixtures (needs python3 with torch; transformers when present).
 PYTHON ?= python3

@@ -17,6 +17,12 @@ int main(int argc, char **argv) {
     register_optimizer_tests();
     register_parity_tests();
     register_cli_tests();
+    register_utf8_tests();
+    register_tokenizer_tests();
+    register_tokenizer_real_tests();
+    register_chat_template_tests();
+    register_data_tests();
+    register_task_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) {
         // one suite by name: build/test_gemc SUITE

@@ -6,15 +6,21 @@
 
 #include "model_config.h"
 
-void register_dtype_tests(void);        // test_dtype.c
-void register_safetensors_tests(void);  // test_safetensors.c
-void register_model_config_tests(void); // test_model_config.c
-void register_model_io_tests(void);     // test_model_io.c
-void register_kernel_grad_tests(void);  // test_kernel_grad.c
-void register_model_grad_tests(void);   // test_model_grad.c
-void register_optimizer_tests(void);    // test_optimizer.c
-void register_parity_tests(void);       // test_parity.c
-void register_cli_tests(void);          // test_cli.c
+void register_dtype_tests(void);          // test_dtype.c
+void register_safetensors_tests(void);    // test_safetensors.c
+void register_model_config_tests(void);   // test_model_config.c
+void register_model_io_tests(void);       // test_model_io.c
+void register_kernel_grad_tests(void);    // test_kernel_grad.c
+void register_model_grad_tests(void);     // test_model_grad.c
+void register_optimizer_tests(void);      // test_optimizer.c
+void register_parity_tests(void);         // test_parity.c
+void register_cli_tests(void);            // test_cli.c
+void register_utf8_tests(void);           // test_tokenizer.c
+void register_tokenizer_tests(void);      // test_tokenizer.c
+void register_tokenizer_real_tests(void); // test_tokenizer_real.c
+void register_chat_template_tests(void);  // test_chat_template.c
+void register_data_tests(void);           // test_data.c
+void register_task_tests(void);           // test_task.c
 
 // Adds a suite with the given tests; aborts the run when CUnit cannot.
 typedef struct {

@@ -6,7 +6,7 @@
 set -u
 
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools \
-libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev"
+libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev"
 
 # pkg-config name (or command) -> Debian package
 missing() {
@@ -25,6 +25,7 @@ missing() {
         { echo libopenblas-openmp-dev; return; }
     pkg-config --exists libcjson || { echo libcjson-dev; return; }
     pkg-config --exists libpcre2-8 || { echo libpcre2-dev; return; }
+    pkg-config --exists libutf8proc || { echo libutf8proc-dev; return; }
 }
 
 apt_line="apt-get install -y --no-install-recommends $PACKAGES"

@@ -1,0 +1,2 @@
+// placeholder: the embedded task generator
+int main(void) { return 0; }
