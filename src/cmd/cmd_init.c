@@ -7,20 +7,23 @@
 #include "model.h"
 
 int cmd_init(int argc, char **argv) {
-    const char *config_path = NULL, *out = NULL, *dtype_name = NULL;
+    const char *config_path = NULL, *out = NULL, *dtype_name = NULL, *tokenizer = NULL;
     int seed = 1;
     const CliOpt opts[] = {
         {"config", OPT_STR, &config_path, "FILE", "a Hugging Face config.json", 1},
         {"out", OPT_STR, &out, "DIR", "output model folder (created when missing)", 1},
         {"seed", OPT_INT, &seed, "N", "random seed (default 1)", 0},
         {"dtype", OPT_STR, &dtype_name, "T", "bf16 (default), f16 or f32", 0},
+        {"tokenizer", OPT_STR, &tokenizer, "PATH",
+         "copy this tokenizer.json (or a folder's) into the model folder", 0},
         {0},
     };
     const CliCommand cmd = {
         "init",
         "Writes a model with the shape of a config.json and random weights, initialised as\n"
         "transformers does (matrices ~ N(0, initializer_range), norms 1, biases 0).",
-        "example:\n  gemc init --config configs/models/tiny-llama.json --out runs/tiny --seed 1",
+        "example:\n  gemc init --config data/arith/config.json --tokenizer data/arith --out "
+        "runs/tiny",
         opts,
     };
     int rc = cli_parse(&cmd, argc, argv);
@@ -32,7 +35,7 @@ int cmd_init(int argc, char **argv) {
     Model model;
     model_init(&model, &cfg);
     model_init_random(&model, (uint64_t)seed);
-    rc = model_save_hf(&model, out, dtype);
+    rc = cmd_save_model(&model, out, dtype, tokenizer, 1);
     if (rc == 0)
         printf("wrote %s: %s, %zu parameters, %s\n", out, cfg.model_type, model.layout.total,
                dtype_name ? dtype_name : "bf16");

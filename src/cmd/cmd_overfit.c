@@ -72,7 +72,7 @@ int cmd_overfit(int argc, char **argv) {
     printf("loss %.6f -> %.6f after %d steps\n", first, loss, steps);
     rc = 0;
     if (out) {
-        rc = model_save_hf(&model, out, dtype);
+        rc = cmd_save_model(&model, out, dtype, model_dir, 0);
         if (rc == 0) printf("wrote %s\n", out);
     }
     free(logprobs);
