@@ -1,7 +1,13 @@
 // JSONL data (gem-spec.md section 7), one object a line, parsed with cJSON.
 //   pairs:   {"prompt", "chosen", "rejected"}, or the medical form
-//            {"question", "answer_pos", "answer_neg"}
-//   prompts: {"prompt"} with an optional "answer" (a string or a number), read by eval only
+//            {"question", "answer_pos", "answer_neg"}; an object with fields of both forms is
+//            an error (which one is the prompt would be a guess)
+//   prompts: {"prompt"} (or {"question"}, as GSM8K writes it; not both) with an optional
+//            "answer" (a string or a number; null is no answer), read by eval only
+// Field names are matched case-sensitively; other fields are ignored, but one of
+// these given twice in an object is an error (cJSON would keep the first, Python the last), as
+// is a \u0000 escape (it would cut the C string short). A UTF-8 byte-order mark at the start of
+// the file is skipped.
 // Every defect is reported as "FILE:LINE: what is wrong" (HINT where one helps) and the load
 // fails: malformed JSON, invalid UTF-8, a missing or wrongly typed field, an empty file, a line
 // longer than max_line_bytes, and (dataset_tokenize) a prompt the model's context cannot hold.
@@ -41,9 +47,11 @@ typedef struct {
 int dataset_load(Dataset *ds, const char *path, DataKind kind, long max_line_bytes);
 // Tokenizes every record through the chat template. n_ctx is the model's context
 // (max_position_embeddings): a prompt that leaves no room for a response token, or a pair whose
-// prompt + response does not fit, is an error naming the file and line.
-int dataset_tokenize(Dataset *ds, Tokenizer *tok, ChatTemplate tmpl, const char *system,
-                     int eos_id, int n_ctx);
+// prompt + response does not fit, is an error naming the file and line. Returns 0, or -1 with
+// the error recorded and every id vector emptied (the loaded text stays). Calling it again
+// replaces the ids.
+int dataset_tokenize(Dataset *ds, Tokenizer *tok, ChatTemplate tmpl, const char *system, int eos_id,
+                     int n_ctx);
 void dataset_free(Dataset *ds);
 
 #endif

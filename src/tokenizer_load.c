@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <cjson/cJSON.h>
+#include <cJSON.h>
 
 #include "tokenizer_internal.h"
 #include "utf8.h"
