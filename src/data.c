@@ -79,17 +79,6 @@ static int column_of(const char *s, size_t off) {
     return col;
 }
 
-// Offset of the first \u0000 escape in the line, or n. A backslash preceded by an odd number of
-// backslashes is itself escaped text, not the start of an escape.
-static size_t nul_escape_offset(const char *s, size_t n) {
-    for (const char *p = s; (p = memmem(p, (size_t)(s + n - p), "\\u0000", 6)); p++) {
-        size_t k = 0;
-        while (p - k > s && p[-(ptrdiff_t)k - 1] == '\\') k++;
-        if (k % 2 == 0) return (size_t)(p - s);
-    }
-    return n;
-}
-
 // ---- one record
 
 static const char *type_name(const cJSON *j) {
@@ -288,7 +277,7 @@ static int parse_line(const char *path, int line, const char *text, size_t n, Da
                        path, line, column_of(text, (size_t)(nul - text)));
         return -1;
     }
-    size_t esc = nul_escape_offset(text, n);
+    size_t esc = json_nul_escape_offset(text, n);
     if (esc < n) {
         // cJSON would decode it into a C string cut short at that point, losing the rest silently
         gemc_set_error("%s:%d: \\u0000 (a NUL character) at column %d (HINT: text fields cannot "

@@ -1,5 +1,6 @@
 #include "strbuf.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,4 +40,14 @@ void strbuf_json_string(StrBuf *b, const char *s) {
         }
     }
     strbuf_put(b, "\"", 1);
+}
+
+size_t json_nul_escape_offset(const char *s, size_t n) {
+    for (const char *p = s; (p = memmem(p, (size_t)(s + n - p), "\\u0000", 6)); p++) {
+        // a backslash after an odd number of backslashes is escaped text, not an escape
+        size_t k = 0;
+        while (p - k > s && p[-(ptrdiff_t)k - 1] == '\\') k++;
+        if (k % 2 == 0) return (size_t)(p - s);
+    }
+    return n;
 }

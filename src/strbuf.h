@@ -14,4 +14,8 @@ void strbuf_puts(StrBuf *b, const char *s);
 // s as a JSON string literal: quotes, backslashes and control characters escaped.
 void strbuf_json_string(StrBuf *b, const char *s);
 
+// Offset of the first \u0000 escape in JSON text s[0..n), or n. cJSON decodes strings into C
+// strings, which such an escape would cut short without a word, so readers refuse it.
+size_t json_nul_escape_offset(const char *s, size_t n);
+
 #endif

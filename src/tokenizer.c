@@ -269,34 +269,79 @@ static int is_ascii(const char *s, size_t n) {
     return 1;
 }
 
+// Where utf8proc and tokenizers' normalizer part ways, the text is cut and the character passes
+// through untouched (for tokenizers it is a starter that neither decomposes nor composes, so
+// normalizing the two sides apart gives its result exactly):
+//  - characters assigned after Unicode 9.0, whose data tokenizers' normalizer lacks;
+//  - U+11A7, which utf8proc wrongly composes away as a Hangul trailing consonant of index 0.
+static const uint32_t NEWER_THAN_UNICODE9[][2] = {
+#include "nfc_unicode9.inc"
+};
+
+static int passes_through(uint32_t cp) {
+    if (cp == 0x11A7) return 1;
+    int lo = 0, hi = (int)(sizeof NEWER_THAN_UNICODE9 / sizeof NEWER_THAN_UNICODE9[0]) - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < NEWER_THAN_UNICODE9[mid][0])
+            hi = mid - 1;
+        else if (cp > NEWER_THAN_UNICODE9[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+static void normalize_run(NormKind form, const char *s, size_t n, StrBuf *out) {
+    int opts = UTF8PROC_STABLE;
+    switch (form) {
+    case NORM_NFC:
+        opts |= UTF8PROC_COMPOSE;
+        break;
+    case NORM_NFD:
+        opts |= UTF8PROC_DECOMPOSE;
+        break;
+    case NORM_NFKC:
+        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+        break;
+    case NORM_NFKD:
+        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+        break;
+    }
+    if (!n) return;
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                        (utf8proc_option_t)opts);
+    if (len < 0) gemc_fatal("normalization failed: %s", utf8proc_errmsg(len));
+    strbuf_put(out, (const char *)dst, (size_t)len);
+    free(dst);
+}
+
 // s[0..n) normalized; *owned is set when the result was allocated (to free).
 static const char *normalize(const Tokenizer *t, const char *s, size_t *n, char **owned) {
     *owned = NULL;
     if (!t->n_norm || is_ascii(s, *n)) return s; // every form leaves ASCII as it is
-    for (int i = 0; i < t->n_norm; i++) {
-        int opts = UTF8PROC_STABLE;
-        switch (t->norm[i]) {
-        case NORM_NFC:
-            opts |= UTF8PROC_COMPOSE;
-            break;
-        case NORM_NFD:
-            opts |= UTF8PROC_DECOMPOSE;
-            break;
-        case NORM_NFKC:
-            opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-            break;
-        case NORM_NFKD:
-            opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
-            break;
+    for (int k = 0; k < t->n_norm; k++) {
+        StrBuf out = {0};
+        size_t run = 0;
+        for (size_t i = 0; i < *n;) {
+            uint32_t cp;
+            int l = utf8_decode((const unsigned char *)s + i, *n - i, &cp);
+            if (!l) l = 1;
+            if (cp >= 0x300 && passes_through(cp)) {
+                normalize_run(t->norm[k], s + run, i - run, &out);
+                strbuf_put(&out, s + i, (size_t)l);
+                run = i + (size_t)l;
+            }
+            i += (size_t)l;
         }
-        utf8proc_uint8_t *dst = NULL;
-        utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)*n, &dst,
-                                            (utf8proc_option_t)opts);
-        if (len < 0) gemc_fatal("%s: normalization failed: %s", t->path, utf8proc_errmsg(len));
+        normalize_run(t->norm[k], s + run, *n - run, &out);
+        if (!out.p) strbuf_put(&out, "", 0);
         free(*owned);
-        *owned = (char *)dst;
-        s = *owned;
-        *n = (size_t)len;
+        *owned = out.p;
+        s = out.p;
+        *n = out.len;
     }
     return s;
 }

@@ -41,6 +41,13 @@ static int tokenize_jsonl(Tokenizer *tok, int add_special) {
             rc = -1;
             break;
         }
+        if (json_nul_escape_offset(line, (size_t)len) < (size_t)len) {
+            gemc_set_error("stdin:%ld: the text holds \\u0000, which gemc cannot read from "
+                           "JSON (HINT: remove the NUL character)",
+                           lineno);
+            rc = -1;
+            break;
+        }
         cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
         if (!cJSON_IsString(text)) {
