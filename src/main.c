@@ -20,6 +20,7 @@ static const Subcommand commands[] = {
     {"overfit", cmd_overfit, "train a model on one sequence (checks the training path)"},
     {"tokenize", cmd_tokenize, "text -> token ids with a Hugging Face tokenizer.json"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
+    {"check-data", cmd_check_data, "check a JSONL file against a model's tokenizer and context"},
 };
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -477,6 +477,10 @@ static void test_nfc(void) {
     expect_ids(t, "e\xCC\x81", 0, (int[]){0xC3, 0xA9}, 2);
     expect_ids(t, "\xC3\xA9", 0, (int[]){0xC3, 0xA9}, 2);
     expect_ids(t, "e\xCC\x81!", 0, (int[]){256}, 1);
+    // U+11A7 after a Hangul syllable stays (utf8proc alone would compose it away), and a mark
+    // newer than Unicode 9.0 (U+1DF6) is not reordered, as in tokenizers' normalizer
+    expect_ids(t, "\xEA\xB0\x80\xE1\x86\xA7", 0, (int[]){0xEA, 0xB0, 0x80, 0xE1, 0x86, 0xA7}, 6);
+    expect_ids(t, "e\xE1\xB7\xB6\xCC\x81", 0, (int[]){'e', 0xE1, 0xB7, 0xB6, 0xCC, 0x81}, 6);
     tokenizer_free(t);
     // without the normalizer the decomposed form stays three bytes
     t = load_bytelevel(BL_PRE, NULL, NULL, NULL, NULL, NULL);
