@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "model_config.h"
+#include "strbuf.h"
 #include "tests.h"
 
 #define GEMC "./gemc"
@@ -120,7 +121,8 @@ static void test_help(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "COMMAND --help"));
     free(out);
     free(err);
-    const char *cmds[] = {"score", "init", "convert", "overfit"};
+    const char *cmds[] = {"score",    "init",       "convert",   "overfit",
+                          "tokenize", "detokenize", "check-data"};
     for (int i = 0; i < 4; i++) {
         char cmd[128], want[64];
         snprintf(cmd, sizeof cmd, GEMC " %s --help", cmds[i]);
@@ -344,6 +346,168 @@ static void test_convert_and_overfit(void) {
     free(model);
 }
 
+// ---- text: tokenize, detokenize, check-data, and tokenizers in model folders ----
+
+// A small embedded task (make_task) in a fresh directory: tokenizer, config.json, JSONL.
+static char *make_task_dir(void) {
+    const char *bin = getenv("GEMC_MAKE_TASK");
+    char *dir = test_tmpdir();
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --seed 3 --train 40 --test 10 --out %s",
+             bin && *bin ? bin : "build/make_task", dir);
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "\n  %s: %s", cmd, err);
+    free(out);
+    free(err);
+    return dir;
+}
+
+// Runs cmd, expects status 0 and exactly `want` on stdout.
+static void expect_output(const char *cmd, const char *want) {
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(out, want);
+    if (rc || strcmp(out, want))
+        fprintf(stderr, "\n  command: %s\n  stdout: %s  stderr: %s", cmd, out, err);
+    free(out);
+    free(err);
+}
+
+static void test_tokenize_commands(void) {
+    char *task = make_task_dir();
+    char cmd[2048];
+    // byte-level: the ids of ASCII text are its bytes; special tokens in the text are one id
+    snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s --text 'Final Answer: 42'", task);
+    expect_output(cmd, "70,105,110,97,108,32,65,110,115,119,101,114,58,32,52,50\n");
+    snprintf(cmd, sizeof cmd,
+             GEMC " tokenize --tokenizer %s --text 'Hi<|end_of_text|>' "
+                  "--add-special",
+             task);
+    expect_output(cmd, "256,72,105,257\n");
+    snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s/tokenizer.json --text ''", task);
+    expect_output(cmd, "\n");
+    snprintf(cmd, sizeof cmd,
+             "printf '{\"text\": \"ab\"}\\n\\n{\"text\": \"\\\\u00e9\", \"x\": 1}\\n' | " GEMC
+             " tokenize --tokenizer %s --jsonl",
+             task);
+    expect_output(cmd, "{\"ids\": [97,98]}\n{\"ids\": [195,169]}\n");
+    snprintf(cmd, sizeof cmd, GEMC " detokenize --tokenizer %s --ids 256,72,105,257", task);
+    expect_output(cmd, "<|begin_of_text|>Hi<|end_of_text|>\n");
+    snprintf(cmd, sizeof cmd,
+             GEMC " detokenize --tokenizer %s --ids 256,72,105,257 "
+                  "--skip-special",
+             task);
+    expect_output(cmd, "Hi\n");
+    // a cut through a character prints U+FFFD, as transformers does
+    snprintf(cmd, sizeof cmd, GEMC " detokenize --tokenizer %s --ids 72,195", task);
+    expect_output(cmd, "H\xEF\xBF\xBD\n");
+
+    snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s", task);
+    expect_error(cmd, "exactly one of --text");
+    snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s --text \"$(printf 'a\\377')\"", task);
+    expect_error2(cmd, "--text", "UTF-8");
+    snprintf(cmd, sizeof cmd,
+             "printf '{\"text\": \"ok\"}\\n{\"txt\": 1}\\n' | " GEMC
+             " tokenize --tokenizer %s --jsonl > /dev/null",
+             task);
+    char *out, *err;
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stdin:2:"));
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof cmd, GEMC " detokenize --tokenizer %s --ids 72,999", task);
+    expect_error2(cmd, "--ids", "999");
+    char *empty = test_tmpdir();
+    snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s --text hi", empty);
+    expect_error(cmd, "no tokenizer.json");
+    free(empty);
+    free(task);
+}
+
+// A tokenizer goes into the model folder with init and travels with convert; check-data reads
+// the JSONL through it, the chat template and the model's context.
+static void test_model_folder_tokenizer_and_check_data(void) {
+    char *task = make_task_dir();
+    char *dir = test_tmpdir();
+    char *model = path_join(dir, "model"), *copy = path_join(dir, "copy");
+    char cmd[4096];
+    char *out, *err;
+    snprintf(cmd, sizeof cmd, GEMC " init --config %s/config.json --tokenizer %s --out %s", task,
+             task, model);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof cmd, GEMC " convert --model %s --out %s", model, copy);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    free(out);
+    free(err);
+    char *src = path_join(task, "tokenizer.json"), *dst = path_join(copy, "tokenizer.json");
+    char *a = read_all(src), *b = read_all(dst);
+    CU_ASSERT_STRING_EQUAL(a, b);
+    free(a);
+    free(b);
+    free(src);
+    free(dst);
+    dst = path_join(copy, "tokenizer_config.json");
+    free(read_all(dst));
+    free(dst);
+
+    snprintf(cmd, sizeof cmd,
+             GEMC " check-data --data %s/train_pairs.jsonl --kind pairs --model %s", task, copy);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "40 pairs, chat template plain, context 512"));
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof cmd,
+             GEMC " check-data --data %s/test_prompts.jsonl --kind prompts --model %s --show 1",
+             task, copy);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "10 of 10 prompts have an answer"));
+    free(out);
+    free(err);
+
+    // a defect names the file and the line
+    char *bad = path_join(dir, "bad.jsonl");
+    const char *lines = "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n"
+                        "{\"prompt\": \"a\", \"chosen\": \"b\"}\n";
+    test_write_file(bad, lines, strlen(lines));
+    snprintf(cmd, sizeof cmd, GEMC " check-data --data %s --kind pairs --model %s", bad, copy);
+    expect_error2(cmd, "bad.jsonl:2:", "rejected");
+    // a prompt longer than the 512 positions of the tiny model
+    StrBuf big = {0};
+    strbuf_puts(&big, "{\"prompt\": \"");
+    for (int i = 0; i < 600; i++) strbuf_puts(&big, "x");
+    strbuf_puts(&big, "\", \"answer\": 1}\n");
+    test_write_file(bad, big.p, big.len);
+    free(big.p);
+    snprintf(cmd, sizeof cmd, GEMC " check-data --data %s --kind prompts --model %s", bad, copy);
+    expect_error2(cmd, "bad.jsonl:1:", "context is 512");
+    free(bad);
+
+    // a tokenizer with more ids than the model's vocabulary: refused, and no folder is made
+    char *small_cfg = path_join(dir, "small.json"), *refused = path_join(dir, "refused");
+    char *cfg_src = path_join(task, "config.json");
+    char *cfg_text = read_all(cfg_src);
+    test_write_file(small_cfg, cfg_text, strlen(cfg_text));
+    edit_config(small_cfg, "vocab_size", "200");
+    snprintf(cmd, sizeof cmd, GEMC " init --config %s --tokenizer %s --out %s", small_cfg, task,
+             refused);
+    expect_error2(cmd, "vocab_size is 200", "259");
+    struct stat st;
+    CU_ASSERT_NOT_EQUAL(stat(refused, &st), 0);
+    free(cfg_text);
+    free(cfg_src);
+    free(small_cfg);
+    free(refused);
+    free(model);
+    free(copy);
+    free(dir);
+    free(task);
+}
+
 void register_cli_tests(void) {
     static const TestCase tests[] = {
         {"help texts", test_help},
@@ -355,6 +519,8 @@ void register_cli_tests(void) {
         {"token id outside the vocabulary", test_token_outside_vocab},
         {"a failed save leaves nothing", test_failed_save_leaves_nothing},
         {"convert and overfit", test_convert_and_overfit},
+        {"tokenize and detokenize", test_tokenize_commands},
+        {"tokenizers in model folders; check-data", test_model_folder_tokenizer_and_check_data},
         {0},
     };
     add_suite("cli", tests);
