@@ -123,7 +123,7 @@ static void test_help(void) {
     free(err);
     const char *cmds[] = {"score",    "init",       "convert",   "overfit",
                           "tokenize", "detokenize", "check-data"};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++) {
         char cmd[128], want[64];
         snprintf(cmd, sizeof cmd, GEMC " %s --help", cmds[i]);
         snprintf(want, sizeof want, "usage: gemc %s", cmds[i]);
