@@ -51,6 +51,12 @@ uint64_t tokenizer_hash(const Tokenizer *t);
 // its ids do not fit the model's embedding (model_vocab_size). Returns 0, or -1 with the error.
 int tokenizer_copy_files(const char *src, const char *dst_dir, int model_vocab_size);
 
+// Writes the embedded tiny model's tokenizer into dir: tokenizer.json (byte-level BPE with no
+// merges, token b = byte b, special tokens 256 <|begin_of_text|>, 257 <|end_of_text|>,
+// 258 <|im_start|>, 259 <|im_end|>, BOS added by the post-processor) and tokenizer_config.json
+// (the plain chat template). Returns 0, or -1 with the error recorded.
+int tokenizer_write_bytelevel(const char *dir, int model_max_length);
+
 // GPT-2's byte-level alphabet: the printable character that stands for byte b in vocabularies
 // (bytes that are printable Latin-1 stand for themselves, the rest map to U+0100 and up).
 uint32_t bytelevel_char(unsigned char b);

@@ -14,7 +14,6 @@
 
 // test_data.c: the byte-level test tokenizer (ids 0..255 are the bytes, then
 // <|begin_of_text|> 256, <|end_of_text|> 257, <|im_start|> 258, <|im_end|> 259)
-Tokenizer *test_byte_tokenizer(void);
 
 static char *fmt(ChatTemplate t, const char *system, const char *prompt, int gen) {
     StrBuf b = {0};

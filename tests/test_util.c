@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "tests.h"
+#include "tokenizer.h"
 
 void add_suite(const char *name, const TestCase *tests) {
     CU_pSuite s = CU_add_suite(name, NULL, NULL);
@@ -129,4 +130,14 @@ void test_tiny_config(ModelConfig *cfg, ModelType type) {
         cfg->sliding_window = 3;
         break;
     }
+}
+
+Tokenizer *test_byte_tokenizer(void) {
+    char *dir = test_tmpdir();
+    Tokenizer *tok = NULL;
+    if (tokenizer_write_bytelevel(dir, 512) == 0) tok = tokenizer_load(dir);
+    if (!tok) fprintf(stderr, "\n  byte-level tokenizer: %s\n", gemc_error());
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok);
+    free(dir);
+    return tok;
 }

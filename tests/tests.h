@@ -44,6 +44,12 @@ int test_run(const char *cmd, char **out, char **err);
 // mistral with a sliding window of 3.
 void test_tiny_config(ModelConfig *cfg, ModelType type);
 
+// The embedded tiny model's byte-level tokenizer (tokenizer_write_bytelevel), loaded from a
+// fresh directory: ASCII text encodes to its bytes, 256..259 are <|begin_of_text|>,
+// <|end_of_text|>, <|im_start|> and <|im_end|>.
+#include "tokenizer.h"
+Tokenizer *test_byte_tokenizer(void);
+
 #define ASSERT_CLOSE(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))
 
 #endif

@@ -1,0 +1,11 @@
+// JSON files as Hugging Face writes them (two-space indentation, a final newline), atomically.
+#ifndef GEMC_JSON_FILE_H
+#define GEMC_JSON_FILE_H
+
+#include <cJSON.h>
+
+// Writes root to path (temp file, fsync, rename) and deletes root. Returns 0, or -1 with the
+// error recorded.
+int json_write_file(const char *path, cJSON *root);
+
+#endif
