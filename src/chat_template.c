@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "json_file.h"
 #include "utf8.h"
 
 const char CHAT_PLAIN_JINJA[] =
@@ -60,18 +61,8 @@ int chat_template_detect(const char *tokenizer_config_path, ChatTemplate *out) {
     const char *path = tokenizer_config_path;
     char *text = read_text_file(path, NULL);
     if (!text) return -1;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    cJSON *root = json_parse(text, path);
     if (!root) {
-        int line = 1, col = 1;
-        const char *stop = end ? end : text;
-        for (const char *p = text; *p && p < stop; p++) {
-            if (*p == '\n')
-                line++, col = 1;
-            else
-                col++;
-        }
-        gemc_set_error("%s: not valid JSON (syntax error at line %d, column %d)", path, line, col);
         free(text);
         return -1;
     }

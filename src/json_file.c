@@ -24,3 +24,19 @@ int json_write_file(const char *path, cJSON *root) {
     free(b.p);
     return rc;
 }
+
+cJSON *json_parse(const char *text, const char *path) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    if (root) return root;
+    int line = 1, col = 1;
+    const char *stop = end ? end : text;
+    for (const char *p = text; *p && p < stop; p++) {
+        if (*p == '\n')
+            line++, col = 1;
+        else
+            col++;
+    }
+    gemc_set_error("%s: not valid JSON (syntax error at line %d, column %d)", path, line, col);
+    return NULL;
+}

@@ -8,4 +8,8 @@
 // error recorded.
 int json_write_file(const char *path, cJSON *root);
 
+// Parses the NUL-terminated text of a JSON file. Returns the tree, or NULL with the error
+// recorded as "PATH: not valid JSON (syntax error at line L, column C)".
+cJSON *json_parse(const char *text, const char *path);
+
 #endif

@@ -1,6 +1,7 @@
 // config.json of Hugging Face Llama-family models: parsing (old and new transformers styles)
 // and writing (the older style, which old and new transformers both read).
 #include "model_config.h"
+
 #include "strbuf.h"
 
 #include <cJSON.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "json_file.h"
 
 #define SUPPORTED_TYPES "llama, qwen2, mistral"
 
@@ -370,20 +372,8 @@ static int parse_root(const char *path, const cJSON *root, ModelConfig *cfg) {
 
 int model_config_parse(const char *json_text, const char *path, ModelConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(json_text, &end, 1);
-    if (!root) {
-        int line = 1, col = 1;
-        const char *stop = end ? end : json_text;
-        for (const char *p = json_text; *p && p < stop; p++) {
-            if (*p == '\n')
-                line++, col = 1;
-            else
-                col++;
-        }
-        gemc_set_error("%s: not valid JSON (syntax error at line %d, column %d)", path, line, col);
-        return -1;
-    }
+    cJSON *root = json_parse(json_text, path);
+    if (!root) return -1;
     int rc;
     if (!cJSON_IsObject(root)) {
         gemc_set_error("%s: not a JSON object (HINT: config.json holds one object of settings)",

@@ -6,6 +6,7 @@
 
 #include <cJSON.h>
 
+#include "json_file.h"
 #include "tokenizer_internal.h"
 #include "utf8.h"
 
@@ -569,17 +570,8 @@ Tokenizer *tokenizer_load(const char *path) {
     t->path = file;
     t->file_hash = fnv1a64(text, len);
     Loader L = {t, file};
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    int rc;
-    if (!root) {
-        size_t off = end ? (size_t)(end - text) : 0, line = 1;
-        for (size_t i = 0; i < off; i++) line += text[i] == '\n';
-        gemc_set_error("%s:%zu: malformed JSON (byte %zu)", file, line, off);
-        rc = -1;
-    } else {
-        rc = parse_all(&L, root);
-    }
+    cJSON *root = json_parse(text, file);
+    int rc = root ? parse_all(&L, root) : -1;
     cJSON_Delete(root);
     free(text);
     if (rc) {
