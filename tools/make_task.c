@@ -456,9 +456,9 @@ int main(int argc, char **argv) {
                .test = 200,
                .min_steps = 2,
                .max_steps = 2,
-               .max_start = 0, // 0: the default, or --max-value when that is smaller
-               .max_operand = 0,
-               .max_value = 20,
+               .max_start = 9,
+               .max_operand = 5,
+               .max_value = 12,
                .mul_percent = 0};
     const CliOpt opts[] = {
         {"out", OPT_STR, &out, "DIR", "output folder (created when missing)", 1},
@@ -468,12 +468,11 @@ int main(int argc, char **argv) {
         {"min-steps", OPT_INT, &k.min_steps, "N", "fewest arithmetic steps a problem (default 2)",
          0},
         {"max-steps", OPT_INT, &k.max_steps, "N", "most arithmetic steps a problem (default 2)", 0},
-        {"max-start", OPT_INT, &k.max_start, "N",
-         "starting quantity in [2, N] (default 15, at most --max-value)", 0},
+        {"max-start", OPT_INT, &k.max_start, "N", "starting quantity in [2, N] (default 9)", 0},
         {"max-operand", OPT_INT, &k.max_operand, "N",
-         "added or taken amounts in [1, N] (default 9)", 0},
+         "added or taken amounts in [1, N] (default 5)", 0},
         {"max-value", OPT_INT, &k.max_value, "N",
-         "every intermediate value stays in [0, N] (default 20)", 0},
+         "every intermediate value stays in [0, N] (default 12)", 0},
         {"mul-percent", OPT_INT, &k.mul_percent, "P",
          "chance in percent of a doubling/tripling step (default 0)", 0},
         {0},
@@ -492,8 +491,6 @@ int main(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc > 0) return 0;
     if (rc < 0) gemc_fatal_last();
-    if (k.max_start == 0) k.max_start = k.max_value < 15 ? k.max_value : 15;
-    if (k.max_operand == 0) k.max_operand = k.max_value < 9 ? k.max_value : 9;
     if (check_knobs(&k) != 0) gemc_fatal_last();
 
     int total = k.train + k.test;

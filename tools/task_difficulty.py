@@ -12,8 +12,8 @@ the rotate-half layout (theta 1e4), grouped-query attention with 4 query and 2 k
 of 32, SwiGLU of width 352, tied input/output embeddings, weights ~ N(0, 0.02) as transformers
 initialises them.
 
-Training is what `gemc sft` does on the same data: each sequence is the plain chat template's
-prompt ("PROMPT\\n") followed by the chosen response and EOS (257); the loss is the
+Training is the SFT stage of gem-spec.md section 6 on the same data: each sequence is the plain
+chat template's prompt ("PROMPT\\n") followed by the chosen response and EOS (257); the loss is the
 cross-entropy of the response tokens only (prompt masked), averaged over the batch's response
 tokens; AdamW (betas 0.9/0.999, eps 1e-8), global gradient-norm clipping at 1.0, linear warmup
 then cosine decay to a tenth of the peak. It stops after --tokens tokens (prompt + response,
@@ -23,9 +23,13 @@ Evaluation decodes every test prompt greedily (with a KV cache) until EOS or --m
 a prompt counts as right when the text after the last "Final Answer:" is the answer, compared
 as numbers.
 
-    /usr/bin/python3 tools/task_difficulty.py data/arith --tokens 1600000 --threads 2
+    build/make_task --seed 1 --out /tmp/arith
+    /usr/bin/python3 tools/task_difficulty.py /tmp/arith --tokens 1600000 --threads 1 --seed 1
 
-needs torch (1.13 or later); prints the settings, the loss as it trains, and one summary line.
+needs torch (1.13 or later); prints the settings, the loss as it trains, three wrong answers and
+one summary line. data/README.md records what it measured for the default task and its
+neighbours. The accuracy varies a lot with --seed (the init and the batch order), so one run is
+not a verdict: run a few seeds.
 """
 
 import argparse
@@ -204,7 +208,9 @@ def is_right(text, answer):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", help="a folder written by make_task")
-    ap.add_argument("--tokens", type=int, default=1_600_000, help="training tokens (prompt + response)")
+    ap.add_argument(
+        "--tokens", type=int, default=1_600_000, help="training tokens (prompt + response)"
+    )
     ap.add_argument("--batch", type=int, default=16, help="sequences a step")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=30, help="warmup steps")
