@@ -7,6 +7,14 @@
 
 #include "common.h"
 
+// "gemc NAME" for a subcommand, or the program's own name for a standalone tool.
+static const char *cli_title(const CliCommand *cmd) {
+    static char buf[96];
+    if (cmd->program) return cmd->program;
+    snprintf(buf, sizeof buf, "gemc %s", cmd->name);
+    return buf;
+}
+
 int edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     int *row = callocCheck(lb + 1, sizeof(int));
@@ -68,7 +76,7 @@ static int set_value(const CliCommand *cmd, const CliOpt *o, const char *v) {
     case OPT_FLAG:
         return 0;
     }
-    gemc_set_error("gemc %s: --%s: '%s' is not %s", cmd->name, o->name, v,
+    gemc_set_error("%s: --%s: '%s' is not %s", cli_title(cmd), o->name, v,
                    o->type == OPT_INT ? "an integer" : "a number");
     return -1;
 }
@@ -86,8 +94,8 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
             return 1;
         }
         if (strncmp(a, "--", 2) != 0) {
-            gemc_set_error("gemc %s: unexpected argument '%s' (HINT: see 'gemc %s --help')",
-                           cmd->name, a, cmd->name);
+            gemc_set_error("%s: unexpected argument '%s' (HINT: see '%s --help')", cli_title(cmd),
+                           a, cli_title(cmd));
             rc = -1;
             break;
         }
@@ -100,11 +108,11 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
             char *given = strndup(name, len);
             const char *near = closest_name(given, names, nopts);
             if (near)
-                gemc_set_error("gemc %s: unknown option '--%s' (did you mean '--%s'?)", cmd->name,
+                gemc_set_error("%s: unknown option '--%s' (did you mean '--%s'?)", cli_title(cmd),
                                given, near);
             else
-                gemc_set_error("gemc %s: unknown option '--%s' (HINT: see 'gemc %s --help')",
-                               cmd->name, given, cmd->name);
+                gemc_set_error("%s: unknown option '--%s' (HINT: see '%s --help')", cli_title(cmd),
+                               given, cli_title(cmd));
             free(given);
             free(names);
             rc = -1;
@@ -113,7 +121,7 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
         seen[o - cmd->opts] = 1;
         if (o->type == OPT_FLAG) {
             if (eq) {
-                gemc_set_error("gemc %s: --%s takes no value", cmd->name, o->name);
+                gemc_set_error("%s: --%s takes no value", cli_title(cmd), o->name);
                 rc = -1;
                 break;
             }
@@ -122,7 +130,7 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v) {
-            gemc_set_error("gemc %s: --%s needs a value (%s)", cmd->name, o->name,
+            gemc_set_error("%s: --%s needs a value (%s)", cli_title(cmd), o->name,
                            o->metavar ? o->metavar : "VALUE");
             rc = -1;
             break;
@@ -131,8 +139,8 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
     }
     for (int k = 0; k < nopts && rc == 0; k++) {
         if (cmd->opts[k].required && !seen[k]) {
-            gemc_set_error("gemc %s: --%s %s is required (HINT: see 'gemc %s --help')", cmd->name,
-                           cmd->opts[k].name, cmd->opts[k].metavar, cmd->name);
+            gemc_set_error("%s: --%s %s is required (HINT: see '%s --help')", cli_title(cmd),
+                           cmd->opts[k].name, cmd->opts[k].metavar, cli_title(cmd));
             rc = -1;
         }
     }
@@ -141,7 +149,7 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv) {
 }
 
 void cli_print_help(const CliCommand *cmd, FILE *out) {
-    fprintf(out, "usage: gemc %s [options]\n\n%s\n\noptions:\n", cmd->name, cmd->summary);
+    fprintf(out, "usage: %s [options]\n\n%s\n\noptions:\n", cli_title(cmd), cmd->summary);
     for (const CliOpt *o = cmd->opts; o->name; o++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",

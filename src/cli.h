@@ -20,6 +20,7 @@ typedef struct {
     const char *summary; // one line
     const char *details; // printed after the options (may be NULL)
     const CliOpt *opts;  // terminated by {0}
+    const char *program; // a standalone tool's name for messages; NULL: "gemc NAME"
 } CliCommand;
 
 // Parses argv[1..argc) ("--name value" or "--name=value"); positional arguments are refused.

@@ -487,6 +487,7 @@ int main(int argc, char **argv) {
         "files: train_pairs.jsonl test_pairs.jsonl train_prompts.jsonl test_prompts.jsonl\n"
         "       tokenizer.json tokenizer_config.json config.json task.json (see data/README.md)",
         opts,
+        "make_task",
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc > 0) return 0;

@@ -84,6 +84,7 @@ int cmd_check_data(int argc, char **argv) {
         "example:\n"
         "  gemc check-data --data data/arith/train_pairs.jsonl --kind pairs --model runs/tiny",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

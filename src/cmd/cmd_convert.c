@@ -20,6 +20,7 @@ int cmd_convert(int argc, char **argv) {
         "one dtype, as model.safetensors plus config.json. Tokenizer files come along.",
         NULL,
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

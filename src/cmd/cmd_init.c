@@ -25,6 +25,7 @@ int cmd_init(int argc, char **argv) {
         "example:\n  gemc init --config data/arith/config.json --tokenizer data/arith --out "
         "runs/tiny",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

@@ -31,6 +31,7 @@ int cmd_overfit(int argc, char **argv) {
         "example:\n  gemc overfit --model runs/tiny --ids 1,72,101,108,108,111 --steps 30 --lr "
         "3e-3",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

@@ -23,6 +23,7 @@ int cmd_score(int argc, char **argv) {
         "distribution's entropy in nats, both printed with %.6f.",
         "example:\n  gemc score --model runs/demo/init --ids 1,72,101,108,108,111",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

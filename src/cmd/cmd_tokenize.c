@@ -94,6 +94,7 @@ int cmd_tokenize(int argc, char **argv) {
         "  gemc tokenize --tokenizer data/arith --text 'Final Answer: 42'\n"
         "  echo '{\"text\": \"hi\"}' | gemc tokenize --tokenizer Qwen3-0.6B --jsonl",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();
@@ -139,6 +140,7 @@ int cmd_detokenize(int argc, char **argv) {
         "UTF-8 (an id sequence cut inside a character) print as U+FFFD, as transformers does.",
         "example:\n  gemc detokenize --tokenizer data/arith --ids 70,105,110,97,108",
         opts,
+        NULL,
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc > 0 ? 0 : cmd_fail();

