@@ -401,6 +401,17 @@ static int ids_equal(const IntVec *got, const IntVec *want) {
 
 enum { BOT = 256, EOT = 257, IM_START = 258, IM_END = 259 };
 
+// <|im_start|>ROLE\nTEXT<|im_end|>\n, or with text NULL the open assistant header
+static void push_chatml_turn(IntVec *v, const char *role, const char *text) {
+    intvec_push(v, IM_START);
+    push_bytes(v, role);
+    push_bytes(v, "\n");
+    if (!text) return;
+    push_bytes(v, text);
+    intvec_push(v, IM_END);
+    push_bytes(v, "\n");
+}
+
 static void test_tokenize_chatml(void) {
     Tokenizer *tok = test_byte_tokenizer();
     Dataset ds;
@@ -411,16 +422,9 @@ static void test_tokenize_chatml(void) {
                           0);
     CU_ASSERT_EQUAL_FATAL(dataset_tokenize(&ds, tok, CHAT_CHATML, "Be brief.", EOT, 4096), 0);
     IntVec want = {0};
-    intvec_push(&want, IM_START);
-    push_bytes(&want, "system\nBe brief.");
-    intvec_push(&want, IM_END);
-    push_bytes(&want, "\n");
-    intvec_push(&want, IM_START);
-    push_bytes(&want, "user\nHi");
-    intvec_push(&want, IM_END);
-    push_bytes(&want, "\n");
-    intvec_push(&want, IM_START);
-    push_bytes(&want, "assistant\n");
+    push_chatml_turn(&want, "system", "Be brief.");
+    push_chatml_turn(&want, "user", "Hi");
+    push_chatml_turn(&want, "assistant", NULL);
     CU_ASSERT(ids_equal(&ds.rec[0].prompt_ids, &want));
     intvec_free(&want);
     // responses close with <|im_end|>
@@ -435,12 +439,8 @@ static void test_tokenize_chatml(void) {
 
     // tokenizing again, without a system prompt, replaces the ids
     CU_ASSERT_EQUAL_FATAL(dataset_tokenize(&ds, tok, CHAT_CHATML, NULL, EOT, 4096), 0);
-    intvec_push(&want, IM_START);
-    push_bytes(&want, "user\nHi");
-    intvec_push(&want, IM_END);
-    push_bytes(&want, "\n");
-    intvec_push(&want, IM_START);
-    push_bytes(&want, "assistant\n");
+    push_chatml_turn(&want, "user", "Hi");
+    push_chatml_turn(&want, "assistant", NULL);
     CU_ASSERT(ids_equal(&ds.rec[0].prompt_ids, &want));
     CU_ASSERT_EQUAL(ds.rec[0].chosen_ids.n, 4);
     intvec_free(&want);

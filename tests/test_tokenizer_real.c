@@ -383,6 +383,24 @@ static void report_text(const Case *c, const char *what, const char *got, size_t
 // ---------------------------------------------------------------------------------------------
 // The corpus tests
 
+// Encodes the case's text (with or without the post-processor) into ids and compares with the
+// reference; returns 1 and counts a mismatch (printed when report) in *count.
+static int encode_mismatch(Tokenizer *t, const Case *c, int add_special, IntVec *ids, int report,
+                           int *count) {
+    const IntVec *want = add_special ? &c->ids_special : &c->ids;
+    if (tokenizer_encode(t, c->text, strlen(c->text), add_special, ids) != 0) {
+        printf("\n    %s: tokenizer_encode (add_special=%d) failed: %s", c->name, add_special,
+               gemc_error());
+        ++*count;
+        return 1;
+    }
+    int pos = first_difference(ids, want);
+    if (pos < 0) return 0;
+    if (report) report_ids(t, c, add_special ? "add_special=1" : "add_special=0", ids, want, pos);
+    ++*count;
+    return 1;
+}
+
 static void check_corpus(const char *name) {
     Tokenizer *t = get_tokenizer(name);
     if (!t) return;
@@ -396,33 +414,8 @@ static void check_corpus(const char *name) {
         int bad = 0;
         IntVec ids = {0}, ids_sp = {0};
         StrBuf dec = {0}, round = {0};
-        size_t len = strlen(c->text);
-
-        if (tokenizer_encode(t, c->text, len, 0, &ids) != 0) {
-            printf("\n    %s: tokenizer_encode failed: %s", c->name, gemc_error());
-            bad = 1;
-            bad_ids++;
-        } else {
-            int pos = first_difference(&ids, &c->ids);
-            if (pos >= 0) {
-                if (bad_cases < MAX_REPORTED) report_ids(t, c, "add_special=0", &ids, &c->ids, pos);
-                bad = 1;
-                bad_ids++;
-            }
-        }
-        if (tokenizer_encode(t, c->text, len, 1, &ids_sp) != 0) {
-            printf("\n    %s: tokenizer_encode (add_special) failed: %s", c->name, gemc_error());
-            bad = 1;
-            bad_special++;
-        } else {
-            int pos = first_difference(&ids_sp, &c->ids_special);
-            if (pos >= 0) {
-                if (bad_cases < MAX_REPORTED)
-                    report_ids(t, c, "add_special=1", &ids_sp, &c->ids_special, pos);
-                bad = 1;
-                bad_special++;
-            }
-        }
+        bad |= encode_mismatch(t, c, 0, &ids, bad_cases < MAX_REPORTED, &bad_ids);
+        bad |= encode_mismatch(t, c, 1, &ids_sp, bad_cases < MAX_REPORTED, &bad_special);
         // decode(reference ids) == reference decoded
         if (tokenizer_decode(t, c->ids.v, c->ids.n, 0, &dec) != 0) {
             printf("\n    %s: tokenizer_decode failed: %s", c->name, gemc_error());
