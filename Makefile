@@ -41,7 +41,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declar
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c src/cmd/*.c mpi/*.c))
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c src/cmd/*.c src/stages/*.c mpi/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)

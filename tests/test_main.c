@@ -23,6 +23,10 @@ int main(int argc, char **argv) {
     register_chat_template_tests();
     register_data_tests();
     register_task_tests();
+    register_config_tests();
+    register_sampler_tests();
+    register_gem_tests();
+    register_stage_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) {
         // one suite by name: build/test_gemc SUITE

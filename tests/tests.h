@@ -21,6 +21,10 @@ void register_tokenizer_real_tests(void); // test_tokenizer_real.c
 void register_chat_template_tests(void);  // test_chat_template.c
 void register_data_tests(void);           // test_data.c
 void register_task_tests(void);           // test_task.c
+void register_config_tests(void);         // test_config.c
+void register_sampler_tests(void);        // test_sampler.c
+void register_gem_tests(void);            // test_gem.c
+void register_stage_tests(void);          // test_stages.c
 
 // Adds a suite with the given tests; aborts the run when CUnit cannot.
 typedef struct {

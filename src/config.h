@@ -1,0 +1,163 @@
+// The run configuration: every knob of gem-spec.md is a key here, read from a YAML file and
+// overridden on the command line as key=value.
+//
+// Keys are "section.name" (sampling.temperature). A YAML file gives them as nested mappings:
+//   sampling:
+//     temperature: 0.9
+// and the command line as sampling.temperature=0.9. One table (config.c) lists every key with
+// its type, default, allowed range or names, and help line; parsing, checking, the resolved
+// config.yaml of a run directory and `gemc STAGE --help` all come from that table.
+//
+// Errors name the file and line (or "command line: KEY=VALUE"), the key, what is wrong and,
+// for an unknown key, the closest known one ("did you mean sampling.top_k?"); a bare leaf name
+// that belongs to one section ("k") is pointed at its full key (sampling.k).
+#ifndef GEMC_CONFIG_H
+#define GEMC_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { ENTROPY_RAW, ENTROPY_SAMPLING } EntropySource;
+typedef enum { SPAN_MARKER, SPAN_FRACTION, SPAN_WINDOW } FinalSpan;
+typedef enum { REWARD_IDENTITY, REWARD_SOFTMAX } RewardMapping;
+typedef enum { ADV_NONE, ADV_STD } AdvNorm;
+typedef enum { LOGP_SUM, LOGP_MEAN } LogpAgg;
+typedef enum { LR_CONSTANT, LR_COSINE, LR_LINEAR } LrSchedule;
+typedef enum { DPO_PAIRS_DATA, DPO_PAIRS_ENTROPY } DpoPairSource;
+typedef enum { DTYPE_NAME_BF16, DTYPE_NAME_F32, DTYPE_NAME_F16 } SaveDtype;
+
+typedef struct {
+    char **items; // malloc'd strings
+    int n;
+} StrList;
+
+// gem-spec.md section 1 (and the generation of eval and `gemc generate`).
+typedef struct {
+    int k;              // candidates per prompt (default 4)
+    float temperature;  // 1.0; 0 = greedy
+    float top_p;        // 1.0 = off
+    int top_k;          // 0 = off
+    int max_new_tokens; // 256
+} SamplingConfig;
+
+// Sections 2-3.
+typedef struct {
+    EntropySource entropy_source; // raw
+    FinalSpan final_span;         // marker
+    char *answer_marker;          // "Final Answer:"
+    float final_split;            // 0.75
+    int final_window;             // 3
+    float top_m;                  // 0.1 (< 1: fraction of the CoT span, >= 1: a count)
+    float lambda_fork;            // 1.0
+} ScoreConfig;
+
+// Section 4.
+typedef struct {
+    int drop_truncated; // false
+    float trim_bottom;  // 0.0
+    int pairs;          // false: also emit (best, worst) pairs
+} FilterConfig;
+
+// Section 5.
+typedef struct {
+    RewardMapping reward_mapping; // identity
+    float reward_temperature;     // 1.0
+    AdvNorm adv_norm;             // none
+    LogpAgg logp_agg;             // sum
+    float clip_eps;               // 0.2
+    float kl_coef;                // 0.0
+} SegaConfig;
+
+// AdamW and the schedule, shared by sft, train and dpo (each stage has its own lr).
+typedef struct {
+    float beta1, beta2, eps; // 0.9, 0.999, 1e-8
+    float weight_decay;      // 0.0
+    float grad_clip;         // 1.0 (0 = off)
+    int warmup_steps;        // 0
+    LrSchedule schedule;     // constant
+    float min_lr_ratio;      // cosine/linear decay floor, as a fraction of lr (0.0)
+    int micro_batch_tokens;  // tokens per forward/backward; gradients are accumulated (8192)
+} OptimConfig;
+
+typedef struct {
+    uint64_t seed;     // 1
+    int log_every;     // console line every N steps (1)
+    int save_every;    // checkpoint every N steps, 0 = only the final model (0)
+    SaveDtype dtype;   // dtype of saved checkpoints (bf16)
+    int progress;      // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
+} RunConfig;
+
+typedef struct {
+    char *chat_template; // "auto" (from tokenizer_config.json) | plain | chatml | llama3
+    char *system_prompt; // "" = none
+    char *ref;           // frozen reference model folder; "" = the stage's starting model
+} ModelSectionConfig;
+
+typedef struct {
+    char *model; // starting model folder (Hugging Face format)
+    char *dir;   // run directory
+    char *data;  // pairs JSONL (sft, dpo) or prompts JSONL (train)
+    int steps;
+    int batch_size; // pairs per step (sft, dpo) or prompts per step (train)
+    float lr;
+} StageConfig;
+
+typedef struct {
+    StageConfig sft;
+    StageConfig train;
+    StageConfig dpo;
+    DpoPairSource dpo_pairs; // dpo.pairs: data | entropy (entropy: dpo.data holds prompts)
+    float dpo_beta;          // dpo.beta (0.1)
+    struct {
+        StrList models;      // eval.models: "LABEL=DIR" or "DIR"
+        char *dir;           // where results.json and results.md go
+        char *pairs;         // preference pairs JSONL ("" = skip)
+        char *prompts;       // prompts with answers JSONL ("" = skip)
+        float beta;          // implicit reward scale (1.0)
+        int use_ref;         // reward relative to model.ref (false)
+        int length_norm;     // divide l(a|q) by the response length (false)
+        int majority_k;      // 1 = greedy; > 1 = majority vote of k samples
+        int max_prompts;     // 0 = all
+        int max_pairs;       // 0 = all
+    } eval;
+    struct {
+        char *model;
+        char *prompts; // prompts JSONL
+        char *out;     // candidates JSONL written here
+        int max_prompts;
+    } generate;
+    RunConfig run;
+    ModelSectionConfig model;
+    SamplingConfig sampling;
+    ScoreConfig score;
+    FilterConfig filter;
+    SegaConfig sega;
+    OptimConfig optim;
+    char *source; // the YAML file it was read from
+} GemConfig;
+
+// Every key at its default.
+void config_defaults(GemConfig *c);
+// Reads a YAML file over the current values. Returns 0, or -1 with one error line recorded
+// ("FILE:LINE: KEY: what is wrong", HINT or "did you mean" where one helps).
+int config_load_yaml(GemConfig *c, const char *path);
+// Applies one "key=value" (the value parsed as a YAML scalar or flow sequence). Returns 0, or
+// -1 with the error recorded ("command line: ...").
+int config_override(GemConfig *c, const char *assignment);
+// Cross-key checks (e.g. top_p in (0, 1], sampling.k >= 2 for train). Returns 0 or -1.
+int config_check(const GemConfig *c, const char *stage);
+// The whole resolved configuration as YAML, every key, in table order.
+void config_write_yaml(const GemConfig *c, FILE *f);
+// Atomic config.yaml in dir.
+int config_save(const GemConfig *c, const char *dir);
+// The keys of the sections a stage reads, with defaults and help, for `gemc STAGE --help`.
+void config_print_help(const char *stage, FILE *f);
+// FNV-1a 64 of the resolved YAML (provenance of shards and checkpoints).
+uint64_t config_hash(const GemConfig *c);
+void config_free(GemConfig *c);
+
+// The names of an enum-valued key's values, for messages and metrics ("identity", ...).
+const char *entropy_source_name(EntropySource e);
+const char *final_span_name(FinalSpan s);
+
+#endif
