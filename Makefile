@@ -102,7 +102,7 @@ demo:
 	@$(MAKE) --no-print-directory demo-run
 
 demo-run: gemc $(BUILD)/make_task
-	@MAKE_TASK=$(BUILD)/make_task sh tools/demo.sh
+	@MAKE_TASK=$(BUILD)/make_task sh tools/demo.sh $(ARGS)
 
 # The embedded default task (tools/make_task.c): synthetic arithmetic data, the byte-level
 # tokenizer and the tiny model config, deterministic from TASK_SEED.

@@ -14,6 +14,11 @@ typedef struct {
 } Subcommand;
 
 static const Subcommand commands[] = {
+    {"sft", cmd_sft, "supervised fine-tuning on the chosen responses of preference pairs"},
+    {"train", cmd_train, "GEM: sample, score by entropy, filter, SEGA update (label-free)"},
+    {"dpo", cmd_dpo, "the DPO baseline, on given pairs or on entropy-ranked pairs"},
+    {"eval", cmd_eval, "task accuracy and preference accuracy of one or more models"},
+    {"generate", cmd_generate, "sample, score and rank candidates, written as JSONL"},
     {"score", cmd_score, "per-position log-probs and entropies of a token sequence"},
     {"init", cmd_init, "write a randomly initialised model from a config.json"},
     {"convert", cmd_convert, "re-save a model folder in another dtype"},

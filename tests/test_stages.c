@@ -1,3 +1,376 @@
-// placeholder until the stages tests land
+// The stages (src/stages/): the micro-batched forward/backward every loss goes through, the
+// schedule and data order, and sft/train/dpo/eval/generate end to end through the gemc binary
+// on a tiny model: the run directory they leave, bit-identical reruns, label-free training and
+// the errors a user meets.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "config.h"
+#include "model.h"
+#include "rng.h"
+#include "stages/stage.h"
 #include "tests.h"
-void register_stage_tests(void) {}
+#include "tokenizer.h"
+
+#define GEMC "./gemc"
+
+// ---- in-process pieces -----------------------------------------------------------------------
+
+static void random_model(Model *m, uint64_t seed) {
+    ModelConfig cfg;
+    test_tiny_config(&cfg, MODEL_LLAMA);
+    model_init(m, &cfg);
+    model_init_random(m, seed);
+}
+
+// A loss that weighs every response token differently, so misplaced gradients show.
+static double weighted_loss(void *ctx, int s0, int ns, const float *logp, float *dlogp) {
+    const SeqRef *seqs = ctx;
+    double loss = 0;
+    long t = 0;
+    for (int s = s0; s < s0 + ns; s++)
+        for (int j = 0; j < seqs[s].R; j++, t++) {
+            float w = 0.1f * (float)(1 + (s * 31 + j * 7) % 13);
+            loss -= w * logp[t];
+            dlogp[t] = -w;
+        }
+    return loss;
+}
+
+// Splitting a batch into micro-batches changes neither a log-prob (the forward of a row does
+// not depend on the other rows) nor, beyond summation order, a gradient.
+static void test_micro_batches(void) {
+    Model m;
+    random_model(&m, 5);
+    Rng rng;
+    rng_seed(&rng, 9);
+    enum { NS = 5 };
+    int toks[NS][40];
+    SeqRef seqs[NS];
+    for (int s = 0; s < NS; s++) {
+        for (int i = 0; i < 40; i++) toks[s][i] = (int)(rng_u64(&rng) % m.cfg.vocab_size);
+        int P = 3 + s * 2, R = 4 + (s * 7) % 11;
+        seqs[s] = (SeqRef){toks[s], P, toks[s] + P, R};
+    }
+    long off[NS + 1];
+    seq_resp_offsets(seqs, NS, off);
+    float *lp_big = malloc(sizeof(float) * off[NS]), *lp_small = malloc(sizeof(float) * off[NS]);
+    size_t P = m.layout.total;
+    float *g_big = malloc(sizeof(float) * P);
+
+    double loss_big = 0, loss_small = 0;
+    model_zero_grad(&m);
+    loss_big = seq_forward_backward(&m, seqs, NS, 1, 1 << 20, lp_big, weighted_loss, seqs);
+    memcpy(g_big, m.grads, sizeof(float) * P);
+    model_zero_grad(&m);
+    loss_small = seq_forward_backward(&m, seqs, NS, 1, 20, lp_small, weighted_loss, seqs);
+    CU_ASSERT_EQUAL(memcmp(lp_big, lp_small, sizeof(float) * off[NS]), 0);
+    CU_ASSERT_DOUBLE_EQUAL(loss_big, loss_small, 1e-6 * fabs(loss_big));
+    double max_diff = 0, max_g = 0;
+    for (size_t i = 0; i < P; i++) {
+        max_diff = fmax(max_diff, fabs(g_big[i] - m.grads[i]));
+        max_g = fmax(max_g, fabs(g_big[i]));
+    }
+    CU_ASSERT(max_g > 0);
+    CU_ASSERT(max_diff <= 1e-5 * max_g);
+
+    // and the response log-probs are the model's own: position P-1+j predicts response token j
+    int all[40];
+    memcpy(all, toks[2], sizeof(int) * (seqs[2].P + seqs[2].R));
+    int offsets[2] = {0, seqs[2].P + seqs[2].R};
+    PackedBatch b = {1, offsets[1], all, offsets};
+    float lp[40];
+    model_forward(&m, &b, lp, NULL);
+    for (int j = 0; j < seqs[2].R; j++) CU_ASSERT_EQUAL(lp[seqs[2].P - 1 + j], lp_big[off[2] + j]);
+    free(lp_big), free(lp_small), free(g_big);
+    model_free(&m);
+}
+
+static void test_lr_schedule(void) {
+    OptimConfig o = {.warmup_steps = 10, .schedule = LR_CONSTANT, .min_lr_ratio = 0.1f};
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 1, 100), 0.1, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 10, 100), 1.0, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 70, 100), 1.0, 1e-7);
+    o.schedule = LR_COSINE;
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 55, 100), 0.1 + 0.9 * 0.5, 1e-6); // half way
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 100, 100), 0.1, 1e-6);
+    o.schedule = LR_LINEAR;
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 2.0f, 55, 100), 0.2 + 1.8 * 0.5, 1e-6);
+}
+
+static void test_data_order(void) {
+    DataOrder a, b;
+    order_init(&a, 7, 3);
+    order_init(&b, 7, 3);
+    for (int epoch = 0; epoch < 3; epoch++) {
+        int seen[7] = {0};
+        for (int i = 0; i < 7; i++) {
+            int x = order_next(&a);
+            CU_ASSERT_EQUAL(x, order_next(&b)); // same seed, same order
+            CU_ASSERT(x >= 0 && x < 7);
+            if (x >= 0 && x < 7) seen[x]++;
+        }
+        for (int i = 0; i < 7; i++) CU_ASSERT_EQUAL(seen[i], 1); // each record once an epoch
+    }
+    order_free(&a);
+    order_free(&b);
+}
+
+// ---- end to end through the binary -----------------------------------------------------------
+
+static char *root; // model, data and config of the end-to-end tests
+
+static int run_ok(const char *cmd) {
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    if (rc) fprintf(stderr, "\n  command: %s\n  status %d\n  stderr: %s\n", cmd, rc, err);
+    free(out);
+    free(err);
+    return rc;
+}
+
+static char *in_root(const char *name) {
+    return path_join(root, name);
+}
+
+static void write_text(const char *name, const char *text) {
+    char *p = in_root(name);
+    test_write_file(p, text, strlen(text));
+    free(p);
+}
+
+// A tiny byte-level model, 8 pairs, 8 prompts (with answers) and a config naming them.
+static void setup_e2e(void) {
+    if (root) return;
+    root = test_tmpdir();
+    char *model = in_root("init"), *tok = in_root("tok");
+    CU_ASSERT_EQUAL_FATAL(tokenizer_write_bytelevel(tok, 256), 0);
+    write_text("tiny.json",
+               "{\"model_type\": \"llama\", \"vocab_size\": 260, \"hidden_size\": 32, "
+               "\"intermediate_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 256, "
+               "\"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, \"bos_token_id\": 256, "
+               "\"eos_token_id\": 257}");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, GEMC " init --config %s/tiny.json --tokenizer %s --out %s --seed 2",
+             root, tok, model);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    free(tok);
+    StrBuf pairs = {0}, prompts = {0};
+    for (int i = 0; i < 8; i++) {
+        char line[512];
+        int a = i % 5 + 1, b = i % 3 + 2;
+        snprintf(line, sizeof line,
+                 "{\"prompt\": \"%d + %d?\", \"chosen\": \"%d + %d = %d\\nFinal Answer: %d\", "
+                 "\"rejected\": \"%d + %d = %d\\nFinal Answer: %d\"}\n",
+                 a, b, a, b, a + b, a + b, a, b, a + b + 1, a + b + 1);
+        strbuf_puts(&pairs, line);
+        snprintf(line, sizeof line, "{\"prompt\": \"%d + %d?\", \"answer\": %d}\n", a, b, a + b);
+        strbuf_puts(&prompts, line);
+    }
+    write_text("pairs.jsonl", pairs.p);
+    write_text("prompts.jsonl", prompts.p);
+    free(pairs.p), free(prompts.p);
+    StrBuf y = {0};
+    char line[1024];
+    snprintf(line, sizeof line,
+             "run:\n  dtype: f32\n  progress: false\nmodel:\n  chat_template: plain\n"
+             "sampling:\n  k: 3\n  max_new_tokens: 16\n"
+             "sft:\n  model: %s\n  dir: %s/sft\n  data: %s/pairs.jsonl\n  steps: 3\n"
+             "  batch_size: 4\n  lr: 1e-3\n"
+             "train:\n  model: %s/sft/final\n  dir: %s/gem\n  data: %s/prompts.jsonl\n"
+             "  steps: 2\n  batch_size: 3\n  lr: 1e-3\n",
+             model, root, root, root, root, root);
+    strbuf_puts(&y, line);
+    snprintf(line, sizeof line,
+             "dpo:\n  model: %s/sft/final\n  dir: %s/dpo\n  data: %s/pairs.jsonl\n  steps: 2\n"
+             "  batch_size: 3\n  lr: 1e-3\n"
+             "eval:\n  models: [sft=%s/sft/final, gem=%s/gem/final]\n  dir: %s/eval\n"
+             "  pairs: %s/pairs.jsonl\n  prompts: %s/prompts.jsonl\n",
+             root, root, root, root, root, root, root, root);
+    strbuf_puts(&y, line);
+    write_text("cfg.yaml", y.p);
+    free(y.p);
+    snprintf(cmd, sizeof cmd, GEMC " sft %s/cfg.yaml", root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    free(model);
+}
+
+static int count_lines(const char *path, const char *needle) {
+    size_t n;
+    char *text = read_text_file(path, &n);
+    if (!text) return -1;
+    int lines = 0;
+    for (char *l = text; *l;) {
+        char *e = strchr(l, '\n');
+        if (!e) break;
+        *e = 0;
+        lines += !needle || strstr(l, needle) != NULL;
+        l = e + 1;
+    }
+    free(text);
+    return lines;
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char *p = path_join(dir, name);
+    FILE *f = fopen(p, "rb");
+    free(p);
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static int files_equal(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_text_file(a, &na), *y = read_text_file(b, &nb);
+    int eq = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x), free(y);
+    return eq;
+}
+
+static void test_sft_run_dir(void) {
+    setup_e2e();
+    char *dir = in_root("sft"), *metrics = path_join(dir, "metrics.jsonl");
+    CU_ASSERT(file_exists(dir, "config.yaml"));
+    CU_ASSERT_EQUAL(count_lines(metrics, "\"loss\""), 3); // one object per step
+    CU_ASSERT_EQUAL(count_lines(metrics, "\"grad_norm\""), 3);
+    CU_ASSERT(file_exists(dir, "final/config.json"));
+    CU_ASSERT(file_exists(dir, "final/model.safetensors"));
+    CU_ASSERT(file_exists(dir, "final/tokenizer.json")); // the checkpoint loads in transformers
+    CU_ASSERT_EQUAL(test_count_dir_entries(dir), 3);     // no temporary folder left behind
+    free(dir), free(metrics);
+}
+
+// Same seed and config, same bits; the answers are never read by GEM training.
+static void test_train_deterministic_and_label_free(void) {
+    setup_e2e();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml", root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem2", root, root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    // the same prompts with every answer wrong, or none at all
+    write_text("prompts_noans.jsonl", "{\"prompt\": \"1 + 2?\", \"answer\": 99}\n"
+                                      "{\"prompt\": \"2 + 3?\"}\n{\"prompt\": \"3 + 4?\"}\n"
+                                      "{\"prompt\": \"4 + 2?\"}\n{\"prompt\": \"5 + 3?\"}\n"
+                                      "{\"prompt\": \"1 + 4?\"}\n{\"prompt\": \"2 + 2?\"}\n"
+                                      "{\"prompt\": \"3 + 3?\", \"answer\": \"x\"}\n");
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem3 train.data=%s/prompts_noans.jsonl", root,
+             root, root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    char a[1024], b[1024], c[1024], m[1024];
+    snprintf(a, sizeof a, "%s/gem/final/model.safetensors", root);
+    snprintf(b, sizeof b, "%s/gem2/final/model.safetensors", root);
+    snprintf(c, sizeof c, "%s/gem3/final/model.safetensors", root);
+    snprintf(m, sizeof m, "%s/sft/final/model.safetensors", root);
+    CU_ASSERT(files_equal(a, b));
+    CU_ASSERT(files_equal(a, c));
+    CU_ASSERT(!files_equal(a, m)); // and training did change the weights
+    snprintf(m, sizeof m, "%s/gem/metrics.jsonl", root);
+    CU_ASSERT_EQUAL(count_lines(m, "\"fork_entropy\""), 2);
+    CU_ASSERT_EQUAL(count_lines(m, "\"groups_skipped\""), 2);
+}
+
+static void test_dpo_both_pair_sources(void) {
+    setup_e2e();
+    char cmd[2048], m[1024];
+    snprintf(cmd, sizeof cmd, GEMC " dpo %s/cfg.yaml", root);
+    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    snprintf(m, sizeof m, "%s/dpo/metrics.jsonl", root);
+    CU_ASSERT_EQUAL(count_lines(m, "\"reward_accuracy\""), 2);
+    // the first step starts at the reference: loss ln 2 exactly, margin 0
+    CU_ASSERT_EQUAL(count_lines(m, "\"loss\": 0.6931472"), 1);
+    snprintf(cmd, sizeof cmd,
+             GEMC " dpo %s/cfg.yaml dpo.pairs=entropy dpo.data=%s/prompts.jsonl dpo.dir=%s/dpo2",
+             root, root, root);
+    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    snprintf(m, sizeof m, "%s/dpo2/metrics.jsonl", root);
+    CU_ASSERT_EQUAL(count_lines(m, "\"fork_entropy\""), 2);
+}
+
+static void test_eval_and_generate(void) {
+    setup_e2e();
+    char cmd[2048], p[1024];
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml", root);
+    if (!file_exists(root, "gem/final/model.safetensors")) CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml", root);
+    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    snprintf(p, sizeof p, "%s/eval/results.json", root);
+    CU_ASSERT_EQUAL(count_lines(p, "\"task_accuracy\""), 2); // a row per model
+    CU_ASSERT_EQUAL(count_lines(p, "\"pref_n\": 8"), 2);
+    snprintf(cmd, sizeof cmd,
+             GEMC " generate %s/cfg.yaml generate.model=%s/sft/final generate.prompts=%s/"
+                  "prompts.jsonl generate.out=%s/cands.jsonl generate.max_prompts=5",
+             root, root, root, root);
+    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    snprintf(p, sizeof p, "%s/cands.jsonl", root);
+    CU_ASSERT_EQUAL(count_lines(p, "\"entropy_raw\""), 15); // 5 prompts x k = 3
+}
+
+// Runs cmd expecting exit 1 and one "gemc: error:" line containing needle.
+static void expect_stage_error(const char *cmd, const char *needle) {
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
+    CU_ASSERT(strchr(err, '\n') == err + strlen(err) - 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+    if (rc != 1 || !strstr(err, needle)) fprintf(stderr, "\n  %s\n  -> %s", cmd, err);
+    free(out), free(err);
+}
+
+static void test_stage_errors(void) {
+    setup_e2e();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml sampling.tempreature=0.5", root);
+    expect_stage_error(cmd, "did you mean 'sampling.temperature'");
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml k=8", root);
+    expect_stage_error(cmd, "sampling.k");
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml sampling.k=four", root);
+    expect_stage_error(cmd, "sampling.k");
+    expect_stage_error(GEMC " sft", "missing the config file");
+    expect_stage_error(GEMC " sft /nonexistent/cfg.yaml", "/nonexistent/cfg.yaml");
+    write_text("bad.jsonl", "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n"
+                            "{\"prompt\": \"a\", \"chosen\": \"b\"}\n");
+    snprintf(cmd, sizeof cmd, GEMC " sft %s/cfg.yaml sft.data=%s/bad.jsonl sft.dir=%s/x", root,
+             root, root);
+    expect_stage_error(cmd, "bad.jsonl:2:");
+    CU_ASSERT(!file_exists(root, "x/final/model.safetensors"));
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.model=%s/nothing", root, root);
+    expect_stage_error(cmd, "nothing");
+}
+
+static void test_stage_help(void) {
+    const char *stages[] = {"sft", "train", "dpo", "eval", "generate"};
+    for (int i = 0; i < 5; i++) {
+        char cmd[128], *out, *err;
+        snprintf(cmd, sizeof cmd, GEMC " %s --help", stages[i]);
+        CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+        char want[64];
+        snprintf(want, sizeof want, "usage: gemc %s CONFIG", stages[i]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "run.seed"));
+        if (!strcmp(stages[i], "train")) CU_ASSERT_PTR_NOT_NULL(strstr(out, "score.top_m"));
+        free(out), free(err);
+    }
+}
+
+void register_stage_tests(void) {
+    static const TestCase tests[] = {
+        {"micro-batches change no log-prob and no gradient", test_micro_batches},
+        {"learning-rate schedule", test_lr_schedule},
+        {"data order: a permutation per epoch, from the seed", test_data_order},
+        {"sft leaves config.yaml, metrics.jsonl and an HF checkpoint", test_sft_run_dir},
+        {"train: same seed same bits, answers never read", test_train_deterministic_and_label_free},
+        {"dpo on data pairs and on entropy pairs", test_dpo_both_pair_sources},
+        {"eval table and generate output", test_eval_and_generate},
+        {"stage errors: one line, exit 1", test_stage_errors},
+        {"stage --help lists the config keys", test_stage_help},
+        {NULL, NULL},
+    };
+    add_suite("stages", tests);
+}

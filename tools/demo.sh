@@ -1,42 +1,41 @@
 #!/bin/sh
-# `make demo`: the embedded default, end to end on the CPU.
-# 1. task: the arithmetic word problems, byte-level tokenizer and tiny model config (data/arith)
-# 2. init: a random tiny Llama with that tokenizer, saved as a Hugging Face folder
-# 3. check-data: the SFT pairs through the chat template and tokenizer, as training reads them
-# 4. tokenize one worked answer, score it, overfit it with AdamW, score it again
+# `make demo`: the embedded default, end to end on the CPU (configs/demo.yaml).
+# 1. task: arithmetic word problems, byte-level tokenizer and tiny model config (data/arith)
+# 2. init: a random tiny Llama with that tokenizer
+# 3. sft:  supervised fine-tuning on the chosen answers
+# 4. train: GEM from the SFT model, label-free (entropy-scored candidates, SEGA)
+# 5. dpo:  the DPO baseline from the same SFT model, same number of steps and prompts per step
+# 6. eval: held-out task accuracy and preference accuracy after SFT, GEM and DPO
+# Extra key=value arguments go to every stage (e.g. `make demo ARGS="run.seed=2"`).
 set -eu
-out=${DEMO_DIR:-runs/demo}
+config=${DEMO_CONFIG:-configs/demo.yaml}
 task=${TASK_DIR:-data/arith}
 make_task=${MAKE_TASK:-build/make_task}
+t0=$(date +%s)
+stamp() { echo "   ($(($(date +%s) - t0)) s so far)"; }
 
 echo "== 1. the embedded task (seed 1) in $task"
 "$make_task" --seed 1 --out "$task"
-echo "first SFT pair:"
-head -1 "$task/train_pairs.jsonl"
 
 echo
 echo "== 2. a random tiny model with the task's tokenizer"
-./gemc init --config "$task/config.json" --tokenizer "$task" --out "$out/init" --seed 1 --dtype f32
+./gemc init --config "$task/config.json" --tokenizer "$task" --out runs/demo/init --seed 1 \
+    --dtype f32
+./gemc check-data --data "$task/train_pairs.jsonl" --kind pairs --model runs/demo/init
 
 echo
-echo "== 3. the SFT pairs as the model will see them"
-./gemc check-data --data "$task/train_pairs.jsonl" --kind pairs --model "$out/init" --show 1
-
-text=$(printf 'Mia starts with 7 apples.\n7 + 5 = 12\n12 - 3 = 9\nFinal Answer: 9<|end_of_text|>')
-ids=$(./gemc tokenize --tokenizer "$out/init" --text "$text" --add-special)
+echo "== 3. SFT"
+./gemc sft "$config" "$@"
+stamp
 echo
-echo "== 4. score a worked answer ($(echo "$ids" | tr ',' '\n' | wc -l) tokens: $(echo "$ids" | cut -c1-40)...)"
-echo "p	next	logprob	entropy"
-./gemc score --model "$out/init" --ids "$ids" | tee "$out/score-before.tsv" | head -5
-echo "..."
-./gemc overfit --model "$out/init" --ids "$ids" --steps 30 --lr 3e-3 --out "$out/overfit" --dtype f32 |
-    tail -2
-./gemc score --model "$out/overfit" --ids "$ids" >"$out/score-after.tsv"
-
-mean() { awk -F'\t' '{ s += $3; n++ } END { printf "%.4f", s / n }' "$1"; }
+echo "== 4. GEM (label-free)"
+./gemc train "$config" "$@"
+stamp
 echo
-echo "mean log-prob of the next token: $(mean "$out/score-before.tsv") before, $(mean "$out/score-after.tsv") after"
-echo "the ids decode back to:"
-./gemc detokenize --tokenizer "$out/overfit" --ids "$ids"
-echo "models in $out/init and $out/overfit (load them with transformers' AutoModelForCausalLM"
-echo "and AutoTokenizer)"
+echo "== 5. DPO baseline"
+./gemc dpo "$config" "$@"
+stamp
+echo
+echo "== 6. evaluation on the held-out split"
+./gemc eval "$config" "$@"
+stamp

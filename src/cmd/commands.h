@@ -9,6 +9,11 @@ int cmd_overfit(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_check_data(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_dpo(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 // Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
 #include "dtype.h"

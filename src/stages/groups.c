@@ -1,0 +1,137 @@
+// Sampling, scoring and ranking a batch of candidate groups (gem-spec.md sections 1-5): the
+// generator's half of GEM, shared by `train`, `dpo` with entropy pairs and `generate`.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "stage.h"
+
+int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
+                  int G, int step, RunDir *r) {
+    const int k = c->sampling.k;
+    memset(gb, 0, sizeof *gb);
+    gb->G = G, gb->k = k;
+    gb->idx = mallocCheck(sizeof(int) * (size_t)G);
+    memcpy(gb->idx, idx, sizeof(int) * (size_t)G);
+    gb->cands = callocCheck((size_t)G * k, sizeof(Candidate));
+    gb->scores = callocCheck((size_t)G * k, sizeof(CandidateScore));
+    gb->rank = callocCheck((size_t)G, sizeof(GroupRanking));
+    const int **prompts = mallocCheck(sizeof(int *) * (size_t)G);
+    int *lens = mallocCheck(sizeof(int) * (size_t)G);
+    uint64_t *keys = mallocCheck(sizeof(uint64_t) * (size_t)G);
+    for (int g = 0; g < G; g++) {
+        const DataRecord *rec = &ds->rec[idx[g]];
+        prompts[g] = rec->prompt_ids.v;
+        lens[g] = rec->prompt_ids.n;
+        keys[g] = ((uint64_t)(uint32_t)step << 32) | (uint32_t)idx[g];
+    }
+    GenerateRequest req = {.sc = &c->sampling,
+                           .eos_ids = p->stop_ids,
+                           .n_eos = p->n_stop,
+                           .seed = c->run.seed,
+                           .policy_version = (int)p->model.adam_t,
+                           .progress = progress_bar,
+                           .progress_ctx = r};
+    progress_set_label("sampling");
+    double t0 = now_seconds();
+    int rc = sampler_generate(&p->model, &req, G, prompts, lens, keys, gb->cands);
+    progress_done(r);
+    gb->t_sample = now_seconds() - t0;
+    free(prompts);
+    free(lens);
+    free(keys);
+    if (rc != 0) {
+        groups_free(gb);
+        return -1;
+    }
+    t0 = now_seconds();
+    for (int i = 0; i < G * k; i++) {
+        gb->new_tokens += gb->cands[i].n;
+        if (gem_score_candidate(&c->score, p->tok, &gb->cands[i], &gb->scores[i]) != 0) {
+            groups_free(gb);
+            return -1;
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        group_ranking_alloc(&gb->rank[g], k);
+        gem_rank_group(&c->filter, &c->sega, gb->cands + (size_t)g * k, gb->scores + (size_t)g * k,
+                       k, &gb->rank[g]);
+    }
+    gb->t_score = now_seconds() - t0;
+    return 0;
+}
+
+void groups_free(GroupBatch *gb) {
+    if (gb->cands)
+        for (int i = 0; i < gb->G * gb->k; i++) candidate_free(&gb->cands[i]);
+    if (gb->rank)
+        for (int g = 0; g < gb->G; g++) group_ranking_free(&gb->rank[g]);
+    free(gb->idx);
+    free(gb->cands);
+    free(gb->scores);
+    free(gb->rank);
+    memset(gb, 0, sizeof *gb);
+}
+
+typedef struct {
+    double sum, sq;
+    long n;
+} Moments;
+
+static void mom_add(Moments *m, double x) {
+    m->sum += x, m->sq += x * x, m->n++;
+}
+static double mom_mean(const Moments *m) {
+    return m->n ? m->sum / m->n : NAN;
+}
+static double mom_std(const Moments *m) {
+    if (m->n < 2) return NAN;
+    double mean = m->sum / m->n, var = (m->sq - m->n * mean * mean) / (m->n - 1);
+    return var > 0 ? sqrt(var) : 0;
+}
+
+void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
+                    double *final_mean) {
+    Moments reward = {0}, score = {0}, adv = {0}, fork = {0}, final = {0}, len = {0};
+    int len_max = 0, truncated = 0, skipped = 0;
+    for (int g = 0; g < gb->G; g++) {
+        const GroupRanking *rk = &gb->rank[g];
+        skipped += rk->skipped;
+        for (int i = 0; i < gb->k; i++) {
+            const Candidate *cd = &gb->cands[(size_t)g * gb->k + i];
+            const CandidateScore *s = &gb->scores[(size_t)g * gb->k + i];
+            // entropies, lengths and truncation describe every sample; rewards and advantages
+            // only the candidates that take part in the update
+            mom_add(&score, s->score);
+            mom_add(&fork, s->fork);
+            mom_add(&final, s->final);
+            mom_add(&len, cd->n);
+            if (cd->n > len_max) len_max = cd->n;
+            truncated += cd->finish == FINISH_LENGTH;
+            if (rk->valid[i] && !rk->skipped) {
+                mom_add(&reward, rk->reward[i]);
+                mom_add(&adv, rk->advantage[i]);
+            }
+        }
+    }
+    const long n = (long)gb->G * gb->k;
+    metrics_num(m, "reward_mean", mom_mean(&reward));
+    metrics_num(m, "reward_std", mom_std(&reward));
+    metrics_num(m, "score_mean", mom_mean(&score));
+    metrics_num(m, "score_std", mom_std(&score));
+    metrics_num(m, "adv_std", mom_std(&adv));
+    metrics_num(m, "fork_entropy", mom_mean(&fork));
+    metrics_num(m, "final_entropy", mom_mean(&final));
+    metrics_num(m, "len_mean", mom_mean(&len));
+    metrics_int(m, "len_max", len_max);
+    metrics_num(m, "truncated", n ? (double)truncated / n : 0);
+    metrics_int(m, "groups", gb->G);
+    metrics_int(m, "groups_skipped", skipped);
+    metrics_num(m, "sample_tok_s", gb->t_sample > 0 ? gb->new_tokens / gb->t_sample : NAN);
+    metrics_num(m, "time_sample", gb->t_sample);
+    metrics_num(m, "time_score", gb->t_score);
+    if (reward_mean) *reward_mean = mom_mean(&reward);
+    if (fork_mean) *fork_mean = mom_mean(&fork);
+    if (final_mean) *final_mean = mom_mean(&final);
+}

@@ -1,0 +1,220 @@
+// The policy a stage trains or evaluates, and the micro-batched forward/backward over
+// (prompt, response) sequences that every loss goes through.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "stage.h"
+#include "utf8.h"
+
+static int resolve_template(const GemConfig *c, const char *dir, ChatTemplate *t) {
+    const char *name = c->model.chat_template;
+    if (name && name[0] && strcmp(name, "auto") != 0)
+        return chat_template_from_name(name, "config: model.chat_template", t);
+    char *path = path_join(dir, "tokenizer_config.json");
+    int rc = 0;
+    if (access(path, F_OK) == 0)
+        rc = chat_template_detect(path, t);
+    else
+        *t = CHAT_PLAIN;
+    free(path);
+    return rc;
+}
+
+static void add_stop(Policy *p, int id) {
+    for (int i = 0; i < p->n_stop; i++)
+        if (p->stop_ids[i] == id) return;
+    if (p->n_stop < (int)(sizeof p->stop_ids / sizeof p->stop_ids[0]))
+        p->stop_ids[p->n_stop++] = id;
+}
+
+int policy_load(Policy *p, const char *dir, const GemConfig *c) {
+    memset(p, 0, sizeof *p);
+    if (!dir || !dir[0]) {
+        gemc_set_error("no model folder given (HINT: set the stage's model key)");
+        return -1;
+    }
+    if (model_load_hf(&p->model, dir) != 0) return -1;
+    p->tok = tokenizer_load(dir);
+    if (!p->tok) goto fail;
+    if (tokenizer_vocab_size(p->tok) > p->model.cfg.vocab_size) {
+        gemc_set_error("%s: the tokenizer has %d ids but the model's vocab_size is %d",
+                       tokenizer_path(p->tok), tokenizer_vocab_size(p->tok),
+                       p->model.cfg.vocab_size);
+        goto fail;
+    }
+    if (resolve_template(c, dir, &p->tmpl) != 0) goto fail;
+    if (p->model.cfg.num_eos == 0) {
+        gemc_set_error("%s/config.json: no eos_token_id, so generation could never stop "
+                       "(HINT: add \"eos_token_id\" to config.json)",
+                       dir);
+        goto fail;
+    }
+    p->eos_id = chat_end_of_turn_id(p->tmpl, p->tok, p->model.cfg.eos_token_ids[0]);
+    if (p->eos_id < 0) goto fail;
+    add_stop(p, p->eos_id);
+    for (int i = 0; i < p->model.cfg.num_eos; i++) add_stop(p, p->model.cfg.eos_token_ids[i]);
+    p->dir = strdup(dir);
+    return 0;
+fail:
+    policy_free(p);
+    return -1;
+}
+
+void policy_free(Policy *p) {
+    if (p->tok) tokenizer_free(p->tok);
+    model_free(&p->model);
+    free(p->dir);
+    memset(p, 0, sizeof *p);
+}
+
+int policy_load_data(const Policy *p, const GemConfig *c, const char *path, DataKind kind,
+                     Dataset *ds) {
+    if (dataset_load(ds, path, kind, 0) != 0) return -1;
+    if (dataset_tokenize(ds, p->tok, p->tmpl, c->model.system_prompt, p->eos_id,
+                         p->model.cfg.max_position_embeddings) != 0) {
+        dataset_free(ds);
+        return -1;
+    }
+    return 0;
+}
+
+void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out) {
+    StrBuf bytes = {0};
+    tokenizer_decode(p->tok, ids, n, 1, &bytes);
+    utf8_append_lossy(out, bytes.p ? bytes.p : "", bytes.len);
+    free(bytes.p);
+}
+
+// ---- micro-batched forward/backward ----------------------------------------------------------
+
+void seq_resp_offsets(const SeqRef *seqs, int n, long *off) {
+    off[0] = 0;
+    for (int s = 0; s < n; s++) off[s + 1] = off[s] + seqs[s].R;
+}
+
+// Sequences [s0, s1) packed as one batch; response token j of sequence s is predicted at packed
+// position (start of s) + P + j - 1.
+static double micro_batch(Model *m, const SeqRef *seqs, int s0, int s1, float *logp_out,
+                          LossGradFn fn, void *ctx) {
+    int B = s1 - s0, N = 0, R = 0;
+    for (int s = s0; s < s1; s++) N += seqs[s].P + seqs[s].R, R += seqs[s].R;
+    int *tokens = mallocCheck(sizeof(int) * (size_t)N);
+    int *offsets = mallocCheck(sizeof(int) * (size_t)(B + 1));
+    float *lp = mallocCheck(sizeof(float) * (size_t)N);
+    float *rlp = mallocCheck(sizeof(float) * (size_t)(R ? R : 1));
+    offsets[0] = 0;
+    for (int s = s0, o = 0; s < s1; s++) {
+        memcpy(tokens + o, seqs[s].prompt, sizeof(int) * (size_t)seqs[s].P);
+        memcpy(tokens + o + seqs[s].P, seqs[s].resp, sizeof(int) * (size_t)seqs[s].R);
+        o += seqs[s].P + seqs[s].R;
+        offsets[s - s0 + 1] = o;
+    }
+    PackedBatch batch = {.B = B, .N = N, .tokens = tokens, .offsets = offsets};
+    model_forward(m, &batch, lp, NULL);
+    for (int s = s0, r = 0; s < s1; s++) {
+        const float *src = lp + offsets[s - s0] + seqs[s].P - 1;
+        memcpy(rlp + r, src, sizeof(float) * (size_t)seqs[s].R);
+        r += seqs[s].R;
+    }
+    if (logp_out) memcpy(logp_out, rlp, sizeof(float) * (size_t)R);
+    double loss = 0;
+    if (fn) {
+        float *rd = callocCheck((size_t)(R ? R : 1), sizeof(float));
+        loss = fn(ctx, s0, B, rlp, rd);
+        float *dlp = callocCheck((size_t)N, sizeof(float)); // prompt positions take no gradient
+        for (int s = s0, r = 0; s < s1; s++) {
+            memcpy(dlp + offsets[s - s0] + seqs[s].P - 1, rd + r,
+                   sizeof(float) * (size_t)seqs[s].R);
+            r += seqs[s].R;
+        }
+        model_backward(m, &batch, dlp);
+        free(dlp);
+        free(rd);
+    }
+    free(tokens);
+    free(offsets);
+    free(lp);
+    free(rlp);
+    return loss;
+}
+
+double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int max_tokens,
+                            float *logp_out, LossGradFn fn, void *ctx) {
+    double loss = 0;
+    long out = 0;
+    for (int s0 = 0; s0 < n;) {
+        // take whole units while they fit; a unit larger than max_tokens goes alone
+        int s1 = s0, tokens = 0;
+        while (s1 < n) {
+            int u1 = s1 + unit < n ? s1 + unit : n, ut = 0;
+            for (int s = s1; s < u1; s++) ut += seqs[s].P + seqs[s].R;
+            if (s1 > s0 && tokens + ut > max_tokens) break;
+            tokens += ut;
+            s1 = u1;
+        }
+        loss += micro_batch(m, seqs, s0, s1, logp_out ? logp_out + out : NULL, fn, ctx);
+        for (int s = s0; s < s1; s++) out += seqs[s].R;
+        s0 = s1;
+    }
+    return loss;
+}
+
+// ---- optimisation ----------------------------------------------------------------------------
+
+float stage_lr(const OptimConfig *o, float lr, int step, int steps) {
+    if (o->warmup_steps > 0 && step <= o->warmup_steps) return lr * (float)step / o->warmup_steps;
+    if (o->schedule == LR_CONSTANT || steps <= o->warmup_steps) return lr;
+    double t = (double)(step - o->warmup_steps) / (double)(steps - o->warmup_steps);
+    double floor_lr = lr * o->min_lr_ratio;
+    double shape = o->schedule == LR_COSINE ? 0.5 * (1.0 + cos(M_PI * t)) : 1.0 - t;
+    return (float)(floor_lr + (lr - floor_lr) * shape);
+}
+
+float stage_optimizer_step(Model *m, const OptimConfig *o, float lr) {
+    float norm = model_clip_grad_norm(m, o->grad_clip);
+    AdamWConfig opt = {.lr = lr,
+                       .beta1 = o->beta1,
+                       .beta2 = o->beta2,
+                       .eps = o->eps,
+                       .weight_decay = o->weight_decay};
+    model_adamw_step(m, &opt);
+    model_zero_grad(m);
+    return norm;
+}
+
+// ---- data order ------------------------------------------------------------------------------
+
+static void shuffle(DataOrder *o) {
+    for (int i = 0; i < o->n; i++) o->perm[i] = i;
+    for (int i = o->n - 1; i > 0; i--) { // Fisher-Yates
+        int j = (int)(rng_u64(&o->rng) % (uint64_t)(i + 1));
+        int t = o->perm[i];
+        o->perm[i] = o->perm[j];
+        o->perm[j] = t;
+    }
+}
+
+void order_init(DataOrder *o, int n, uint64_t seed) {
+    memset(o, 0, sizeof *o);
+    o->n = n;
+    o->perm = mallocCheck(sizeof(int) * (size_t)(n ? n : 1));
+    rng_seed(&o->rng, seed ^ 0x6f72646572ULL); // a stream of its own, not the sampler's
+    shuffle(o);
+}
+
+int order_next(DataOrder *o) {
+    if (o->pos == o->n) {
+        o->pos = 0;
+        o->epoch++;
+        shuffle(o);
+    }
+    return o->perm[o->pos++];
+}
+
+void order_free(DataOrder *o) {
+    free(o->perm);
+    memset(o, 0, sizeof *o);
+}

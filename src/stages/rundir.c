@@ -1,0 +1,197 @@
+// The run directory of a stage (config.yaml, metrics.jsonl, checkpoints) and the console.
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "common.h"
+#include "stage.h"
+
+int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage) {
+    memset(r, 0, sizeof *r);
+    if (ensure_dir(dir) != 0) return -1;
+    if (config_save(c, dir) != 0) return -1;
+    char *path = path_join(dir, "metrics.jsonl");
+    // a fresh log per run: lines of an earlier run in the same folder would read as this one's
+    r->metrics = fopen(path, "w");
+    if (!r->metrics) {
+        gemc_set_error("%s: cannot write (%s)", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    free(path);
+    r->dir = strdup(dir);
+    r->cfg = c;
+    r->stage = stage;
+    r->t_start = now_seconds();
+    r->progress = c->run.progress < 0 ? isatty(STDERR_FILENO) : c->run.progress;
+    return 0;
+}
+
+void rundir_close(RunDir *r) {
+    if (r->metrics) fclose(r->metrics);
+    free(r->dir);
+    memset(r, 0, sizeof *r);
+}
+
+static DType save_dtype(SaveDtype d) {
+    return d == DTYPE_NAME_F32 ? DT_F32 : d == DTYPE_NAME_F16 ? DT_F16 : DT_BF16;
+}
+
+// rm -r of a checkpoint folder gemc wrote (plain files only, no subfolders).
+static void remove_model_dir(const char *dir) {
+    static const char *names[] = {
+        "config.json",           "model.safetensors",       "tokenizer.json",
+        "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *f = path_join(dir, names[i]);
+        unlink(f);
+        free(f);
+    }
+    rmdir(dir);
+}
+
+int rundir_save(RunDir *r, const Policy *p, int step) {
+    char name[64];
+    if (step < 0)
+        snprintf(name, sizeof name, "final");
+    else
+        snprintf(name, sizeof name, "checkpoints/step_%06d", step);
+    char *dst = path_join(r->dir, name);
+    char tmp_name[96], old_name[96];
+    snprintf(tmp_name, sizeof tmp_name, "%s.tmp.%d", name, (int)getpid());
+    snprintf(old_name, sizeof old_name, "%s.old.%d", name, (int)getpid());
+    char *tmp = path_join(r->dir, tmp_name), *old = path_join(r->dir, old_name);
+    int rc = -1;
+    remove_model_dir(tmp);
+    // the complete copy is written under a temporary name and renamed into place, so DIR/final
+    // is always either the old model or the new one, never half of each
+    if (cmd_save_model(&p->model, tmp, save_dtype(r->cfg->run.dtype), p->dir, 0) != 0) {
+        remove_model_dir(tmp);
+        goto out;
+    }
+    struct stat st;
+    if (stat(dst, &st) == 0 && rename(dst, old) != 0) {
+        gemc_set_error("%s: cannot move the older checkpoint aside (%s)", dst, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, dst) != 0) {
+        gemc_set_error("%s: cannot rename %s into place (%s)", dst, tmp, strerror(errno));
+        goto out;
+    }
+    remove_model_dir(old);
+    rc = 0;
+out:
+    free(dst);
+    free(tmp);
+    free(old);
+    return rc;
+}
+
+// ---- metrics ---------------------------------------------------------------------------------
+
+void metrics_begin(Metrics *m, const char *stage, int step) {
+    memset(m, 0, sizeof *m);
+    char b[64];
+    snprintf(b, sizeof b, "{\"step\": %d, \"stage\": ", step);
+    strbuf_puts(&m->buf, b);
+    strbuf_json_string(&m->buf, stage);
+}
+
+static void metrics_key(Metrics *m, const char *key) {
+    strbuf_puts(&m->buf, ", ");
+    strbuf_json_string(&m->buf, key);
+    strbuf_puts(&m->buf, ": ");
+}
+
+void metrics_num(Metrics *m, const char *key, double v) {
+    metrics_key(m, key);
+    char b[64];
+    if (isfinite(v))
+        snprintf(b, sizeof b, "%.7g", v);
+    else
+        snprintf(b, sizeof b, "null");
+    strbuf_puts(&m->buf, b);
+}
+
+void metrics_int(Metrics *m, const char *key, long v) {
+    metrics_key(m, key);
+    char b[32];
+    snprintf(b, sizeof b, "%ld", v);
+    strbuf_puts(&m->buf, b);
+}
+
+void metrics_str(Metrics *m, const char *key, const char *v) {
+    metrics_key(m, key);
+    strbuf_json_string(&m->buf, v);
+}
+
+void metrics_end(Metrics *m, RunDir *r) {
+    strbuf_puts(&m->buf, "}\n");
+    if (r && r->metrics) {
+        fwrite(m->buf.p, 1, m->buf.len, r->metrics);
+        fflush(r->metrics);
+    }
+    free(m->buf.p);
+    memset(m, 0, sizeof *m);
+}
+
+// ---- console ---------------------------------------------------------------------------------
+
+void format_duration(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t % 3600 / 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
+}
+
+void format_count(double v, char *buf, size_t n) {
+    if (v >= 1e6)
+        snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e4)
+        snprintf(buf, n, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, n, "%.0f", v);
+}
+
+static const char *bar_label = "";
+
+void progress_set_label(const char *label) {
+    bar_label = label;
+}
+
+void progress_bar(void *run_dir, long done, long total) {
+    const RunDir *r = run_dir;
+    if (!r || !r->progress || total <= 0) return;
+    enum { WIDTH = 30 };
+    int fill = (int)(WIDTH * done / total);
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '-';
+    bar[WIDTH] = 0;
+    fprintf(stderr, "\r  %s [%s] %ld/%ld", bar_label, bar, done, total);
+    fflush(stderr);
+}
+
+void progress_done(RunDir *r) {
+    if (!r || !r->progress) return;
+    fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+void stage_print_step(const char *stage, int step, int steps, const char *fields, double tok_s,
+                      double t_loop) {
+    double elapsed = now_seconds() - t_loop;
+    char eta[32], rate[32];
+    format_duration(elapsed / step * (steps - step), eta, sizeof eta);
+    format_count(tok_s, rate, sizeof rate);
+    printf("%s step %*d/%d | %s | %s tok/s | ETA %s\n", stage, (int)snprintf(NULL, 0, "%d", steps),
+           step, steps, fields, rate, eta);
+    fflush(stdout);
+}

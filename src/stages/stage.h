@@ -1,0 +1,162 @@
+// The stages of gem-spec.md section 6 on one process: sft, train (GEM), dpo, eval, generate.
+// Each stage reads a resolved GemConfig, writes a run directory (config.yaml, metrics.jsonl,
+// checkpoints in Hugging Face format) and prints one console line per step.
+//
+// What the stages share lives here: the policy (model, tokenizer, chat template, stop ids), the
+// micro-batched forward/backward over (prompt, response) sequences, the learning-rate schedule,
+// checkpoints, the metrics log and the console.
+#ifndef GEMC_STAGE_H
+#define GEMC_STAGE_H
+
+#include <stdio.h>
+
+#include "chat_template.h"
+#include "config.h"
+#include "data.h"
+#include "gem.h"
+#include "model.h"
+#include "rng.h"
+#include "strbuf.h"
+#include "tokenizer.h"
+
+typedef struct RunDir RunDir;
+typedef struct Metrics Metrics;
+
+int stage_sft(const GemConfig *c);
+int stage_train(const GemConfig *c);
+int stage_dpo(const GemConfig *c);
+int stage_eval(const GemConfig *c);
+int stage_generate(const GemConfig *c);
+
+// ---- the policy ------------------------------------------------------------------------------
+
+typedef struct {
+    char *dir; // the model folder it was loaded from
+    Model model;
+    Tokenizer *tok;
+    ChatTemplate tmpl;
+    int eos_id;      // what closes a response in the data (the end-of-turn token)
+    int stop_ids[8]; // generation stops at any of these: end of turn and config.json's EOS ids
+    int n_stop;
+} Policy;
+
+// Loads DIR (weights, tokenizer, chat template per model.chat_template). Returns 0 or -1.
+int policy_load(Policy *p, const char *dir, const GemConfig *c);
+void policy_free(Policy *p);
+// Loads a JSONL file of `kind` and tokenizes it through the policy's template. Returns 0 or -1.
+int policy_load_data(const Policy *p, const GemConfig *c, const char *path, DataKind kind,
+                     Dataset *ds);
+// The text of ids (lossy UTF-8), appended to out.
+void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out);
+
+// ---- sequences and the micro-batched forward/backward -----------------------------------------
+
+// One (prompt, response) sequence; the loss reads the log-probs of the response tokens only.
+typedef struct {
+    const int *prompt;
+    int P;
+    const int *resp;
+    int R;
+} SeqRef;
+
+// Called after the forward of each micro-batch with the response log-probs of sequences
+// [s0, s0 + ns) (laid out back to back, seq s at resp_off[s] - resp_off[s0]); fills dlogp in
+// the same layout and returns the micro-batch's part of the loss.
+typedef double (*LossGradFn)(void *ctx, int s0, int ns, const float *logp, float *dlogp);
+
+// Forward (and, with fn, backward accumulating into m->grads) over the sequences in
+// micro-batches of at most max_tokens tokens; a unit of `unit` consecutive sequences (a DPO
+// pair) is never split. logp_out [sum R] receives the response log-probs of every sequence, in
+// order (may be NULL). Returns the summed loss (0 without fn).
+double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int max_tokens,
+                            float *logp_out, LossGradFn fn, void *ctx);
+// Offsets of each sequence's response in the packed log-prob array: off[0] = 0, off[s+1] =
+// off[s] + seqs[s].R. off has n + 1 entries.
+void seq_resp_offsets(const SeqRef *seqs, int n, long *off);
+
+// The order a stage visits a dataset in: a permutation drawn from the seed, redrawn each epoch.
+typedef struct {
+    int n, pos, epoch;
+    int *perm;
+    Rng rng;
+} DataOrder;
+void order_init(DataOrder *o, int n, uint64_t seed);
+int order_next(DataOrder *o);
+void order_free(DataOrder *o);
+
+// ---- sampled groups (train, dpo with entropy pairs, generate) ---------------------------------
+
+// G prompts, k candidates each, scored by Eq. 1 and ranked.
+typedef struct {
+    int G, k;
+    int *idx;                 // [G] dataset index of each group's prompt
+    Candidate *cands;         // [G * k], group g's candidates at g * k
+    CandidateScore *scores;   // [G * k]
+    GroupRanking *rank;       // [G]
+    double t_sample, t_score; // seconds
+    long new_tokens;          // tokens generated
+} GroupBatch;
+
+// Samples sampling.k candidates for each prompt ds->rec[idx[g]] with the policy (stream keys
+// from step and idx, so a prompt seen again in a later epoch draws new candidates), then scores
+// and ranks them. Returns 0 or -1.
+int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
+                  int G, int step, RunDir *r);
+void groups_free(GroupBatch *gb);
+// Adds the section 8 group metrics (reward, score, advantage, entropies, lengths, truncation,
+// skipped groups) to m, and returns the mean reward, fork and final entropies for the console.
+void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
+                    double *final_mean);
+
+// ---- optimisation ----------------------------------------------------------------------------
+
+// The learning rate of `step` (1-based) of `steps`: linear warmup over optim.warmup_steps, then
+// constant, cosine or linear decay to lr * min_lr_ratio.
+float stage_lr(const OptimConfig *o, float lr, int step, int steps);
+// Clips, steps AdamW with the scheduled lr and zeroes the gradients. Returns the grad norm.
+float stage_optimizer_step(Model *m, const OptimConfig *o, float lr);
+
+// ---- run directory, checkpoints, metrics, console --------------------------------------------
+
+struct RunDir {
+    char *dir;
+    FILE *metrics; // metrics.jsonl, one object per step, flushed line by line
+    const GemConfig *cfg;
+    const char *stage;
+    double t_start;
+    int progress; // progress bars on stderr
+};
+
+// Creates the run directory, writes config.yaml (the resolved config) and opens metrics.jsonl.
+int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage);
+void rundir_close(RunDir *r);
+// Saves the policy as DIR/checkpoints/step_NNNNNN (or DIR/final when step < 0) in run.dtype
+// with the starting model's tokenizer files, replacing an older copy only once the new one is
+// complete. Returns 0 or -1.
+int rundir_save(RunDir *r, const Policy *p, int step);
+
+// A metrics line being built: {"step": N, "stage": "...", key: value, ...}.
+struct Metrics {
+    StrBuf buf;
+};
+void metrics_begin(Metrics *m, const char *stage, int step);
+void metrics_num(Metrics *m, const char *key, double v); // NaN/inf are written as null
+void metrics_int(Metrics *m, const char *key, long v);
+void metrics_str(Metrics *m, const char *key, const char *v);
+// Appends the line to metrics.jsonl (when r is non-NULL) and frees the buffer.
+void metrics_end(Metrics *m, RunDir *r);
+
+// The console line of a step: "STAGE step 12/300 | FIELDS | 12.3k tok/s | ETA 1m05s", with the
+// ETA from the mean time per step so far (t_loop: when the first step began).
+void stage_print_step(const char *stage, int step, int steps, const char *fields, double tok_s,
+                      double t_loop);
+// "1m05s", "2h03m", "12s".
+void format_duration(double seconds, char *buf, size_t n);
+// "12.3k", "950", "1.20M".
+void format_count(double v, char *buf, size_t n);
+// Progress bar on stderr (when enabled): "\r  LABEL [#####-----] done/total", cleared at the end.
+void progress_bar(void *run_dir, long done, long total);
+void progress_set_label(const char *label);
+void progress_done(RunDir *r);
+
+#endif

@@ -1,0 +1,267 @@
+// `gemc eval` (gem-spec.md section 6) for each model of eval.models:
+//   - preference accuracy on (prompt, chosen, rejected): implicit reward r(q, a) = beta l(a|q),
+//     or beta (l - l_ref) with eval.use_ref, l divided by the response length with
+//     eval.length_norm; the share of pairs with r_c > r_r, ties counted as half and reported
+//     separately, with n and a 95% Wilson interval;
+//   - task accuracy on prompts with an answer: greedy generation (or the majority answer of
+//     eval.majority_k samples), the text after the answer marker compared to the answer,
+//     numbers as numbers.
+// Prints a table and writes results.json and results.md to eval.dir.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "stage.h"
+
+typedef struct {
+    char label[64];
+    const char *dir;
+    int pref_n, pref_ties;
+    double pref_wins; // ties count half
+    double pref_lo, pref_hi;
+    int task_n, task_correct, task_marker; // marker: answers that had the answer marker
+    double task_lo, task_hi;
+    double len_mean;
+} EvalRow;
+
+// "LABEL=DIR" or "DIR" (labelled by its path).
+static void parse_entry(const char *entry, EvalRow *row) {
+    const char *eq = strchr(entry, '=');
+    if (eq && eq > entry) {
+        snprintf(row->label, sizeof row->label, "%.*s", (int)(eq - entry), entry);
+        row->dir = eq + 1;
+    } else {
+        snprintf(row->label, sizeof row->label, "%s", entry);
+        row->dir = entry;
+    }
+}
+
+static double response_logp(const float *lp, int n, int length_norm) {
+    double s = 0;
+    for (int t = 0; t < n; t++) s += lp[t];
+    return length_norm && n > 0 ? s / n : s;
+}
+
+// Log-probs of every pair's chosen and rejected response: out[2i], out[2i+1].
+static void pair_logps(Model *m, const Dataset *ds, int n, int micro, int length_norm,
+                       double *out) {
+    SeqRef *seqs = mallocCheck(sizeof(SeqRef) * 2 * (size_t)n);
+    long total = 0;
+    for (int i = 0; i < n; i++) {
+        const DataRecord *r = &ds->rec[i];
+        seqs[2 * i] = (SeqRef){r->prompt_ids.v, r->prompt_ids.n, r->chosen_ids.v, r->chosen_ids.n};
+        seqs[2 * i + 1] =
+            (SeqRef){r->prompt_ids.v, r->prompt_ids.n, r->rejected_ids.v, r->rejected_ids.n};
+        total += r->chosen_ids.n + r->rejected_ids.n;
+    }
+    float *lp = mallocCheck(sizeof(float) * (size_t)(total ? total : 1));
+    seq_forward_backward(m, seqs, 2 * n, 2, micro, lp, NULL, NULL);
+    for (int s = 0, t = 0; s < 2 * n; t += seqs[s].R, s++)
+        out[s] = response_logp(lp + t, seqs[s].R, length_norm);
+    free(lp);
+    free(seqs);
+}
+
+static int eval_preference(const GemConfig *c, Policy *p, Policy *ref, EvalRow *row) {
+    Dataset ds;
+    if (policy_load_data(p, c, c->eval.pairs, DATA_PAIRS, &ds) != 0) return -1;
+    int n = c->eval.max_pairs > 0 && c->eval.max_pairs < ds.n ? c->eval.max_pairs : ds.n;
+    double *l = mallocCheck(sizeof(double) * 2 * (size_t)n);
+    double *l_ref = callocCheck(2 * (size_t)n, sizeof(double));
+    pair_logps(&p->model, &ds, n, c->optim.micro_batch_tokens, c->eval.length_norm, l);
+    if (ref)
+        pair_logps(&ref->model, &ds, n, c->optim.micro_batch_tokens, c->eval.length_norm, l_ref);
+    for (int i = 0; i < n; i++) {
+        double rc = c->eval.beta * (l[2 * i] - l_ref[2 * i]);
+        double rr = c->eval.beta * (l[2 * i + 1] - l_ref[2 * i + 1]);
+        if (rc > rr) row->pref_wins += 1;
+        if (rc == rr) row->pref_wins += 0.5, row->pref_ties++;
+    }
+    row->pref_n = n;
+    wilson_interval(row->pref_wins, n, &row->pref_lo, &row->pref_hi);
+    free(l);
+    free(l_ref);
+    dataset_free(&ds);
+    return 0;
+}
+
+// The answer most of the k samples gave (answers equal as gem_answer_matches says); the first
+// one seen wins a tie. NULL when no sample had the marker.
+static const char *majority(char **answers, int k) {
+    int best = -1, best_votes = 0;
+    for (int i = 0; i < k; i++) {
+        if (!answers[i]) continue;
+        int votes = 0;
+        for (int j = 0; j < k; j++)
+            votes += answers[j] && gem_answer_matches(answers[j], answers[i]);
+        if (votes > best_votes) best = i, best_votes = votes;
+    }
+    return best >= 0 ? answers[best] : NULL;
+}
+
+static int eval_task(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
+    Dataset ds;
+    if (policy_load_data(p, c, c->eval.prompts, DATA_PROMPTS, &ds) != 0) return -1;
+    // only prompts with an answer count; eval.max_prompts caps how many
+    int *idx = mallocCheck(sizeof(int) * (size_t)(ds.n ? ds.n : 1)), n = 0;
+    for (int i = 0; i < ds.n; i++)
+        if (ds.rec[i].answer && (c->eval.max_prompts <= 0 || n < c->eval.max_prompts)) idx[n++] = i;
+    if (n == 0) {
+        gemc_set_error("%s: no prompt has an \"answer\" (HINT: task accuracy needs prompts with "
+                       "answers; set eval.prompts to \"\" to skip it)",
+                       c->eval.prompts);
+        free(idx);
+        dataset_free(&ds);
+        return -1;
+    }
+    SamplingConfig sc = c->sampling;
+    if (c->eval.majority_k <= 1)
+        sc.k = 1, sc.temperature = 0; // greedy
+    else
+        sc.k = c->eval.majority_k;
+    const int chunk = 32, k = sc.k;
+    Candidate *cands = callocCheck((size_t)chunk * k, sizeof(Candidate));
+    const int **prompts = mallocCheck(sizeof(int *) * chunk);
+    int *lens = mallocCheck(sizeof(int) * chunk);
+    uint64_t *keys = mallocCheck(sizeof(uint64_t) * chunk);
+    char **answers = callocCheck((size_t)k, sizeof(char *));
+    long len_sum = 0;
+    int rc = 0;
+    progress_set_label("eval");
+    for (int c0 = 0; c0 < n && rc == 0; c0 += chunk) {
+        int m = n - c0 < chunk ? n - c0 : chunk;
+        for (int i = 0; i < m; i++) {
+            const DataRecord *rec = &ds.rec[idx[c0 + i]];
+            prompts[i] = rec->prompt_ids.v, lens[i] = rec->prompt_ids.n;
+            keys[i] = (uint64_t)idx[c0 + i];
+        }
+        GenerateRequest req = {.sc = &sc,
+                               .eos_ids = p->stop_ids,
+                               .n_eos = p->n_stop,
+                               .seed = c->run.seed,
+                               .policy_version = (int)p->model.adam_t};
+        if ((rc = sampler_generate(&p->model, &req, m, prompts, lens, keys, cands)) != 0) break;
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < k; j++) {
+                const Candidate *cd = &cands[(size_t)i * k + j];
+                StrBuf text = {0};
+                policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
+                answers[j] =
+                    gem_extract_answer(text.p ? text.p : "", text.len, c->score.answer_marker);
+                len_sum += cd->n;
+                free(text.p);
+            }
+            const char *got = majority(answers, k);
+            row->task_marker += got != NULL;
+            row->task_correct += got && gem_answer_matches(got, ds.rec[idx[c0 + i]].answer);
+            for (int j = 0; j < k; j++) free(answers[j]), answers[j] = NULL;
+        }
+        for (int i = 0; i < m * k; i++) candidate_free(&cands[i]);
+        progress_bar(r, c0 + m, n);
+    }
+    progress_done(r);
+    row->task_n = n;
+    row->len_mean = (double)len_sum / ((double)n * k);
+    wilson_interval(row->task_correct, n, &row->task_lo, &row->task_hi);
+    free(answers), free(cands), free(prompts), free(lens), free(keys), free(idx);
+    dataset_free(&ds);
+    return rc;
+}
+
+static void cell(char *buf, size_t cap, double x, int n, double lo, double hi) {
+    if (n == 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%5.1f%% [%4.1f, %4.1f]", 100 * x / n, 100 * lo, 100 * hi);
+}
+
+static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
+    StrBuf md = {0}, js = {0};
+    char line[512], task[64], pref[64];
+    snprintf(line, sizeof line,
+             "| model | task accuracy (n=%d) | preference accuracy (n=%d) | ties |\n"
+             "|---|---|---|---|\n",
+             rows[0].task_n, rows[0].pref_n);
+    strbuf_puts(&md, line);
+    printf("\n%-12s  %-24s  %-24s  %s\n", "model", "task accuracy [95% CI]",
+           "pref. accuracy [95% CI]", "ties");
+    strbuf_puts(&js, "{\n  \"models\": [");
+    for (int i = 0; i < n; i++) {
+        const EvalRow *r = &rows[i];
+        cell(task, sizeof task, r->task_correct, r->task_n, r->task_lo, r->task_hi);
+        cell(pref, sizeof pref, r->pref_wins, r->pref_n, r->pref_lo, r->pref_hi);
+        printf("%-12s  %-24s  %-24s  %d\n", r->label, task, pref, r->pref_ties);
+        snprintf(line, sizeof line, "| %s | %s | %s | %d |\n", r->label, task, pref, r->pref_ties);
+        strbuf_puts(&md, line);
+        strbuf_puts(&js, i ? ",\n    {\"label\": " : "\n    {\"label\": ");
+        strbuf_json_string(&js, r->label);
+        strbuf_puts(&js, ", \"model\": ");
+        strbuf_json_string(&js, r->dir);
+        snprintf(line, sizeof line,
+                 ", \"task_n\": %d, \"task_correct\": %d, \"task_accuracy\": %.6f, "
+                 "\"task_ci95\": [%.6f, %.6f], \"answers_with_marker\": %d, "
+                 "\"response_len_mean\": %.3f, \"pref_n\": %d, \"pref_accuracy\": %.6f, "
+                 "\"pref_ties\": %d, \"pref_ci95\": [%.6f, %.6f]}",
+                 r->task_n, r->task_correct, r->task_n ? (double)r->task_correct / r->task_n : 0,
+                 r->task_lo, r->task_hi, r->task_marker, r->len_mean, r->pref_n,
+                 r->pref_n ? r->pref_wins / r->pref_n : 0, r->pref_ties, r->pref_lo, r->pref_hi);
+        strbuf_puts(&js, line);
+    }
+    snprintf(
+        line, sizeof line,
+        "\n  ],\n  \"beta\": %g, \"use_ref\": %s, \"length_norm\": %s, \"majority_k\": %d\n}\n",
+        c->eval.beta, c->eval.use_ref ? "true" : "false", c->eval.length_norm ? "true" : "false",
+        c->eval.majority_k);
+    strbuf_puts(&js, line);
+    char *pm = path_join(c->eval.dir, "results.md"), *pj = path_join(c->eval.dir, "results.json");
+    if (write_file_atomic(pm, md.p, md.len) != 0 || write_file_atomic(pj, js.p, js.len) != 0)
+        fprintf(stderr, "gemc: warning: %s\n", gemc_error());
+    else
+        printf("\nwrote %s and %s\n", pm, pj);
+    free(pm), free(pj), free(md.p), free(js.p);
+}
+
+int stage_eval(const GemConfig *c) {
+    const int n = c->eval.models.n;
+    if (c->eval.use_ref && !c->model.ref[0]) {
+        gemc_set_error("config: eval.use_ref is true but model.ref is not set (HINT: "
+                       "model.ref=DIR of the reference model)");
+        return -1;
+    }
+    RunDir r;
+    if (rundir_open(&r, c->eval.dir, c, "eval") != 0) return -1;
+    EvalRow *rows = callocCheck((size_t)n, sizeof(EvalRow));
+    Policy ref = {0};
+    int rc = 0;
+    if (c->eval.use_ref) rc = policy_load(&ref, c->model.ref, c);
+    for (int i = 0; i < n && rc == 0; i++) {
+        parse_entry(c->eval.models.items[i], &rows[i]);
+        Policy p;
+        if ((rc = policy_load(&p, rows[i].dir, c)) != 0) break;
+        printf("eval: %s (%s)\n", rows[i].label, rows[i].dir);
+        fflush(stdout);
+        double t0 = now_seconds();
+        if (c->eval.pairs[0]) rc = eval_preference(c, &p, c->eval.use_ref ? &ref : NULL, &rows[i]);
+        if (rc == 0 && c->eval.prompts[0]) rc = eval_task(c, &p, &r, &rows[i]);
+        if (rc == 0) {
+            Metrics m;
+            metrics_begin(&m, "eval", i);
+            metrics_str(&m, "label", rows[i].label);
+            metrics_str(&m, "model", rows[i].dir);
+            if (rows[i].task_n)
+                metrics_num(&m, "task_accuracy", (double)rows[i].task_correct / rows[i].task_n);
+            if (rows[i].pref_n)
+                metrics_num(&m, "pref_accuracy", rows[i].pref_wins / rows[i].pref_n);
+            metrics_num(&m, "time_eval", now_seconds() - t0);
+            metrics_end(&m, &r);
+        }
+        policy_free(&p);
+    }
+    if (rc == 0) write_results(c, rows, n);
+    if (c->eval.use_ref) policy_free(&ref);
+    free(rows);
+    rundir_close(&r);
+    return rc;
+}
