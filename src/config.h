@@ -4,7 +4,7 @@
 // Keys are "section.name" (sampling.temperature). A YAML file gives them as nested mappings:
 //   sampling:
 //     temperature: 0.9
-// and the command line as sampling.temperature=0.9. One table (config.c) lists every key with
+// and the command line as sampling.temperature=0.9. One table (config_keys.c) lists every key with
 // its type, default, allowed range or names, and help line; parsing, checking, the resolved
 // config.yaml of a run directory and `gemc STAGE --help` all come from that table.
 //
@@ -80,11 +80,11 @@ typedef struct {
 } OptimConfig;
 
 typedef struct {
-    uint64_t seed;     // 1
-    int log_every;     // console line every N steps (1)
-    int save_every;    // checkpoint every N steps, 0 = only the final model (0)
-    SaveDtype dtype;   // dtype of saved checkpoints (bf16)
-    int progress;      // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
+    uint64_t seed;   // 1
+    int log_every;   // console line every N steps (1)
+    int save_every;  // checkpoint every N steps, 0 = only the final model (0)
+    SaveDtype dtype; // dtype of saved checkpoints (bf16)
+    int progress;    // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
 } RunConfig;
 
 typedef struct {
@@ -109,16 +109,17 @@ typedef struct {
     DpoPairSource dpo_pairs; // dpo.pairs: data | entropy (entropy: dpo.data holds prompts)
     float dpo_beta;          // dpo.beta (0.1)
     struct {
-        StrList models;      // eval.models: "LABEL=DIR" or "DIR"
-        char *dir;           // where results.json and results.md go
-        char *pairs;         // preference pairs JSONL ("" = skip)
-        char *prompts;       // prompts with answers JSONL ("" = skip)
-        float beta;          // implicit reward scale (1.0)
-        int use_ref;         // reward relative to model.ref (false)
-        int length_norm;     // divide l(a|q) by the response length (false)
-        int majority_k;      // 1 = greedy; > 1 = majority vote of k samples
-        int max_prompts;     // 0 = all
-        int max_pairs;       // 0 = all
+        StrList models;  // eval.models: "LABEL=DIR" or "DIR"
+        char *dir;       // where results.json and results.md go
+        char *pairs;     // preference pairs JSONL ("" = skip)
+        char *prompts;   // prompts with answers JSONL ("" = skip)
+        float beta;      // implicit reward scale (1.0)
+        int use_ref;     // reward relative to model.ref (false)
+        int length_norm; // divide l(a|q) by the response length (false)
+        int majority_k;  // 1 = greedy; > 1 = majority vote of k samples
+        int signal_k;    // > 0: how well Eq. 1 ranks k sampled candidates by correctness
+        int max_prompts; // 0 = all
+        int max_pairs;   // 0 = all
     } eval;
     struct {
         char *model;

@@ -29,10 +29,10 @@ static const struct {
 #define NUM_DTYPES ((int)(sizeof dtype_table / sizeof dtype_table[0]))
 
 DType dtype_from_name(const char *name) {
-    if (!name) return DT_UNKNOWN;
+    if (!name) return DT_INVALID;
     for (int i = 0; i < NUM_DTYPES; i++)
         if (strcmp(name, dtype_table[i].name) == 0) return dtype_table[i].t;
-    return DT_UNKNOWN;
+    return DT_INVALID;
 }
 
 DType dtype_from_user_name(const char *name) {
@@ -43,10 +43,10 @@ DType dtype_from_user_name(const char *name) {
         {"f32", DT_F32},       {"fp32", DT_F32}, {"float32", DT_F32}, {"bf16", DT_BF16},
         {"bfloat16", DT_BF16}, {"f16", DT_F16},  {"fp16", DT_F16},    {"float16", DT_F16},
     };
-    if (!name) return DT_UNKNOWN;
+    if (!name) return DT_INVALID;
     for (size_t i = 0; i < sizeof user / sizeof user[0]; i++)
         if (strcasecmp(name, user[i].name) == 0) return user[i].t;
-    return DT_UNKNOWN;
+    return DT_INVALID;
 }
 
 const char *dtype_name(DType t) {

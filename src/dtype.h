@@ -23,17 +23,17 @@ typedef enum {
     DT_BOOL,
     DT_F8_E4M3,
     DT_F8_E5M2,
-    DT_UNKNOWN
+    DT_INVALID
 } DType;
 
-// "F32" -> DT_F32 ...; DT_UNKNOWN for a name the safetensors format does not define.
+// "F32" -> DT_F32 ...; DT_INVALID for a name the safetensors format does not define.
 DType dtype_from_name(const char *name);
 // Accepts the command-line spellings too: "f32", "fp32", "float32", "bf16", "bfloat16", "f16",
-// "fp16", "float16". DT_UNKNOWN otherwise.
+// "fp16", "float16". DT_INVALID otherwise.
 DType dtype_from_user_name(const char *name);
 const char *dtype_name(DType t);       // "F32", "BF16", ... (safetensors spelling)
 const char *dtype_torch_name(DType t); // "float32", "bfloat16", "float16" (config.json torch_dtype)
-size_t dtype_size(DType t);            // bytes per element; 0 for DT_UNKNOWN
+size_t dtype_size(DType t);            // bytes per element; 0 for DT_INVALID
 int dtype_is_float_weight(DType t);    // F32, BF16 or F16
 
 // Round-to-nearest-even conversions; NaN stays NaN, overflow becomes Inf.

@@ -68,13 +68,19 @@ static float fork_term(const float *H, int n_cot, float top_m) {
 // The spans as [0, n_cot) and [final_from, n). Tokens are contiguous in the text, so the tokens
 // ending at or before the marker's start are a prefix and those starting at or after its end a
 // suffix; the straddling ones between them belong to neither. Returns 0 when the marker is not
-// in the text.
+// in the text, or only spaces follow its last occurrence.
 static int marker_spans(const char *marker, int n, const char *text, const int *tok_end, int *n_cot,
                         int *final_from) {
     if (!marker || !text || !tok_end || n <= 0) return 0;
     const long at = last_occurrence(text, (size_t)tok_end[n - 1], marker, strlen(marker));
     if (at < 0) return 0;
     const long end = at + (long)strlen(marker);
+    // a marker with nothing but spaces after it delimits no answer: scoring it as an empty final
+    // span (term 0, the best possible) would reward stopping right after the marker, which is
+    // what a policy trained on that score learns within a few dozen steps
+    long k = end;
+    while (k < tok_end[n - 1] && isspace((unsigned char)text[k])) k++;
+    if (k == tok_end[n - 1]) return 0;
     int c = 0;
     while (c < n && tok_end[c] <= at) c++;
     int f = c;

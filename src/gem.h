@@ -18,19 +18,20 @@
 // ---- Eq. 1 -----------------------------------------------------------------------------------
 
 typedef struct {
-    float score;      // S = -final + lambda_fork * fork
-    float fork;       // mean of the top-m CoT entropies (0 for an empty CoT span)
-    float final;      // mean entropy of the final span (0 for an empty one)
-    int n_cot;        // tokens in the CoT span
-    int n_final;      // tokens in the final span
-    int used_marker;  // 1 when the marker was found (final_span: marker)
+    float score;     // S = -final + lambda_fork * fork
+    float fork;      // mean of the top-m CoT entropies (0 for an empty CoT span)
+    float final;     // mean entropy of the final span (0 for an empty one)
+    int n_cot;       // tokens in the CoT span
+    int n_final;     // tokens in the final span
+    int used_marker; // 1 when the marker was found (final_span: marker)
 } CandidateScore;
 
 // Scores n content tokens (prompt and EOS excluded) with entropies H[n]. For final_span: marker,
 // text holds the tokens' decoded bytes and tok_end[i] is the end offset of token i in it
 // (text and tok_end may be NULL for the other rules). With the marker found, the CoT span is the
 // tokens that end at or before the marker's start and the final span the tokens that start at or
-// after its end (a token straddling the marker is in neither); without it, the fraction rule.
+// after its end (a token straddling the marker is in neither); without it, or with only spaces
+// after its last occurrence (no answer), the fraction rule.
 void gem_score_tokens(const ScoreConfig *c, const float *H, int n, const char *text,
                       const int *tok_end, CandidateScore *out);
 // Scores a sampled candidate: its content tokens are ids[0 .. n-1) when it ended at EOS, else all
@@ -45,13 +46,13 @@ int candidate_content_len(const Candidate *cand);
 
 typedef struct {
     int k;
-    int *valid;        // [k] 1 when the candidate takes part in the update
-    int *rank;         // [k] 0 = best by S (descending, ties by index); -1 when invalid
-    float *reward;     // [k] r_i (0 for invalid)
-    float *advantage;  // [k] A_i, the SEGA weight (0 for invalid)
-    int n_valid;       // after trimming
-    int skipped;       // 1 when the group takes no part (fewer than 2 valid, or std < 1e-6)
-    int best, worst;   // candidate indices of the (best, worst) pair, -1 when skipped
+    int *valid;       // [k] 1 when the candidate takes part in the update
+    int *rank;        // [k] 0 = best by S (descending, ties by index); -1 when invalid
+    float *reward;    // [k] r_i (0 for invalid)
+    float *advantage; // [k] A_i, the SEGA weight (0 for invalid)
+    int n_valid;      // after trimming
+    int skipped;      // 1 when the group takes no part (fewer than 2 valid, or std < 1e-6)
+    int best, worst;  // candidate indices of the (best, worst) pair, -1 when skipped
 } GroupRanking;
 
 void group_ranking_alloc(GroupRanking *g, int k);

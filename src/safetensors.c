@@ -92,7 +92,7 @@ static int parse_entry(const char *path, const cJSON *e, size_t data_size, const
         return -1;
     }
     t->dtype = dtype_from_name(jd->valuestring);
-    if (t->dtype == DT_UNKNOWN) {
+    if (t->dtype == DT_INVALID) {
         gemc_set_error("%s: tensor '%s' has unknown dtype '%s' (the safetensors format defines "
                        "F32, BF16, F16, F64, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, "
                        "F8_E4M3, F8_E5M2)",

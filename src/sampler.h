@@ -43,7 +43,8 @@ typedef struct {
 // the same sums for the sampling distribution (z/temperature, restricted to top-k / top-p
 // when they are on), then the draw by inverse CDF with the uniform u in [0, 1). All sums in fp32
 // with fixed order. temperature == 0 (or top_k == 1) is greedy: the largest logit (lowest id on
-// ties), logp_sample 0 and entropy_sample 0. scratch holds at least 2*V floats.
+// ties), logp_sample 0 and entropy_sample 0. scratch is malloc'd memory of at least 2*V floats
+// (its second half holds int indices).
 void sample_token(const float *z, int V, const SamplingConfig *sc, float u, float *scratch,
                   TokenDraw *out);
 

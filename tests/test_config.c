@@ -669,6 +669,7 @@ static const char *const EVERY_KEY[] = {
     "eval.use_ref=true",
     "eval.length_norm=true",
     "eval.majority_k=3",
+    "eval.signal_k=5",
     "eval.max_prompts=10",
     "eval.max_pairs=20",
     "generate.model=g",

@@ -140,10 +140,10 @@ static void test_dtype_names(void) {
         CU_ASSERT_EQUAL(dtype_size(all[i]), sizes[i]);
         CU_ASSERT_EQUAL(dtype_is_float_weight(all[i]), i < 3);
     }
-    CU_ASSERT_EQUAL(dtype_from_name("F33"), DT_UNKNOWN);
-    CU_ASSERT_EQUAL(dtype_from_name("f32"), DT_UNKNOWN); // the format's names are upper case
-    CU_ASSERT_EQUAL(dtype_from_name(""), DT_UNKNOWN);
-    CU_ASSERT_EQUAL(dtype_size(DT_UNKNOWN), 0);
+    CU_ASSERT_EQUAL(dtype_from_name("F33"), DT_INVALID);
+    CU_ASSERT_EQUAL(dtype_from_name("f32"), DT_INVALID); // the format's names are upper case
+    CU_ASSERT_EQUAL(dtype_from_name(""), DT_INVALID);
+    CU_ASSERT_EQUAL(dtype_size(DT_INVALID), 0);
     CU_ASSERT_STRING_EQUAL(dtype_torch_name(DT_F32), "float32");
     CU_ASSERT_STRING_EQUAL(dtype_torch_name(DT_BF16), "bfloat16");
     CU_ASSERT_STRING_EQUAL(dtype_torch_name(DT_F16), "float16");
@@ -152,8 +152,8 @@ static void test_dtype_names(void) {
     for (int i = 0; i < 8; i++) CU_ASSERT_EQUAL(dtype_from_user_name(user[i]), user_t[i]);
     for (int i = 0; i < 3; i++)
         CU_ASSERT_EQUAL(dtype_from_user_name(dtype_torch_name(all[i])), all[i]);
-    CU_ASSERT_EQUAL(dtype_from_user_name("int8"), DT_UNKNOWN);
-    CU_ASSERT_EQUAL(dtype_from_user_name("fp8"), DT_UNKNOWN);
+    CU_ASSERT_EQUAL(dtype_from_user_name("int8"), DT_INVALID);
+    CU_ASSERT_EQUAL(dtype_from_user_name("fp8"), DT_INVALID);
 }
 
 static void test_buffer_conversions(void) {

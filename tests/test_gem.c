@@ -260,17 +260,21 @@ static void test_empty_spans(void) {
     CU_ASSERT_EQUAL(s.n_cot, 0);
     CU_ASSERT_EQUAL(s.fork, 0.0f);
     ASSERT_CLOSE(s.final, 1.5, 1e-6);
-    // the marker at the very end: an empty final span, final term 0, S = fork
-    const char *t2 = "ab Final Answer:";
-    int end2[16];
-    float H2[16];
-    for (int i = 0; i < 16; i++) end2[i] = i + 1, H2[i] = 9.0f;
-    H2[0] = 3.0f, H2[1] = 1.0f, H2[2] = 2.0f;
-    gem_score_tokens(&c, H2, 16, t2, end2, &s);
-    CU_ASSERT_EQUAL(s.n_cot, 3);
-    CU_ASSERT_EQUAL(s.n_final, 0);
-    CU_ASSERT_EQUAL(s.final, 0.0f);
-    ASSERT_CLOSE(s.score, 3.0, 1e-6);
+    // the marker at the very end, or followed by spaces only: no answer, so no final span to
+    // score (an empty one would score 0, the best there is); the fraction rule applies:
+    // 16 tokens, CoT = the first 12, final = the last 4 (entropy 9), fork = top 2 of the CoT
+    const char *t2 = "ab Final Answer:  ";
+    int end2[18];
+    float H2[18];
+    for (int i = 0; i < 18; i++) end2[i] = i + 1, H2[i] = 9.0f;
+    H2[0] = 3.0f, H2[1] = 1.0f, H2[2] = 2.0f, H2[3] = 4.0f;
+    for (int n = 16; n <= 18; n++) {
+        gem_score_tokens(&c, H2, n, t2, end2, &s);
+        CU_ASSERT_EQUAL(s.used_marker, 0);
+        CU_ASSERT_EQUAL(s.n_cot, (int)(0.75 * n));
+        CU_ASSERT_EQUAL(s.n_final, n - (int)(0.75 * n));
+        ASSERT_CLOSE(s.final, 9.0, 1e-6);
+    }
     // no tokens at all
     gem_score_tokens(&c, H, 0, "", NULL, &s);
     CU_ASSERT_EQUAL(s.score, 0.0f);

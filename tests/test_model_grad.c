@@ -26,22 +26,6 @@ static double rel_err(double a, double b) {
     return fabs(a - b) / fmax(m, 1e-3);
 }
 
-// A random model of the family in which every parameter matters: the norms and biases are
-// randomized too (transformers' init makes them 1 and 0).
-static void make_model(Model *m, const ModelConfig *cfg, uint64_t seed) {
-    model_init(m, cfg);
-    model_init_random(m, seed);
-    Rng rng;
-    rng_seed(&rng, seed ^ 0x5eed);
-    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
-        const ParamSpec *s = &m->layout.p[k];
-        if (s->ndim != 1) continue;
-        int is_norm = k == P_LN1 || k == P_LN2 || k == P_LNF;
-        for (size_t i = 0; i < s->size; i++)
-            m->params[s->offset + i] = (is_norm ? 1.0f : 0.0f) + 0.2f * rng_normal(&rng);
-    }
-}
-
 static int *random_tokens(Rng *rng, int n, int V) {
     int *t = mallocCheck((size_t)(n ? n : 1) * sizeof(int));
     for (int i = 0; i < n; i++) t[i] = (int)(rng_u64(rng) % (uint64_t)V);
@@ -72,7 +56,7 @@ static void check_family_fd(ModelType type) {
     ModelConfig cfg;
     test_tiny_config(&cfg, type);
     Model m;
-    make_model(&m, &cfg, 100 + type);
+    test_random_model(&m, &cfg, 100 + type);
     const ParamLayout *lay = &m.layout;
     double *P = mallocCheck(lay->total * sizeof(double));
     for (size_t i = 0; i < lay->total; i++) P[i] = m.params[i];
@@ -148,7 +132,7 @@ static void check_float_vs_double(ModelType type) {
     ModelConfig cfg;
     test_tiny_config(&cfg, type);
     Model m;
-    make_model(&m, &cfg, 300 + type);
+    test_random_model(&m, &cfg, 300 + type);
     Rng rng;
     rng_seed(&rng, 400 + type);
     const int offsets[] = {0, 11, 12, 20}, N = 20;
@@ -214,7 +198,7 @@ static void medium_config(ModelConfig *cfg, ModelType type) {
 // Sequence A alone, then packed between others: its logprobs and entropies are the same bits.
 static void check_packing(const ModelConfig *cfg, int len_a, int len_before, int len_after) {
     Model m;
-    make_model(&m, cfg, 500);
+    test_random_model(&m, cfg, 500);
     Rng rng;
     rng_seed(&rng, 501);
     const int N = len_before + len_a + len_after;
@@ -280,7 +264,7 @@ static void test_determinism_and_threads(void) {
         ModelConfig cfg;
         medium_config(&cfg, (ModelType)t);
         Model m;
-        make_model(&m, &cfg, 600 + t);
+        test_random_model(&m, &cfg, 600 + t);
         Rng rng;
         rng_seed(&rng, 601);
         const int offsets[] = {0, 100, 103, 260, 300}, N = 300;
@@ -329,7 +313,7 @@ static void test_acts_regrow(void) {
     ModelConfig cfg;
     test_tiny_config(&cfg, MODEL_QWEN2);
     Model m;
-    make_model(&m, &cfg, 700);
+    test_random_model(&m, &cfg, 700);
     Rng rng;
     rng_seed(&rng, 701);
     int *tok = random_tokens(&rng, 40, cfg.vocab_size);

@@ -281,21 +281,6 @@ static void config_window(ModelConfig *cfg) {
     cfg->max_position_embeddings = 48;
 }
 
-// A random model in which every parameter matters (norms and biases randomized too).
-static void make_model(Model *m, const ModelConfig *cfg, uint64_t seed) {
-    model_init(m, cfg);
-    model_init_random(m, seed);
-    Rng rng;
-    rng_seed(&rng, seed ^ 0x5eed);
-    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
-        const ParamSpec *s = &m->layout.p[k];
-        if (s->ndim != 1) continue;
-        const int is_norm = k == P_LN1 || k == P_LN2 || k == P_LNF;
-        for (size_t i = 0; i < s->size; i++)
-            m->params[s->offset + i] = (is_norm ? 1.0f : 0.0f) + 0.2f * rng_normal(&rng);
-    }
-}
-
 typedef struct {
     int n;
     int **tok;      // [n][len[p]]
@@ -388,7 +373,7 @@ static double diff_vs_forward(Model *m, const Prompts *p, const Candidate *c, in
 static void check_vs_forward(const ModelConfig *cfg, int k, int n_prompts, const int *lens,
                              int max_new, uint64_t seed) {
     Model m;
-    make_model(&m, cfg, seed);
+    test_random_model(&m, cfg, seed);
     Prompts p = random_prompts(n_prompts, lens, cfg->vocab_size, seed + 1);
     SamplingConfig sc = {.k = k, .temperature = 1.0f, .top_p = 1.0f, .max_new_tokens = max_new};
     const int eos[] = {5};
@@ -425,7 +410,7 @@ static void test_greedy(void) {
     ModelConfig cfg;
     config_window(&cfg);
     Model m;
-    make_model(&m, &cfg, 31);
+    test_random_model(&m, &cfg, 31);
     const int lens[] = {4, 11};
     Prompts p = random_prompts(2, lens, cfg.vocab_size, 32);
     SamplingConfig g0 = {.k = 2, .temperature = 0, .top_p = 1, .max_new_tokens = 10};
@@ -484,7 +469,7 @@ static void test_determinism(void) {
     ModelConfig cfg;
     config_gqa(&cfg);
     Model m;
-    make_model(&m, &cfg, 41);
+    test_random_model(&m, &cfg, 41);
     const int lens[] = {6, 2, 13};
     Prompts p = random_prompts(3, lens, cfg.vocab_size, 42);
     SamplingConfig sc = {
@@ -540,7 +525,7 @@ static void test_stopping(void) {
     ModelConfig cfg;
     config_window(&cfg);
     Model m;
-    make_model(&m, &cfg, 51);
+    test_random_model(&m, &cfg, 51);
     // eight EOS ids out of 37: most candidates end on one, some run to max_new_tokens
     const int eos[] = {0, 4, 9, 13, 18, 22, 27, 31};
     const int lens[] = {3, 8, 12, 5};
@@ -591,7 +576,7 @@ static void test_shared_prefill(void) {
     ModelConfig cfg;
     config_gqa(&cfg);
     Model m;
-    make_model(&m, &cfg, 61);
+    test_random_model(&m, &cfg, 61);
     const int lens[] = {9, 15};
     Prompts both = random_prompts(2, lens, cfg.vocab_size, 62);
     SamplingConfig sc = {.k = 3, .temperature = 1.0f, .top_p = 1.0f, .max_new_tokens = 12};
@@ -639,7 +624,7 @@ static void test_bad_input(void) {
     ModelConfig cfg;
     config_gqa(&cfg);
     Model m;
-    make_model(&m, &cfg, 71);
+    test_random_model(&m, &cfg, 71);
     const int lens[] = {4, 5, 6};
     Prompts p = random_prompts(3, lens, cfg.vocab_size, 72);
     p.len[1] = 0;

@@ -297,11 +297,14 @@ static void test_eval_and_generate(void) {
     char cmd[2048], p[1024];
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml", root);
     if (!file_exists(root, "gem/final/model.safetensors")) CU_ASSERT_EQUAL(run_ok(cmd), 0);
-    snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml", root);
+    snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml eval.signal_k=3", root);
     CU_ASSERT_EQUAL(run_ok(cmd), 0);
     snprintf(p, sizeof p, "%s/eval/results.json", root);
     CU_ASSERT_EQUAL(count_lines(p, "\"task_accuracy\""), 2); // a row per model
     CU_ASSERT_EQUAL(count_lines(p, "\"pref_n\": 8"), 2);
+    CU_ASSERT_EQUAL(count_lines(p, "\"signal_top_accuracy\""), 2);
+    snprintf(p, sizeof p, "%s/eval/results.md", root);
+    CU_ASSERT_EQUAL(count_lines(p, "Eq. 1 top/mean/bottom of 3"), 1);
     snprintf(cmd, sizeof cmd,
              GEMC " generate %s/cfg.yaml generate.model=%s/sft/final generate.prompts=%s/"
                   "prompts.jsonl generate.out=%s/cands.jsonl generate.max_prompts=5",
@@ -332,6 +335,8 @@ static void test_stage_errors(void) {
     expect_stage_error(cmd, "sampling.k");
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml sampling.k=four", root);
     expect_stage_error(cmd, "sampling.k");
+    snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml eval.signal_k=1", root);
+    expect_stage_error(cmd, "at least 2 candidates");
     expect_stage_error(GEMC " sft", "missing the config file");
     expect_stage_error(GEMC " sft /nonexistent/cfg.yaml", "/nonexistent/cfg.yaml");
     write_text("bad.jsonl", "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n"

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "model.h"
+#include "rng.h"
 #include "tests.h"
 #include "tokenizer.h"
 
@@ -129,6 +131,20 @@ void test_tiny_config(ModelConfig *cfg, ModelType type) {
     case MODEL_MISTRAL:
         cfg->sliding_window = 3;
         break;
+    }
+}
+
+void test_random_model(Model *m, const ModelConfig *cfg, uint64_t seed) {
+    model_init(m, cfg);
+    model_init_random(m, seed);
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x5eed);
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        const ParamSpec *s = &m->layout.p[k];
+        if (s->ndim != 1) continue;
+        const int is_norm = k == P_LN1 || k == P_LN2 || k == P_LNF;
+        for (size_t i = 0; i < s->size; i++)
+            m->params[s->offset + i] = (is_norm ? 1.0f : 0.0f) + 0.2f * rng_normal(&rng);
     }
 }
 

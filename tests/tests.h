@@ -4,6 +4,7 @@
 
 #include <CUnit/CUnit.h>
 
+#include "model.h"
 #include "model_config.h"
 
 void register_dtype_tests(void);          // test_dtype.c
@@ -47,6 +48,10 @@ int test_run(const char *cmd, char **out, char **err);
 // qwen2 with q/k/v biases and tied embeddings, llama with llama3 rope scaling and o/qkv bias,
 // mistral with a sliding window of 3.
 void test_tiny_config(ModelConfig *cfg, ModelType type);
+
+// A random model of the family in which every parameter matters: model_init_random, then the
+// norms and biases randomized too (transformers' init makes them 1 and 0).
+void test_random_model(Model *m, const ModelConfig *cfg, uint64_t seed);
 
 // The embedded tiny model's byte-level tokenizer (tokenizer_write_bytelevel), loaded from a
 // fresh directory: ASCII text encodes to its bytes, 256..259 are <|begin_of_text|>,

@@ -24,6 +24,9 @@ typedef struct {
     int task_n, task_correct, task_marker; // marker: answers that had the answer marker
     double task_lo, task_hi;
     double len_mean;
+    int sig_n;               // groups ranked (eval.signal_k), not skipped
+    double sig_mean;         // summed share of correct candidates
+    int sig_top, sig_bottom; // top- and bottom-ranked candidates that were correct
 } EvalRow;
 
 // "LABEL=DIR" or "DIR" (labelled by its path).
@@ -101,21 +104,19 @@ static const char *majority(char **answers, int k) {
     return best >= 0 ? answers[best] : NULL;
 }
 
-static int eval_task(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
-    Dataset ds;
-    if (policy_load_data(p, c, c->eval.prompts, DATA_PROMPTS, &ds) != 0) return -1;
-    // only prompts with an answer count; eval.max_prompts caps how many
-    int *idx = mallocCheck(sizeof(int) * (size_t)(ds.n ? ds.n : 1)), n = 0;
-    for (int i = 0; i < ds.n; i++)
-        if (ds.rec[i].answer && (c->eval.max_prompts <= 0 || n < c->eval.max_prompts)) idx[n++] = i;
-    if (n == 0) {
-        gemc_set_error("%s: no prompt has an \"answer\" (HINT: task accuracy needs prompts with "
-                       "answers; set eval.prompts to \"\" to skip it)",
-                       c->eval.prompts);
-        free(idx);
-        dataset_free(&ds);
-        return -1;
-    }
+// The answer a candidate gives (malloc'd), or NULL without the answer marker.
+static char *candidate_answer(const Policy *p, const GemConfig *c, const Candidate *cd) {
+    StrBuf text = {0};
+    policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
+    char *a = gem_extract_answer(text.p ? text.p : "", text.len, c->score.answer_marker);
+    free(text.p);
+    return a;
+}
+
+// Task accuracy of greedy answers (or of the majority answer of eval.majority_k samples) on the
+// prompts ds->rec[idx[0 .. n)).
+static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int *idx, int n,
+                     RunDir *r, EvalRow *row) {
     SamplingConfig sc = c->sampling;
     if (c->eval.majority_k <= 1)
         sc.k = 1, sc.temperature = 0; // greedy
@@ -133,7 +134,7 @@ static int eval_task(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
     for (int c0 = 0; c0 < n && rc == 0; c0 += chunk) {
         int m = n - c0 < chunk ? n - c0 : chunk;
         for (int i = 0; i < m; i++) {
-            const DataRecord *rec = &ds.rec[idx[c0 + i]];
+            const DataRecord *rec = &ds->rec[idx[c0 + i]];
             prompts[i] = rec->prompt_ids.v, lens[i] = rec->prompt_ids.n;
             keys[i] = (uint64_t)idx[c0 + i];
         }
@@ -145,17 +146,12 @@ static int eval_task(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
         if ((rc = sampler_generate(&p->model, &req, m, prompts, lens, keys, cands)) != 0) break;
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < k; j++) {
-                const Candidate *cd = &cands[(size_t)i * k + j];
-                StrBuf text = {0};
-                policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
-                answers[j] =
-                    gem_extract_answer(text.p ? text.p : "", text.len, c->score.answer_marker);
-                len_sum += cd->n;
-                free(text.p);
+                answers[j] = candidate_answer(p, c, &cands[(size_t)i * k + j]);
+                len_sum += cands[(size_t)i * k + j].n;
             }
             const char *got = majority(answers, k);
             row->task_marker += got != NULL;
-            row->task_correct += got && gem_answer_matches(got, ds.rec[idx[c0 + i]].answer);
+            row->task_correct += got && gem_answer_matches(got, ds->rec[idx[c0 + i]].answer);
             for (int j = 0; j < k; j++) free(answers[j]), answers[j] = NULL;
         }
         for (int i = 0; i < m * k; i++) candidate_free(&cands[i]);
@@ -165,7 +161,59 @@ static int eval_task(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
     row->task_n = n;
     row->len_mean = (double)len_sum / ((double)n * k);
     wilson_interval(row->task_correct, n, &row->task_lo, &row->task_hi);
-    free(answers), free(cands), free(prompts), free(lens), free(keys), free(idx);
+    free(answers), free(cands), free(prompts), free(lens), free(keys);
+    return rc;
+}
+
+// Does the entropy score pick correct answers? Samples eval.signal_k candidates per prompt as
+// `train` does, ranks them by Eq. 1, and counts how often the top- and bottom-ranked candidate
+// is correct against the mean over all candidates. GEM can only help where top > mean.
+static int eval_signal(const GemConfig *c, Policy *p, const Dataset *ds, const int *idx, int n,
+                       RunDir *r, EvalRow *row) {
+    GemConfig sc = *c; // read-only copy with the group size changed
+    sc.sampling.k = c->eval.signal_k;
+    GroupBatch gb;
+    if (groups_sample(&gb, p, &sc, ds, idx, n, 0, r) != 0) return -1;
+    const int k = gb.k;
+    for (int g = 0; g < n; g++) {
+        const GroupRanking *rk = &gb.rank[g];
+        if (rk->skipped) continue;
+        int correct = 0, best = 0, worst = 0;
+        for (int i = 0; i < k; i++) {
+            char *a = candidate_answer(p, c, &gb.cands[(size_t)g * k + i]);
+            int ok = a && gem_answer_matches(a, ds->rec[idx[g]].answer);
+            free(a);
+            correct += ok;
+            if (i == rk->best) best = ok;
+            if (i == rk->worst) worst = ok;
+        }
+        row->sig_n++;
+        row->sig_mean += (double)correct / k;
+        row->sig_top += best;
+        row->sig_bottom += worst;
+    }
+    groups_free(&gb);
+    return 0;
+}
+
+// The prompts of eval.prompts that have an answer (at most eval.max_prompts), through task
+// accuracy and the Eq. 1 signal.
+static int eval_prompts(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) {
+    Dataset ds;
+    if (policy_load_data(p, c, c->eval.prompts, DATA_PROMPTS, &ds) != 0) return -1;
+    int *idx = mallocCheck(sizeof(int) * (size_t)(ds.n ? ds.n : 1)), n = 0;
+    for (int i = 0; i < ds.n; i++)
+        if (ds.rec[i].answer && (c->eval.max_prompts <= 0 || n < c->eval.max_prompts)) idx[n++] = i;
+    int rc = 0;
+    if (n == 0) {
+        gemc_set_error("%s: no prompt has an \"answer\" (HINT: task accuracy needs prompts with "
+                       "answers; set eval.prompts to \"\" to skip it)",
+                       c->eval.prompts);
+        rc = -1;
+    }
+    if (rc == 0) rc = eval_task(c, p, &ds, idx, n, r, row);
+    if (rc == 0 && c->eval.signal_k > 0) rc = eval_signal(c, p, &ds, idx, n, r, row);
+    free(idx);
     dataset_free(&ds);
     return rc;
 }
@@ -177,24 +225,41 @@ static void cell(char *buf, size_t cap, double x, int n, double lo, double hi) {
         snprintf(buf, cap, "%5.1f%% [%4.1f, %4.1f]", 100 * x / n, 100 * lo, 100 * hi);
 }
 
+// "top 12.0% | mean 25.8% | bottom 30.0%" of the Eq. 1 ranking, or "-".
+static void signal_cell(char *buf, size_t cap, const EvalRow *r) {
+    if (r->sig_n == 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.1f / %.1f / %.1f%%", 100.0 * r->sig_top / r->sig_n,
+                 100.0 * r->sig_mean / r->sig_n, 100.0 * r->sig_bottom / r->sig_n);
+}
+
 static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
     StrBuf md = {0}, js = {0};
-    char line[512], task[64], pref[64];
+    char line[768], task[64], pref[64], sig[64], sig_head[64] = "";
+    const int with_signal = c->eval.signal_k > 0;
+    if (with_signal)
+        snprintf(sig_head, sizeof sig_head, "Eq. 1 top/mean/bottom of %d", c->eval.signal_k);
     snprintf(line, sizeof line,
-             "| model | task accuracy (n=%d) | preference accuracy (n=%d) | ties |\n"
-             "|---|---|---|---|\n",
-             rows[0].task_n, rows[0].pref_n);
+             "| model | task accuracy (n=%d) | preference accuracy (n=%d) | ties |", rows[0].task_n,
+             rows[0].pref_n);
     strbuf_puts(&md, line);
-    printf("\n%-12s  %-24s  %-24s  %s\n", "model", "task accuracy [95% CI]",
-           "pref. accuracy [95% CI]", "ties");
+    if (with_signal) strbuf_puts(&md, " "), strbuf_puts(&md, sig_head), strbuf_puts(&md, " |");
+    strbuf_puts(&md, with_signal ? "\n|---|---|---|---|---|\n" : "\n|---|---|---|---|\n");
+    printf("\n%-12s  %-24s  %-24s  %-5s %s\n", "model", "task accuracy [95% CI]",
+           "pref. accuracy [95% CI]", "ties", sig_head);
     strbuf_puts(&js, "{\n  \"models\": [");
     for (int i = 0; i < n; i++) {
         const EvalRow *r = &rows[i];
         cell(task, sizeof task, r->task_correct, r->task_n, r->task_lo, r->task_hi);
         cell(pref, sizeof pref, r->pref_wins, r->pref_n, r->pref_lo, r->pref_hi);
-        printf("%-12s  %-24s  %-24s  %d\n", r->label, task, pref, r->pref_ties);
-        snprintf(line, sizeof line, "| %s | %s | %s | %d |\n", r->label, task, pref, r->pref_ties);
+        signal_cell(sig, sizeof sig, r);
+        printf("%-12s  %-24s  %-24s  %-5d %s\n", r->label, task, pref, r->pref_ties,
+               with_signal ? sig : "");
+        snprintf(line, sizeof line, "| %s | %s | %s | %d |", r->label, task, pref, r->pref_ties);
         strbuf_puts(&md, line);
+        if (with_signal) strbuf_puts(&md, " "), strbuf_puts(&md, sig), strbuf_puts(&md, " |");
+        strbuf_puts(&md, "\n");
         strbuf_puts(&js, i ? ",\n    {\"label\": " : "\n    {\"label\": ");
         strbuf_json_string(&js, r->label);
         strbuf_puts(&js, ", \"model\": ");
@@ -203,17 +268,22 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
                  ", \"task_n\": %d, \"task_correct\": %d, \"task_accuracy\": %.6f, "
                  "\"task_ci95\": [%.6f, %.6f], \"answers_with_marker\": %d, "
                  "\"response_len_mean\": %.3f, \"pref_n\": %d, \"pref_accuracy\": %.6f, "
-                 "\"pref_ties\": %d, \"pref_ci95\": [%.6f, %.6f]}",
+                 "\"pref_ties\": %d, \"pref_ci95\": [%.6f, %.6f], \"signal_groups\": %d, "
+                 "\"signal_top_accuracy\": %.6f, \"signal_mean_accuracy\": %.6f, "
+                 "\"signal_bottom_accuracy\": %.6f}",
                  r->task_n, r->task_correct, r->task_n ? (double)r->task_correct / r->task_n : 0,
                  r->task_lo, r->task_hi, r->task_marker, r->len_mean, r->pref_n,
-                 r->pref_n ? r->pref_wins / r->pref_n : 0, r->pref_ties, r->pref_lo, r->pref_hi);
+                 r->pref_n ? r->pref_wins / r->pref_n : 0, r->pref_ties, r->pref_lo, r->pref_hi,
+                 r->sig_n, r->sig_n ? (double)r->sig_top / r->sig_n : 0,
+                 r->sig_n ? r->sig_mean / r->sig_n : 0,
+                 r->sig_n ? (double)r->sig_bottom / r->sig_n : 0);
         strbuf_puts(&js, line);
     }
-    snprintf(
-        line, sizeof line,
-        "\n  ],\n  \"beta\": %g, \"use_ref\": %s, \"length_norm\": %s, \"majority_k\": %d\n}\n",
-        c->eval.beta, c->eval.use_ref ? "true" : "false", c->eval.length_norm ? "true" : "false",
-        c->eval.majority_k);
+    snprintf(line, sizeof line,
+             "\n  ],\n  \"beta\": %g, \"use_ref\": %s, \"length_norm\": %s, \"majority_k\": %d, "
+             "\"signal_k\": %d\n}\n",
+             c->eval.beta, c->eval.use_ref ? "true" : "false",
+             c->eval.length_norm ? "true" : "false", c->eval.majority_k, c->eval.signal_k);
     strbuf_puts(&js, line);
     char *pm = path_join(c->eval.dir, "results.md"), *pj = path_join(c->eval.dir, "results.json");
     if (write_file_atomic(pm, md.p, md.len) != 0 || write_file_atomic(pj, js.p, js.len) != 0)
@@ -244,7 +314,7 @@ int stage_eval(const GemConfig *c) {
         fflush(stdout);
         double t0 = now_seconds();
         if (c->eval.pairs[0]) rc = eval_preference(c, &p, c->eval.use_ref ? &ref : NULL, &rows[i]);
-        if (rc == 0 && c->eval.prompts[0]) rc = eval_task(c, &p, &r, &rows[i]);
+        if (rc == 0 && c->eval.prompts[0]) rc = eval_prompts(c, &p, &r, &rows[i]);
         if (rc == 0) {
             Metrics m;
             metrics_begin(&m, "eval", i);

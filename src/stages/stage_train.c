@@ -152,6 +152,7 @@ int stage_train(const GemConfig *c) {
         metrics_int(&m, "version_lag", 0); // one process: the sampler always has the newest weights
         metrics_num(&m, "train_tok_s", t_train > 0 && n ? tokens / t_train : NAN);
         metrics_num(&m, "time_train", t_train);
+        metrics_num(&m, "mfu", NAN); // model FLOPs utilisation is a GPU figure: null on the CPU
         metrics_int(&m, "updated", n > 0);
         metrics_end(&m, &r);
         if (step % c->run.log_every == 0 || step == c->train.steps) {
