@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -207,4 +208,18 @@ int chat_end_of_turn_id(ChatTemplate t, const Tokenizer *tok, int eos_id) {
         return -1;
     }
     return id;
+}
+
+int chat_template_resolve(const char *name, const char *what, const char *model_dir,
+                          ChatTemplate *out) {
+    if (name && name[0] && strcmp(name, "auto") != 0)
+        return chat_template_from_name(name, what, out);
+    char *path = path_join(model_dir, "tokenizer_config.json");
+    int rc = 0;
+    if (access(path, F_OK) == 0)
+        rc = chat_template_detect(path, out);
+    else
+        *out = CHAT_PLAIN;
+    free(path);
+    return rc;
 }

@@ -28,6 +28,12 @@ const char *chat_template_name(ChatTemplate t);
 // template is none of the three (HINT: set chat_template in the config).
 int chat_template_detect(const char *tokenizer_config_path, ChatTemplate *out);
 
+// The template a run uses: `name` when it is one of the three, or (NULL, "" or "auto") the one
+// recognised in DIR/tokenizer_config.json, plain when the folder has no such file. `what` names
+// the setting in errors ("--chat-template", "config: model.chat_template"). Returns 0 or -1.
+int chat_template_resolve(const char *name, const char *what, const char *model_dir,
+                          ChatTemplate *out);
+
 // Appends the templated conversation: the system turn (when system is non-NULL and non-empty),
 // the user turn, and with add_generation_prompt the header that opens the assistant's turn.
 void chat_format(ChatTemplate t, const char *system, const char *prompt, int add_generation_prompt,

@@ -39,26 +39,8 @@ static char *make_model(const char *dtype) {
     return model;
 }
 
-// Runs cmd and checks the failure contract: status 1, nothing on stdout, exactly one line on
-// stderr that starts with "gemc: error: " and contains `needle` (and `needle2` unless NULL).
-static void expect_error2(const char *cmd, const char *needle, const char *needle2) {
-    char *out, *err;
-    int rc = test_run(cmd, &out, &err);
-    CU_ASSERT_EQUAL(rc, 1);
-    CU_ASSERT_STRING_EQUAL(out, "");
-    CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
-    size_t len = strlen(err);
-    CU_ASSERT(len > 0 && err[len - 1] == '\n' && strchr(err, '\n') == err + len - 1);
-    int found = strstr(err, needle) && (!needle2 || strstr(err, needle2));
-    CU_ASSERT(found);
-    if (rc != 1 || !found)
-        fprintf(stderr, "\n  command: %s\n  status %d, stderr: %s", cmd, rc, err);
-    free(out);
-    free(err);
-}
-
 static void expect_error(const char *cmd, const char *needle) {
-    expect_error2(cmd, needle, NULL);
+    test_expect_cli_error(cmd, needle, NULL);
 }
 
 static char *read_all(const char *path) {
@@ -202,10 +184,10 @@ static void test_missing_and_truncated(void) {
     char *st = path_join(dir, "model.safetensors");
     remove(st);
     score_cmd(cmd, sizeof cmd, dir);
-    expect_error2(cmd, "model.safetensors", "Hugging Face model folder");
+    test_expect_cli_error(cmd, "model.safetensors", "Hugging Face model folder");
     // fewer than the 8 bytes of the header length
     test_write_file(st, "\x10\x00\x00", 3);
-    expect_error2(cmd, "model.safetensors", "truncated");
+    test_expect_cli_error(cmd, "model.safetensors", "truncated");
     // a real model cut in half
     char *model = make_model("f32");
     char *real = path_join(model, "model.safetensors");
@@ -213,7 +195,7 @@ static void test_missing_and_truncated(void) {
     char *bytes = read_text_file(real, &n);
     test_write_file(real, bytes, n / 2);
     score_cmd(cmd, sizeof cmd, model);
-    expect_error2(cmd, "model.safetensors", "truncated");
+    test_expect_cli_error(cmd, "model.safetensors", "truncated");
     free(bytes);
     free(real);
     free(model);
@@ -231,7 +213,7 @@ static void expect_header_error(const char *header, size_t data_bytes, uint64_t 
     char *dir = model_with_file(b, n);
     char cmd[1024];
     score_cmd(cmd, sizeof cmd, dir);
-    expect_error2(cmd, "model.safetensors", needle);
+    test_expect_cli_error(cmd, "model.safetensors", needle);
     free(b);
     free(dir);
 }
@@ -408,7 +390,7 @@ static void test_tokenize_commands(void) {
     snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s", task);
     expect_error(cmd, "exactly one of --text");
     snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s --text \"$(printf 'a\\377')\"", task);
-    expect_error2(cmd, "--text", "UTF-8");
+    test_expect_cli_error(cmd, "--text", "UTF-8");
     snprintf(cmd, sizeof cmd,
              "printf '{\"text\": \"ok\"}\\n{\"txt\": 1}\\n' | " GEMC
              " tokenize --tokenizer %s --jsonl > /dev/null",
@@ -419,7 +401,7 @@ static void test_tokenize_commands(void) {
     free(out);
     free(err);
     snprintf(cmd, sizeof cmd, GEMC " detokenize --tokenizer %s --ids 72,999", task);
-    expect_error2(cmd, "--ids", "999");
+    test_expect_cli_error(cmd, "--ids", "999");
     char *empty = test_tmpdir();
     snprintf(cmd, sizeof cmd, GEMC " tokenize --tokenizer %s --text hi", empty);
     expect_error(cmd, "no tokenizer.json");
@@ -475,7 +457,7 @@ static void test_model_folder_tokenizer_and_check_data(void) {
                         "{\"prompt\": \"a\", \"chosen\": \"b\"}\n";
     test_write_file(bad, lines, strlen(lines));
     snprintf(cmd, sizeof cmd, GEMC " check-data --data %s --kind pairs --model %s", bad, copy);
-    expect_error2(cmd, "bad.jsonl:2:", "rejected");
+    test_expect_cli_error(cmd, "bad.jsonl:2:", "rejected");
     // a prompt longer than the 512 positions of the tiny model
     StrBuf big = {0};
     strbuf_puts(&big, "{\"prompt\": \"");
@@ -484,7 +466,7 @@ static void test_model_folder_tokenizer_and_check_data(void) {
     test_write_file(bad, big.p, big.len);
     free(big.p);
     snprintf(cmd, sizeof cmd, GEMC " check-data --data %s --kind prompts --model %s", bad, copy);
-    expect_error2(cmd, "bad.jsonl:1:", "context is 512");
+    test_expect_cli_error(cmd, "bad.jsonl:1:", "context is 512");
     free(bad);
 
     // a tokenizer with more ids than the model's vocabulary: refused, and no folder is made
@@ -495,7 +477,7 @@ static void test_model_folder_tokenizer_and_check_data(void) {
     edit_config(small_cfg, "vocab_size", "200");
     snprintf(cmd, sizeof cmd, GEMC " init --config %s --tokenizer %s --out %s", small_cfg, task,
              refused);
-    expect_error2(cmd, "vocab_size is 200", "259");
+    test_expect_cli_error(cmd, "vocab_size is 200", "259");
     struct stat st;
     CU_ASSERT_NOT_EQUAL(stat(refused, &st), 0);
     free(cfg_text);

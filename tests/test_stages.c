@@ -314,16 +314,8 @@ static void test_eval_and_generate(void) {
     CU_ASSERT_EQUAL(count_lines(p, "\"entropy_raw\""), 15); // 5 prompts x k = 3
 }
 
-// Runs cmd expecting exit 1 and one "gemc: error:" line containing needle.
 static void expect_stage_error(const char *cmd, const char *needle) {
-    char *out, *err;
-    int rc = test_run(cmd, &out, &err);
-    CU_ASSERT_EQUAL(rc, 1);
-    CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
-    CU_ASSERT(strchr(err, '\n') == err + strlen(err) - 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
-    if (rc != 1 || !strstr(err, needle)) fprintf(stderr, "\n  %s\n  -> %s", cmd, err);
-    free(out), free(err);
+    test_expect_cli_error(cmd, needle, NULL);
 }
 
 static void test_stage_errors(void) {

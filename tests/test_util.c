@@ -157,3 +157,19 @@ Tokenizer *test_byte_tokenizer(void) {
     free(dir);
     return tok;
 }
+
+void test_expect_cli_error(const char *cmd, const char *needle, const char *needle2) {
+    char *out, *err;
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT(strncmp(err, "gemc: error: ", 13) == 0);
+    size_t len = strlen(err);
+    CU_ASSERT(len > 0 && err[len - 1] == '\n' && strchr(err, '\n') == err + len - 1);
+    int found = strstr(err, needle) && (!needle2 || strstr(err, needle2));
+    CU_ASSERT(found);
+    if (rc != 1 || !found)
+        fprintf(stderr, "\n  command: %s\n  status %d, stderr: %s", cmd, rc, err);
+    free(out);
+    free(err);
+}

@@ -43,6 +43,10 @@ int test_count_dir_entries(const char *dir);
 // Runs `sh -c cmd`, capturing stdout and stderr (malloc'd, NUL-terminated); returns the exit
 // status (or 128 + signal).
 int test_run(const char *cmd, char **out, char **err);
+// Runs a gemc command line and checks the failure contract: status 1, nothing on stdout,
+// exactly one line on stderr that starts with "gemc: error: " and contains needle (and needle2
+// unless NULL).
+void test_expect_cli_error(const char *cmd, const char *needle, const char *needle2);
 
 // A tiny config of each family for numeric tests: V=37, C=16, I=24, L=2, Hq=4, Hkv=2, D=4,
 // qwen2 with q/k/v biases and tied embeddings, llama with llama3 rope scaling and o/qkv bias,

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -26,21 +25,6 @@ static void stats_add(LenStats *s, int len) {
 
 static void stats_print(const char *what, const LenStats *s) {
     printf("  %-9s tokens: mean %.1f, max %d\n", what, s->n ? (double)s->sum / s->n : 0.0, s->max);
-}
-
-// The template named on the command line, or (auto) the one of the model's
-// tokenizer_config.json; a folder without that file is plain.
-static int resolve_template(const char *name, const char *model_dir, ChatTemplate *t) {
-    if (name && strcmp(name, "auto") != 0)
-        return chat_template_from_name(name, "--chat-template", t);
-    char *cfg = path_join(model_dir, "tokenizer_config.json");
-    int rc = 0;
-    if (access(cfg, F_OK) == 0)
-        rc = chat_template_detect(cfg, t);
-    else
-        *t = CHAT_PLAIN;
-    free(cfg);
-    return rc;
 }
 
 static void show_record(const Tokenizer *tok, const DataRecord *r) {
@@ -104,7 +88,7 @@ int cmd_check_data(int argc, char **argv) {
     free(cfg_path);
     if (rc) return cmd_fail();
     ChatTemplate tmpl;
-    if (resolve_template(tmpl_name, model_dir, &tmpl)) return cmd_fail();
+    if (chat_template_resolve(tmpl_name, "--chat-template", model_dir, &tmpl)) return cmd_fail();
     Tokenizer *tok = tokenizer_load(model_dir);
     if (!tok) return cmd_fail();
     Dataset ds;

@@ -3,25 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "stage.h"
 #include "utf8.h"
-
-static int resolve_template(const GemConfig *c, const char *dir, ChatTemplate *t) {
-    const char *name = c->model.chat_template;
-    if (name && name[0] && strcmp(name, "auto") != 0)
-        return chat_template_from_name(name, "config: model.chat_template", t);
-    char *path = path_join(dir, "tokenizer_config.json");
-    int rc = 0;
-    if (access(path, F_OK) == 0)
-        rc = chat_template_detect(path, t);
-    else
-        *t = CHAT_PLAIN;
-    free(path);
-    return rc;
-}
 
 static void add_stop(Policy *p, int id) {
     for (int i = 0; i < p->n_stop; i++)
@@ -45,7 +30,9 @@ int policy_load(Policy *p, const char *dir, const GemConfig *c) {
                        p->model.cfg.vocab_size);
         goto fail;
     }
-    if (resolve_template(c, dir, &p->tmpl) != 0) goto fail;
+    if (chat_template_resolve(c->model.chat_template, "config: model.chat_template", dir,
+                              &p->tmpl) != 0)
+        goto fail;
     if (p->model.cfg.num_eos == 0) {
         gemc_set_error("%s/config.json: no eos_token_id, so generation could never stop "
                        "(HINT: add \"eos_token_id\" to config.json)",
