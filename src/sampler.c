@@ -180,8 +180,8 @@ static float row_max(const float *z, int V, int *argmax) {
 }
 
 // The sweep: raw sums of z, and (when e != NULL) the sampling weights e[i] = e^((z-m)/temp)
-// with their sums over the whole vocabulary.
-static void sweep(const float *z, int V, float m, float temp, float *e, SoftSums *raw,
+// with their sums over ids [0, n_draw) (the weights of the ids above are 0).
+static void sweep(const float *z, int V, int n_draw, float m, float temp, float *e, SoftSums *raw,
                   SoftSums *smp) {
     Lanes lr = {{0}, {0}}, ls = {{0}, {0}};
     *raw = (SoftSums){0, 0}, *smp = (SoftSums){0, 0};
@@ -191,6 +191,10 @@ static void sweep(const float *z, int V, float m, float temp, float *e, SoftSums
             const float d = z[i] - m, er = expf(d);
             lane_add(&lr, i, er, d);
             if (!e) continue;
+            if (i >= n_draw) {
+                e[i] = 0;
+                continue;
+            }
             // (z-m)/temp <= 0: no overflow however small the temperature (temp 1: the same bits)
             const float ds = temp == 1.0f ? d : d / temp, es = temp == 1.0f ? er : expf(ds);
             e[i] = es;
@@ -235,13 +239,20 @@ static int draw(const int *idx, int n, const float *e, float S, float u) {
 
 void sample_token(const float *z, int V, const SamplingConfig *sc, float u, float *scratch,
                   TokenDraw *out) {
+    sample_token_limited(z, V, V, sc, u, scratch, out);
+}
+
+void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfig *sc, float u,
+                          float *scratch, TokenDraw *out) {
+    if (n_draw <= 0 || n_draw > V) n_draw = V;
     int amax;
     const float m = row_max(z, V, &amax);
+    if (n_draw < V) row_max(z, n_draw, &amax); // greedy picks among the drawable ids
     const int greedy = !(sc->temperature > 0) || sc->top_k == 1;
     const float temp = sc->temperature;
     float *e = scratch; // [V] sampling weights e^((z-m)/temp), before truncation
     SoftSums raw, smp;
-    sweep(z, V, m, temp, greedy ? NULL : e, &raw, &smp);
+    sweep(z, V, n_draw, m, temp, greedy ? NULL : e, &raw, &smp);
     const float lnS = logf(raw.S);
     out->entropy_raw = entropy_of(raw);
     if (greedy) {
@@ -251,20 +262,20 @@ void sample_token(const float *z, int V, const SamplingConfig *sc, float u, floa
         return;
     }
 
-    const int top_k = sc->top_k > 0 && sc->top_k < V ? sc->top_k : 0;
+    const int top_k = sc->top_k > 0 && sc->top_k < n_draw ? sc->top_k : 0;
     const int top_p = sc->top_p < 1.0f;
     int tok;
     SoftSums q = smp;
     if (!top_k && !top_p) {
-        tok = draw(NULL, V, e, smp.S, u);
+        tok = draw(NULL, n_draw, e, smp.S, u);
     } else {
         // the second half of scratch, as ints: the ranked token ids (scratch comes from malloc,
         // so its memory takes the type it is written with)
         int *idx = (int *)(scratch + V);
-        for (int i = 0; i < V; i++) idx[i] = i;
-        int n = V, sorted = 0;
+        for (int i = 0; i < n_draw; i++) idx[i] = i;
+        int n = n_draw, sorted = 0;
         if (top_k) {
-            extend_sorted(idx, V, 0, top_k, z);
+            extend_sorted(idx, n_draw, 0, top_k, z);
             n = sorted = top_k;
         }
         if (top_p) {
@@ -372,13 +383,13 @@ static int candidate_push(Row *row, const TokenDraw *t, const GenerateRequest *r
 
 // Row act[a] draws from the logits z[a], for a < n. Each thread has its own [2V] scratch; what
 // a row draws does not depend on which thread draws it.
-static void draw_rows(Row *rows, const int *act, int n, float *const *z, int V,
+static void draw_rows(Row *rows, const int *act, int n, float *const *z, int V, int n_draw,
                       const SamplingConfig *sc, float *scratch, TokenDraw *draws) {
 #pragma omp parallel for schedule(static)
     for (int a = 0; a < n; a++) {
         const float u = rng_uniform(&rows[act[a]].rng);
         float *mine = scratch + (size_t)omp_get_thread_num() * 2 * V;
-        sample_token(z[a], V, sc, u, mine, &draws[a]);
+        sample_token_limited(z[a], V, n_draw, sc, u, mine, &draws[a]);
     }
 }
 
@@ -451,7 +462,7 @@ static void generate_group(Model *m, const GenerateRequest *req, int np, const i
     int na = nrow;
     for (int s = 0; s < nrow; s++) g.act[s] = s, g.z[s] = g.logits + (size_t)(s / k) * V;
     for (;;) {
-        draw_rows(g.rows, g.act, na, g.z, V, sc, g.scratch, g.draws);
+        draw_rows(g.rows, g.act, na, g.z, V, req->draw_vocab, sc, g.scratch, g.draws);
         int still = 0;
         for (int a = 0; a < na; a++) {
             const int s = g.act[a];

@@ -48,6 +48,13 @@ typedef struct {
 void sample_token(const float *z, int V, const SamplingConfig *sc, float u, float *scratch,
                   TokenDraw *out);
 
+// The same, drawing only ids below n_draw (<= V): their weights make the sampling distribution,
+// while the raw log-prob and entropy stay those of the model's whole distribution. Models pad
+// their embedding past the tokenizer (Qwen2.5: 151,936 rows, 151,665 tokens); an id there has
+// no text and is never drawn.
+void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfig *sc, float u,
+                          float *scratch, TokenDraw *out);
+
 // Called as generation progresses (done/total candidates finished), for progress bars.
 typedef void (*ProgressFn)(void *ctx, long done, long total);
 
@@ -57,6 +64,7 @@ typedef struct {
     int n_eos;
     uint64_t seed;
     int policy_version;
+    int draw_vocab;      // ids >= draw_vocab are never drawn (the tokenizer's size); 0 = all
     ProgressFn progress; // may be NULL
     void *progress_ctx;
 } GenerateRequest;

@@ -322,7 +322,13 @@ static void on_progress(void *ctx, long done, long total) {
 static Candidate *generate(Model *m, const SamplingConfig *sc, uint64_t seed, const Prompts *p,
                            const int *eos, int n_eos, Progress *prog) {
     Candidate *out = callocCheck((size_t)p->n * sc->k, sizeof(Candidate));
-    GenerateRequest req = {sc, eos, n_eos, seed, 3, prog ? on_progress : NULL, prog};
+    GenerateRequest req = {.sc = sc,
+                           .eos_ids = eos,
+                           .n_eos = n_eos,
+                           .seed = seed,
+                           .policy_version = 3,
+                           .progress = prog ? on_progress : NULL,
+                           .progress_ctx = prog};
     int rc = sampler_generate(m, &req, p->n, (const int *const *)p->tok, p->len, p->keys, out);
     if (rc != 0) printf("\n  sampler_generate: %s\n", gemc_error());
     CU_ASSERT_FATAL(rc == 0);
@@ -608,7 +614,7 @@ static int fails_with(Model *m, const Prompts *p, const char *needle) {
     SamplingConfig sc = {.k = 2, .temperature = 1.0f, .top_p = 1.0f, .max_new_tokens = 4};
     Candidate out[6];
     memset(out, 0, sizeof out);
-    GenerateRequest req = {&sc, NULL, 0, 1, 0, NULL, NULL};
+    GenerateRequest req = {.sc = &sc, .seed = 1};
     gemc_set_error("%s", "");
     const int rc =
         sampler_generate(m, &req, p->n, (const int *const *)p->tok, p->len, p->keys, out);
@@ -643,6 +649,51 @@ static void test_bad_input(void) {
     model_free(&m);
 }
 
+// A padded embedding: ids at and above n_draw are never drawn, even with the largest logits, in
+// every mode; the raw log-prob and entropy are still those of the whole distribution.
+static void test_draw_limit(void) {
+    enum { V = 12, N_DRAW = 8 };
+    float z[V], *scratch = malloc(sizeof(float) * 2 * V); // its second half holds ints
+    for (int i = 0; i < V; i++) z[i] = 0.3f * (float)((i * 5) % 7);
+    z[9] = z[11] = 6.0f; // the two most likely ids are padding
+    const float modes[][3] = {
+        {1.0f, 1.0f, 0}, {0.7f, 1.0f, 0}, {1.0f, 1.0f, 3}, {1.0f, 0.6f, 0}, {0.0f, 1.0f, 0}};
+    for (int md = 0; md < 5; md++) {
+        SamplingConfig sc = {.k = 1,
+                             .temperature = modes[md][0],
+                             .top_p = modes[md][1],
+                             .top_k = (int)modes[md][2],
+                             .max_new_tokens = 1};
+        Rng rng;
+        rng_seed(&rng, 40 + md);
+        int drawn[V] = {0};
+        for (int t = 0; t < 2000; t++) {
+            TokenDraw lim, full;
+            const float u = rng_uniform(&rng);
+            sample_token_limited(z, V, N_DRAW, &sc, u, scratch, &lim);
+            sample_token(z, V, &sc, u, scratch, &full);
+            drawn[lim.token]++;
+            CU_ASSERT_EQUAL(lim.entropy_raw, full.entropy_raw);
+            CU_ASSERT(lim.logp_sample <= 0 && lim.entropy_sample >= 0);
+        }
+        int above = 0, below = 0;
+        for (int i = 0; i < V; i++) {
+            if (i < N_DRAW)
+                below += drawn[i];
+            else
+                above += drawn[i];
+        }
+        CU_ASSERT_EQUAL(above, 0);
+        CU_ASSERT_EQUAL(below, 2000);
+    }
+    // greedy picks the best drawable id: z[4] = 0.3 * (20 % 7) = 1.8 is the largest below 8
+    SamplingConfig g = {.k = 1, .temperature = 0, .top_p = 1, .top_k = 0, .max_new_tokens = 1};
+    TokenDraw d;
+    sample_token_limited(z, V, N_DRAW, &g, 0.5f, scratch, &d);
+    CU_ASSERT_EQUAL(d.token, 4);
+    free(scratch);
+}
+
 void register_sampler_tests(void) {
     static const TestCase tests[] = {
         {"sample_token against a double reference", test_sample_token_reference},
@@ -654,6 +705,7 @@ void register_sampler_tests(void) {
         {"stopping at EOS, max_new_tokens, the context", test_stopping},
         {"shared prefill: prompts together or alone", test_shared_prefill},
         {"bad input", test_bad_input},
+        {"ids past the tokenizer are never drawn", test_draw_limit},
         {NULL, NULL},
     };
     add_suite("sampler", tests);

@@ -31,6 +31,7 @@ int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *
                            .n_eos = p->n_stop,
                            .seed = c->run.seed,
                            .policy_version = (int)p->model.adam_t,
+                           .draw_vocab = tokenizer_vocab_size(p->tok),
                            .progress = progress_bar,
                            .progress_ctx = r};
     progress_set_label("sampling");

@@ -142,7 +142,8 @@ static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int
                                .eos_ids = p->stop_ids,
                                .n_eos = p->n_stop,
                                .seed = c->run.seed,
-                               .policy_version = (int)p->model.adam_t};
+                               .policy_version = (int)p->model.adam_t,
+                               .draw_vocab = tokenizer_vocab_size(p->tok)};
         if ((rc = sampler_generate(&p->model, &req, m, prompts, lens, keys, cands)) != 0) break;
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < k; j++) {
