@@ -242,6 +242,18 @@ static void test_sft_run_dir(void) {
     CU_ASSERT(file_exists(dir, "final/tokenizer.json")); // the checkpoint loads in transformers
     CU_ASSERT_EQUAL(test_count_dir_entries(dir), 3);     // no temporary folder left behind
     free(dir), free(metrics);
+    // run.save_every: a checkpoint every 2 steps before the final one
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             GEMC " sft %s/cfg.yaml sft.dir=%s/sft_ck run.save_every=2 sft.steps=5", root, root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    dir = in_root("sft_ck");
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000002/model.safetensors"));
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000004/tokenizer.json"));
+    char *ck = path_join(dir, "checkpoints");
+    CU_ASSERT_EQUAL(test_count_dir_entries(ck), 2);
+    CU_ASSERT(file_exists(dir, "final/model.safetensors"));
+    free(ck), free(dir);
 }
 
 // Same seed and config, same bits; the answers are never read by GEM training.
