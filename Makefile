@@ -160,3 +160,13 @@ $(BUILD)/bench_cpu_train: $(BUILD)/tools/bench/bench_cpu_train.o $(LIB_OBJ) | ch
 
 bench-cpu: $(BUILD)/bench_cpu_train
 	BENCH_BIN=$(BUILD)/bench_cpu_train sh tools/bench/run_cpu.sh
+
+# CPU sampling-throughput benchmark (tools/bench/README.md): sampler_generate next to a PyTorch
+# KV-cache twin, against the training benchmark's roofline. Not part of `make test`.
+.PHONY: bench-sample
+$(BUILD)/bench_sample: $(BUILD)/tools/bench/bench_sample.o $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+-include $(BUILD)/tools/bench/bench_sample.d
+
+bench-sample: $(BUILD)/bench_sample $(BUILD)/bench_cpu_train
+	BENCH_BIN=$(BUILD)/bench_sample BENCH_ROOFLINE_BIN=$(BUILD)/bench_cpu_train sh tools/bench/run_sample.sh
