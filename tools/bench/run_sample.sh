@@ -23,6 +23,7 @@
 # Prints one Markdown table. A benchmark, not a test: nothing here asserts a time.
 set -eu
 cd "$(dirname "$0")/../.."
+. tools/bench/bench_lib.sh
 
 BIN=${BENCH_BIN:-build/bench_sample}
 ROOF=${BENCH_ROOFLINE_BIN:-build/bench_cpu_train}
@@ -30,8 +31,6 @@ LOGS=${BENCH_LOG_DIR:-build/bench-logs}
 POLICIES=${BENCH_WAIT_POLICIES:-default passive}
 THREADS=${OMP_NUM_THREADS:-$(nproc)}
 export OMP_NUM_THREADS="$THREADS"
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3 # Debian's torch; the script re-execs otherwise
 
 if [ $# -eq 0 ]; then
     set -- configs/models/tiny-llama.json:16:4:64:120:5 \
@@ -41,33 +40,6 @@ fi
 [ -x "$BIN" ] || make --no-print-directory "$BIN"
 mkdir -p "$LOGS"
 
-# result KEY LOG: the value of KEY on the last RESULT line of LOG
-result() {
-    awk -v k="$1" '/^RESULT /{for(i=2;i<=NF;i++){n=index($i,"=");if(substr($i,1,n-1)==k)v=substr($i,n+1)}}
-        END{print v}' "$2"
-}
-
-# run LOG POLICY CMD...: runs CMD under the OpenMP wait policy, all output to LOG
-run() {
-    log=$1 policy=$2
-    shift 2
-    echo "  $*" >&2
-    if [ "$policy" = default ]; then
-        (unset OMP_WAIT_POLICY && "$@") >"$log" 2>&1 && return 0
-    else
-        OMP_WAIT_POLICY=$policy "$@" >"$log" 2>&1 && return 0
-    fi
-    echo "failed: $* (see $log)" >&2
-    tail -5 "$log" >&2
-    exit 1
-}
-
-model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-sockets=$(lscpu | sed -n 's/^Socket(s): *//p' | head -1)
-cores=$(lscpu | sed -n 's/^Core(s) per socket: *//p' | head -1)
-tpc=$(lscpu | sed -n 's/^Thread(s) per core: *//p' | head -1)
-ncpu=$(nproc)
-torchv=$($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "?")
 
 if [ -n "${BENCH_PEAK:-}" ]; then
     peak=$BENCH_PEAK
