@@ -282,6 +282,20 @@ static void test_train_deterministic_and_label_free(void) {
     CU_ASSERT(files_equal(a, b));
     CU_ASSERT(files_equal(a, c));
     CU_ASSERT(!files_equal(a, m)); // and training did change the weights
+    // filter.pairs: the (best, worst) pair of each ranked group, as dpo reads them; the update
+    // is the same
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem4 filter.pairs=true", root,
+             root);
+    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    snprintf(b, sizeof b, "%s/gem4/final/model.safetensors", root);
+    CU_ASSERT(files_equal(a, b));
+    snprintf(b, sizeof b, "%s/gem4/pairs.jsonl", root);
+    const int n_pairs = count_lines(b, NULL);
+    CU_ASSERT(n_pairs > 0 && n_pairs <= 2 * 3); // at most one per group: 2 steps x 3 prompts
+    CU_ASSERT_EQUAL(count_lines(b, "\"rejected\": "), n_pairs);
+    snprintf(cmd, sizeof cmd, GEMC " dpo %s/cfg.yaml dpo.data=%s dpo.dir=%s/dpo_pairs", root, b,
+             root);
+    CU_ASSERT_EQUAL(run_ok(cmd), 0);
     snprintf(m, sizeof m, "%s/gem/metrics.jsonl", root);
     CU_ASSERT_EQUAL(count_lines(m, "\"fork_entropy\""), 2);
     CU_ASSERT_EQUAL(count_lines(m, "\"groups_skipped\""), 2);

@@ -4,6 +4,7 @@
 //   L = -(1/G) sum_g (1/k_g) sum_i A_i l_i
 // over the G groups that were not skipped, k_g the group's valid candidates. The prompts'
 // `answer` fields are never read.
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +82,7 @@ int stage_train(const GemConfig *c) {
     if (c->filter.pairs) {
         char *path = path_join(c->train.dir, "pairs.jsonl");
         pairs = fopen(path, "w");
-        if (!pairs) gemc_fatal("%s: cannot write", path);
+        if (!pairs) gemc_set_error("%s: cannot write (%s)", path, strerror(errno)), rc = -1;
         free(path);
     }
     const int G = c->train.batch_size, k = c->sampling.k;
