@@ -82,8 +82,9 @@ const int N_SECTIONS = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
         FLT(#s ".lr", s.lr, lr_def, ABOVE(0), "peak learning rate (AdamW)")
 
 const KeyDef KEYS[] = {
-    U64("run.seed", run.seed, "1", "random seed of sampling, shuffling and initialisation"),
-    INT("run.log_every", run.log_every, "1", AT_LEAST(1), "print a metrics line every N steps"),
+    U64("run.seed", run.seed, "1", "seed of the data order and of every sampled token"),
+    INT("run.log_every", run.log_every, "1", AT_LEAST(1),
+        "a console line every N steps (metrics.jsonl gets every step)"),
     INT("run.save_every", run.save_every, "0", AT_LEAST(0),
         "save a checkpoint every N steps; 0 = only the final model"),
     ENUM("run.dtype", run.dtype, "bf16", DTYPES, "dtype of saved checkpoints"),
