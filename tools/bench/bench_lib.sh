@@ -3,6 +3,12 @@
 # repository root: the Python that has torch, RESULT-line parsing, running a command under an
 # OpenMP wait policy, and the machine's description.
 
+# where the logs go, the OpenMP wait policies to run, and the thread count (see the scripts' headers)
+LOGS=${BENCH_LOG_DIR:-build/bench-logs}
+POLICIES=${BENCH_WAIT_POLICIES:-default passive}
+THREADS=${OMP_NUM_THREADS:-$(nproc)}
+export OMP_NUM_THREADS="$THREADS"
+
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3 # Debian's torch; the script re-execs otherwise
 

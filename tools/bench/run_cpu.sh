@@ -22,10 +22,6 @@ cd "$(dirname "$0")/../.."
 . tools/bench/bench_lib.sh
 
 BIN=${BENCH_BIN:-build/bench_cpu_train}
-LOGS=${BENCH_LOG_DIR:-build/bench-logs}
-POLICIES=${BENCH_WAIT_POLICIES:-default passive}
-THREADS=${OMP_NUM_THREADS:-$(nproc)}
-export OMP_NUM_THREADS="$THREADS"
 
 if [ $# -eq 0 ]; then
     set -- configs/models/tiny-llama.json:8:256:10:2:3 \

@@ -27,10 +27,6 @@ cd "$(dirname "$0")/../.."
 
 BIN=${BENCH_BIN:-build/bench_sample}
 ROOF=${BENCH_ROOFLINE_BIN:-build/bench_cpu_train}
-LOGS=${BENCH_LOG_DIR:-build/bench-logs}
-POLICIES=${BENCH_WAIT_POLICIES:-default passive}
-THREADS=${OMP_NUM_THREADS:-$(nproc)}
-export OMP_NUM_THREADS="$THREADS"
 
 if [ $# -eq 0 ]; then
     set -- configs/models/tiny-llama.json:16:4:64:120:5 \
@@ -39,7 +35,6 @@ fi
 
 [ -x "$BIN" ] || make --no-print-directory "$BIN"
 mkdir -p "$LOGS"
-
 
 if [ -n "${BENCH_PEAK:-}" ]; then
     peak=$BENCH_PEAK
