@@ -51,5 +51,7 @@ char *path_join(const char *dir, const char *name);
 
 // Wall-clock seconds (monotonic).
 double now_seconds(void);
+// FNV-1a 64 of n bytes (hash tables, provenance hashes).
+uint64_t fnv1a64(const void *data, size_t n);
 
 #endif

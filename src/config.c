@@ -272,11 +272,34 @@ int config_save(const GemConfig *c, const char *dir) {
 uint64_t config_hash(const GemConfig *c) {
     StrBuf b = {0};
     render_yaml(c, &b);
-    uint64_t h = 14695981039346656037ULL; // FNV-1a 64
-    for (size_t i = 0; i < b.len; i++) {
-        h ^= (unsigned char)b.p[i];
-        h *= 1099511628211ULL;
+    uint64_t h = fnv1a64(b.p, b.len);
+    free(b.p);
+    return h;
+}
+
+// What decides a shard's content: everything a generator reads, and the advantages' settings.
+static const char *const SHARD_KEYS[] = {
+    "run.seed", "model.",      "sampling.",  "score.",           "filter.",
+    "sega.",    "train.model", "train.data", "train.batch_size", "pipeline.generators",
+    NULL};
+
+uint64_t config_shard_hash(const GemConfig *c) {
+    StrBuf b = {0};
+    for (int i = 0; i < N_KEYS; i++) {
+        const KeyDef *k = &KEYS[i];
+        int use = 0;
+        for (int j = 0; SHARD_KEYS[j] && !use; j++) {
+            size_t n = strlen(SHARD_KEYS[j]);
+            use = SHARD_KEYS[j][n - 1] == '.' ? strncmp(k->name, SHARD_KEYS[j], n) == 0
+                                              : strcmp(k->name, SHARD_KEYS[j]) == 0;
+        }
+        if (!use) continue;
+        strbuf_puts(&b, k->name);
+        strbuf_puts(&b, "=");
+        format_value(c, k, &b);
+        strbuf_puts(&b, "\n");
     }
+    uint64_t h = fnv1a64(b.p, b.len);
     free(b.p);
     return h;
 }
@@ -290,7 +313,8 @@ typedef struct {
 
 static const StageSections STAGES[] = {
     {"sft", {"run", "model", "optim", "sft"}},
-    {"train", {"run", "model", "sampling", "score", "filter", "sega", "optim", "train"}},
+    {"train",
+     {"run", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline"}},
     {"dpo", {"run", "model", "optim", "dpo", "sampling", "score", "filter"}},
     {"eval", {"run", "model", "sampling", "score", "eval"}},
     {"generate", {"run", "model", "sampling", "score", "generate"}},

@@ -25,6 +25,8 @@ typedef enum { LOGP_SUM, LOGP_MEAN } LogpAgg;
 typedef enum { LR_CONSTANT, LR_COSINE, LR_LINEAR } LrSchedule;
 typedef enum { DPO_PAIRS_DATA, DPO_PAIRS_ENTROPY } DpoPairSource;
 typedef enum { DTYPE_NAME_BF16, DTYPE_NAME_F32, DTYPE_NAME_F16 } SaveDtype;
+typedef enum { RESUME_AUTO, RESUME_NONE } ResumeMode;
+typedef enum { COLLECTIVES_AUTO, COLLECTIVES_MPI, COLLECTIVES_NCCL } CollectivesChoice;
 
 typedef struct {
     char **items; // malloc'd strings
@@ -80,12 +82,24 @@ typedef struct {
 } OptimConfig;
 
 typedef struct {
-    uint64_t seed;   // 1
-    int log_every;   // console line every N steps (1)
-    int save_every;  // checkpoint every N steps, 0 = only the final model (0)
-    SaveDtype dtype; // dtype of saved checkpoints (bf16)
-    int progress;    // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
+    uint64_t seed;     // 1
+    int log_every;     // console line every N steps (1)
+    int save_every;    // checkpoint every N steps, 0 = only the final model (0)
+    SaveDtype dtype;   // dtype of saved checkpoints (bf16)
+    int progress;      // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
+    ResumeMode resume; // auto: continue from the newest complete checkpoint of the run dir
 } RunConfig;
+
+// The distributed pipeline of `mpirun -np N gemc train` (design.md, "Ranks and data flow").
+typedef struct {
+    int generators;                // ranks that sample, score and write shards (1)
+    int learners;                  // ranks that run the SEGA update (1)
+    int tp;                        // tensor-parallel width of a learner group (1)
+    int max_staleness;             // policy versions generators may run ahead (0: on-policy)
+    float timeout;                 // seconds any rank waits for another before giving up (600)
+    CollectivesChoice collectives; // auto: NCCL for GPU ranks on distinct GPUs, else MPI
+    int bucket_mb;                 // weight broadcast bucket size in MiB (64)
+} PipelineConfig;
 
 typedef struct {
     char *chat_template; // "auto" (from tokenizer_config.json) | plain | chatml | llama3
@@ -134,6 +148,7 @@ typedef struct {
     FilterConfig filter;
     SegaConfig sega;
     OptimConfig optim;
+    PipelineConfig pipeline;
     char *source; // the YAML file it was read from
 } GemConfig;
 
@@ -155,6 +170,10 @@ int config_save(const GemConfig *c, const char *dir);
 void config_print_help(const char *stage, FILE *f);
 // FNV-1a 64 of the resolved YAML (provenance of shards and checkpoints).
 uint64_t config_hash(const GemConfig *c);
+// FNV-1a 64 of the keys that decide what a shard holds (seed, model, sampling, score, filter,
+// sega, the train model, data and batch size, pipeline.generators): a resumed run with another
+// train.steps or log_every still reads its shards; one with another temperature does not.
+uint64_t config_shard_hash(const GemConfig *c);
 void config_free(GemConfig *c);
 
 // The names of an enum-valued key's values, for messages and metrics ("identity", ...).

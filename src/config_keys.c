@@ -53,6 +53,9 @@
 
 static const Choice DTYPES[] = {
     {"bf16", DTYPE_NAME_BF16}, {"f32", DTYPE_NAME_F32}, {"f16", DTYPE_NAME_F16}, {0}};
+static const Choice RESUME[] = {{"auto", RESUME_AUTO}, {"none", RESUME_NONE}, {0}};
+static const Choice COLLECTIVES[] = {
+    {"auto", COLLECTIVES_AUTO}, {"mpi", COLLECTIVES_MPI}, {"nccl", COLLECTIVES_NCCL}, {0}};
 static const Choice PROGRESS[] = {{"auto", -1}, {"true", 1}, {"false", 0}, {0}};
 static const Choice CHAT_TEMPLATES[] = {
     {"auto", 0}, {"plain", 0}, {"chatml", 0}, {"llama3", 0}, {0}};
@@ -90,6 +93,8 @@ const KeyDef KEYS[] = {
     ENUM("run.dtype", run.dtype, "bf16", DTYPES, "dtype of saved checkpoints"),
     ENUM("run.progress", run.progress, "auto", PROGRESS,
          "progress bars on stderr (auto: when stderr is a terminal)"),
+    ENUM("run.resume", run.resume, "auto", RESUME,
+         "auto: continue from the run dir's newest complete checkpoint; none: refuse a used dir"),
 
     KEY("model.chat_template", K_STR, FIELD(model.chat_template, char *), "auto", CHAT_TEMPLATES, 0,
         "how prompts are wrapped; auto: from the model's tokenizer_config.json", ANY),
@@ -148,6 +153,20 @@ const KeyDef KEYS[] = {
         "cosine/linear floor, as a share of lr"),
     INT("optim.micro_batch_tokens", optim.micro_batch_tokens, "8192", AT_LEAST(1),
         "tokens per forward/backward; gradients are accumulated"),
+
+    INT("pipeline.generators", pipeline.generators, "1", AT_LEAST(1),
+        "ranks that sample, score and write shards (mpirun)"),
+    INT("pipeline.learners", pipeline.learners, "1", AT_LEAST(1),
+        "ranks that run the SEGA update; learners / tp data-parallel groups"),
+    INT("pipeline.tp", pipeline.tp, "1", AT_LEAST(1), "tensor-parallel width of a learner group"),
+    INT("pipeline.max_staleness", pipeline.max_staleness, "0", AT_LEAST(0),
+        "policy versions generators run ahead of the learners; 0 = on-policy"),
+    FLT("pipeline.timeout", pipeline.timeout, "600", ABOVE(0),
+        "seconds a rank waits for another before the job stops with an error"),
+    ENUM("pipeline.collectives", pipeline.collectives, "auto", COLLECTIVES,
+         "auto: NCCL for GPU ranks on distinct GPUs, MPI otherwise"),
+    INT("pipeline.bucket_mb", pipeline.bucket_mb, "64", AT_LEAST(1),
+        "MiB per bucket of the learner-to-generator weight broadcast"),
 
     STAGE_KEYS(sft, "runs/sft", "pairs JSONL {prompt, chosen, rejected}", "pairs per step", "2e-5"),
     STAGE_KEYS(train, "runs/gem", "prompts JSONL {prompt}", "prompts per step", "1e-5"),

@@ -11,6 +11,7 @@
 
 #include "dtype.h"
 #include "model_config.h"
+#include "tensor_parallel.h"
 
 // B sequences packed into one token array. Sequence b is tokens[offsets[b] .. offsets[b+1]).
 typedef struct {
@@ -32,6 +33,9 @@ typedef struct {
     long adam_t;          // AdamW steps taken
     float *rope_inv_freq; // [head_dim / 2], with rope scaling applied
     CpuActs *acts;        // grown to the largest batch seen
+    // NULL for a whole model; for a tensor-parallel shard (cfg is then tp_local_config's), the
+    // tp group whose collectives the forward, backward and gradient norm call
+    const TensorParallel *tp;
 } Model;
 
 typedef struct {

@@ -10,16 +10,6 @@
 #include "tokenizer_internal.h"
 #include "utf8.h"
 
-uint64_t fnv1a64(const void *data, size_t n) {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static uint32_t pow2_at_least(uint64_t n) {
     uint32_t c = 16;
     while (c < n) c *= 2;

@@ -132,6 +132,5 @@ void wordcache_free(WordCache *c);
 // Appends the BPE ids of word[0..len) (already in the model's alphabet: byte-level characters
 // when the pre-tokenizer maps bytes) to out.
 void bpe_encode_word(Tokenizer *t, const char *word, size_t len, IntVec *out);
-uint64_t fnv1a64(const void *data, size_t n);
 
 #endif

@@ -27,6 +27,9 @@ int main(int argc, char **argv) {
     register_sampler_tests();
     register_gem_tests();
     register_stage_tests();
+    register_shard_tests();
+    register_tp_tests();
+    register_pipeline_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) {
         // one suite by name: build/test_gemc SUITE

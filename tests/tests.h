@@ -25,7 +25,10 @@ void register_task_tests(void);           // test_task.c
 void register_config_tests(void);         // test_config.c
 void register_sampler_tests(void);        // test_sampler.c
 void register_gem_tests(void);            // test_gem.c
-void register_stage_tests(void);          // test_stages.c
+void register_stage_tests(void);
+void register_shard_tests(void);
+void register_tp_tests(void);
+void register_pipeline_tests(void);          // test_stages.c
 
 // Adds a suite with the given tests; aborts the run when CUnit cannot.
 typedef struct {

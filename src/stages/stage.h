@@ -16,6 +16,7 @@
 #include "gem.h"
 #include "model.h"
 #include "rng.h"
+#include "shard.h"
 #include "strbuf.h"
 #include "tokenizer.h"
 
@@ -107,6 +108,14 @@ void groups_free(GroupBatch *gb);
 // skipped groups) to m, and returns the mean reward, fork and final entropies for the console.
 void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
                     double *final_mean);
+
+// Packs gb as the shard of (step, policy_version, generator_rank): group g gets group_ids[g], its
+// prompt's ids and dataset index, and every candidate its tokens, sampling and raw log-probs, the
+// entropies Eq. 1 read (score.entropy_source), scores, ranks, rewards, advantages and decoded
+// text. Provenance attributes come from c, p and the run (config_shard_hash). Returns 0 or -1.
+int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds,
+                    const long *group_ids, long step, long policy_version, int generator_rank,
+                    Shard *s);
 
 // ---- optimisation ----------------------------------------------------------------------------
 
