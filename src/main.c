@@ -26,6 +26,7 @@ static const Subcommand commands[] = {
     {"tokenize", cmd_tokenize, "text -> token ids with a Hugging Face tokenizer.json"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"check-data", cmd_check_data, "check a JSONL file against a model's tokenizer and context"},
+    {"inspect", cmd_inspect, "print an HDF5 shard: provenance, prompts, ranked candidates"},
 };
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -56,7 +57,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NUM_COMMANDS; i++) {
         if (strcmp(name, commands[i].name) != 0) continue;
         int world = launcher_world_size();
-        if (world > 1)
+        // `gemc train` is the one command that runs as a pipeline of ranks (mpi/pipeline.h)
+        if (world > 1 && strcmp(name, "train") != 0)
             gemc_fatal("gemc %s runs on one process, but was started as one of %d ranks "
                        "(HINT: run it without mpirun/srun)",
                        name, world);

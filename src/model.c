@@ -49,10 +49,12 @@ void model_free(Model *m) {
 }
 
 int model_check_tokens(const Model *m, const int *tokens, int n) {
+    // a tensor-parallel shard holds a slice of the vocabulary; tokens index the whole of it
+    const int V = m->tp ? m->tp->vocab_full : m->cfg.vocab_size;
     for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size) {
+        if (tokens[i] < 0 || tokens[i] >= V) {
             gemc_set_error("token id %d at position %d is outside the vocabulary [0, %d)",
-                           tokens[i], i, m->cfg.vocab_size);
+                           tokens[i], i, V);
             return -1;
         }
     }

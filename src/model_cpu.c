@@ -8,8 +8,9 @@
 
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
     if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
-    model_forward_cpu_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
-                          logprobs, entropy);
+    // m->tp: a tensor-parallel shard, whose forward calls its group's collectives
+    model_forward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
+                             logprobs, entropy, m->tp);
 }
 
 void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) {
@@ -17,7 +18,8 @@ void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) 
         gemc_fatal("model_backward: no forward of this batch (%d tokens) to go back through",
                    batch->N);
     if (!m->grads) m->grads = callocCheck(m->layout.total, sizeof(float));
-    model_backward_cpu_f32(&m->cfg, &m->layout, m->params, m->acts, batch, dlogprobs, m->grads);
+    model_backward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->acts, batch, dlogprobs, m->grads,
+                              m->tp);
 }
 
 void model_zero_grad(Model *m) {

@@ -8,23 +8,57 @@
 
 #define NORM_CHUNK 65536 // elements per partial sum of squares
 
+// The full model's config of a tensor-parallel shard (the inverse of tp_local_config).
+static ModelConfig tp_full_config(const Model *m) {
+    ModelConfig full = m->cfg;
+    const int size = m->tp->size;
+    full.num_heads *= size;
+    full.num_kv_heads *= size;
+    full.intermediate_size *= size;
+    full.vocab_size = m->tp->vocab_full;
+    return full;
+}
+
+// With m->tp (a tensor-parallel shard), the norm is the whole model's: each rank sums the squares
+// of its shard, counting the replicated tensors (norms, o bias) on rank 0 only (tp_norm_mask),
+// the group sums the ranks' totals, and every rank clips its shard by the same coefficient.
+// Data-parallel replicas must have allreduced (averaged) their gradients BEFORE this call: the
+// norm is of the gradients as they are here.
 float model_clip_grad_norm(Model *m, float max_norm) {
     if (!m->grads) return 0.0f;
     const size_t total = m->layout.total;
     const long nchunks = (long)((total + NORM_CHUNK - 1) / NORM_CHUNK);
     double *partial = mallocCheck((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(double));
     const float *g = m->grads;
+    unsigned char *mask = NULL;
+    if (m->tp) {
+        const ModelConfig full = tp_full_config(m);
+        mask = mallocCheck(total ? total : 1);
+        tp_norm_mask(&full, m->tp->rank, m->tp->size, mask);
+    }
     // each chunk summed by one thread, the chunk sums added in order: no dependence on threads
 #pragma omp parallel for schedule(static)
     for (long c = 0; c < nchunks; c++) {
         size_t i0 = (size_t)c * NORM_CHUNK, i1 = i0 + NORM_CHUNK < total ? i0 + NORM_CHUNK : total;
         double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)g[i] * (double)g[i];
+        if (mask) {
+            for (size_t i = i0; i < i1; i++)
+                if (mask[i]) s += (double)g[i] * (double)g[i];
+        } else {
+            for (size_t i = i0; i < i1; i++) s += (double)g[i] * (double)g[i];
+        }
         partial[c] = s;
     }
     double ss = 0.0;
     for (long c = 0; c < nchunks; c++) ss += partial[c];
     free(partial);
+    free(mask);
+    if (m->tp) {
+        // the group's sum of squares (the hook sums floats: the same bits on every rank)
+        float part = (float)ss;
+        m->tp->allreduce_sum(m->tp->ctx, &part, 1);
+        ss = (double)part;
+    }
     const float norm = (float)sqrt(ss);
     if (max_norm > 0.0f) {
         // torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), applied

@@ -1,3 +1,320 @@
+// The distributed pipeline end to end through `mpirun ./gemc train` on the stage tests' tiny
+// model: the launch checks, the single-process equivalence, 2 generators + 2 learners with
+// tp = 2, exact restart after a SIGKILL, SIGTERM preemption, the timeout of a hung rank, and
+// shards that must not be used (corrupt, or from another configuration).
+#include <cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "shard.h"
 #include "tests.h"
 
-void register_pipeline_tests(void) {}
+// Open MPI refuses root without these flags; 4 ranks on a 2-core machine need --oversubscribe.
+#define MPIRUN "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 "
+
+enum { STEPS = 6, BATCH = 4 };
+
+static const char *root;
+static char base[1024]; // the overrides every pipeline run shares
+
+static void setup(void) {
+    if (root) return;
+    root = test_e2e_root();
+    snprintf(base, sizeof base,
+             "%s/cfg.yaml train.steps=%d train.batch_size=%d sampling.k=3 "
+             "sampling.max_new_tokens=12 run.save_every=2 pipeline.timeout=60",
+             root, STEPS, BATCH);
+}
+
+// "mpirun -np N ./gemc train BASE train.dir=ROOT/DIR EXTRA"
+static void train_cmd(char *cmd, size_t n, int np, const char *dir, const char *extra) {
+    snprintf(cmd, n,
+             MPIRUN "-np %d ./gemc train %s train.dir=%s/%s pipeline.generators=%d "
+                    "pipeline.learners=%d %s",
+             np, base, root, dir, np / 2, np - np / 2, extra ? extra : "");
+}
+
+static char *rpath(const char *fmt, const char *a) {
+    char *p = malloc(2048);
+    snprintf(p, 2048, fmt, root, a);
+    return p;
+}
+
+static int same_final(const char *a, const char *b) {
+    char *x = rpath("%s/%s/final/model.safetensors", a),
+         *y = rpath("%s/%s/final/model.safetensors", b);
+    int eq = test_files_equal(x, y);
+    free(x), free(y);
+    return eq;
+}
+
+static int exists(const char *dir, const char *name) {
+    char *d = rpath("%s/%s", dir), *p = path_join(d, name);
+    FILE *f = fopen(p, "rb");
+    if (f) fclose(f);
+    free(d), free(p);
+    return f != NULL;
+}
+
+// Every step 1..STEPS has exactly one metrics line, and its group_ids are exactly the step's
+// groups (t-1)*BATCH .. t*BATCH-1: none lost, none used twice. The shards on disk hold the same.
+static void check_groups_once(const char *dir) {
+    char *path = rpath("%s/%s/metrics.jsonl", dir);
+    char *text = read_text_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    int seen_step[STEPS + 1] = {0}, seen_id[STEPS * BATCH] = {0};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+        int step = cJSON_GetObjectItem(o, "step")->valueint;
+        CU_ASSERT(step >= 1 && step <= STEPS);
+        if (step >= 1 && step <= STEPS) seen_step[step]++;
+        const cJSON *ids = cJSON_GetObjectItem(o, "group_ids"), *id;
+        CU_ASSERT_EQUAL(cJSON_GetArraySize(ids), BATCH);
+        cJSON_ArrayForEach(id, ids) {
+            int g = id->valueint;
+            CU_ASSERT(g >= (step - 1) * BATCH && g < step * BATCH);
+            if (g >= 0 && g < STEPS * BATCH) seen_id[g]++;
+        }
+        cJSON_Delete(o);
+    }
+    for (int t = 1; t <= STEPS; t++) CU_ASSERT_EQUAL(seen_step[t], 1);
+    for (int g = 0; g < STEPS * BATCH; g++) CU_ASSERT_EQUAL(seen_id[g], 1);
+    // the shards: two generators, each with its half of every step's groups
+    char *shards = rpath("%s/%s/shards", dir);
+    for (int t = 1; t <= STEPS; t++)
+        for (int gen = 0; gen < 2; gen++) {
+            char *sp = shard_path(shards, t, gen);
+            Shard s;
+            CU_ASSERT_EQUAL_FATAL(shard_read(sp, &s, 0), 0);
+            CU_ASSERT_EQUAL(s.n_groups, BATCH / 2);
+            for (int g = 0; g < s.n_groups; g++)
+                CU_ASSERT_EQUAL(s.group_id[g], (t - 1) * BATCH + gen * (BATCH / 2) + g);
+            shard_free(&s);
+            free(sp);
+        }
+    free(shards), free(text), free(path);
+}
+
+// ---- the tests
+
+static void test_launch_errors(void) {
+    setup();
+    char cmd[4096], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=1 "
+                    "pipeline.learners=1",
+             base, root);
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gemc: error: started as 3 ranks, but pipeline.generators"));
+    free(out), free(err);
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=1 "
+                    "pipeline.learners=2 pipeline.tp=3",
+             base, root);
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not divisible by pipeline.tp = 3"));
+    free(out), free(err);
+    CU_ASSERT(!exists("bad", "metrics.jsonl"));
+}
+
+// One generator and one learner at max_staleness 0 do what `gemc train` does on one process:
+// the same groups, the same update, the same bits.
+static void test_two_ranks_equal_single_process(void) {
+    setup();
+    char cmd[4096];
+    train_cmd(cmd, sizeof cmd, 2, "p_two", NULL);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./gemc train %s train.dir=%s/p_single", base, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    CU_ASSERT(same_final("p_two", "p_single"));
+    CU_ASSERT(exists("p_two", "checkpoints/step_000002/DONE"));
+    CU_ASSERT(exists("p_two", "checkpoints/step_000004/optimizer_tp0.bin"));
+    CU_ASSERT(exists("p_two", "shards/step_000006.gen_0.h5"));
+}
+
+// The CI layout: 2 generators, 2 learners in one tp=2 group, generators one version ahead.
+static void test_four_ranks_tp2(void) {
+    setup();
+    char cmd[4096], *out, *err;
+    train_cmd(cmd, sizeof cmd, 4, "p_a", "pipeline.tp=2 pipeline.max_staleness=1");
+    int rc = test_run(cmd, &out, &err);
+    if (rc) fprintf(stderr, "\n%s\n%s\n", out, err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "lag 1"));
+    free(out), free(err);
+    CU_ASSERT(exists("p_a", "final/model.safetensors"));
+    CU_ASSERT(exists("p_a", "checkpoints/step_000004/optimizer_tp1.bin"));
+    check_groups_once("p_a");
+    // the shards explain themselves to h5ls and to gemc inspect
+    char *shard = rpath("%s/%s/shards/step_000003.gen_1.h5", "p_a");
+    snprintf(cmd, sizeof cmd, "h5ls -r %s", shard);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "/candidates/advantage"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "/tokens/logp_sample"));
+    free(out), free(err);
+    snprintf(cmd, sizeof cmd, "./gemc inspect %s --group 1", shard);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "advantage"));
+    free(out), free(err), free(shard);
+}
+
+// N steps straight (p_a), then N/2, a SIGKILL to one rank, and a resume to N: the same bits,
+// every group used once.
+static void test_sigkill_and_resume_is_exact(void) {
+    setup();
+    if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
+    char run[4096], cmd[16384];
+    train_cmd(run, sizeof run, 4, "p_b", "pipeline.tp=2 pipeline.max_staleness=1");
+    // start it, wait for the step-2 checkpoint, kill the first rank that is gemc itself
+    snprintf(cmd, sizeof cmd,
+             "(%s > %s/p_b.log 2>&1; echo $? > %s/p_b.rc) & "
+             "i=0; until [ -f %s/p_b/checkpoints/step_000002/DONE ]; do sleep 0.01; "
+             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
+             "pid=$(pgrep -f '^./gemc train .*train.dir=%s/p_b ' | head -1); kill -9 $pid; "
+             "t0=$(date +%%s); wait; echo $(( $(date +%%s) - t0 ))",
+             run, root, root, root, root);
+    char *out, *err;
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT(atoi(out) < 30); // the other ranks did not hang
+    free(out), free(err);
+    char *rc = rpath("%s/%s", "p_b.rc"), *text = read_text_file(rc, NULL);
+    CU_ASSERT(text && atoi(text) != 0);
+    free(rc), free(text);
+    CU_ASSERT(!exists("p_b", "final/model.safetensors")); // it was stopped mid-run
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);           // run.resume: auto
+    CU_ASSERT(same_final("p_a", "p_b"));
+    check_groups_once("p_b");
+}
+
+// SIGTERM (Slurm preemption) to every rank: a checkpoint at the next step boundary and a clean
+// exit; the same command then finishes with the same bits.
+static void test_sigterm_checkpoints_and_exits(void) {
+    setup();
+    if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
+    char run[4096], cmd[16384], *out, *err;
+    train_cmd(run, sizeof run, 4, "p_c", "pipeline.tp=2 pipeline.max_staleness=1 run.save_every=0");
+    snprintf(cmd, sizeof cmd,
+             "(%s > %s/p_c.log 2>&1; echo $? > %s/p_c.rc) & "
+             "i=0; until grep -q '\"step\": 1,' %s/p_c/metrics.jsonl 2>/dev/null; do sleep 0.01; "
+             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
+             "pkill -TERM -f '^./gemc train .*train.dir=%s/p_c '; wait",
+             run, root, root, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    free(out), free(err);
+    char *rc = rpath("%s/%s", "p_c.rc"), *text = read_text_file(rc, NULL);
+    CU_ASSERT(text && atoi(text) == 0);
+    free(rc), free(text);
+    char *log = rpath("%s/%s", "p_c.log");
+    CU_ASSERT_EQUAL(test_count_lines(log, "SIGTERM: stopped after step"), 1);
+    free(log);
+    CU_ASSERT(!exists("p_c", "final/model.safetensors"));
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);
+    CU_ASSERT(same_final("p_a", "p_c"));
+    check_groups_once("p_c");
+}
+
+// A rank that stops answering: the others give up after pipeline.timeout with a clear line.
+static void test_hung_rank_times_out(void) {
+    setup();
+    char run[4096], cmd[16384], *out, *err;
+    train_cmd(run, sizeof run, 4, "p_d", "pipeline.tp=2 pipeline.timeout=3 train.steps=200");
+    snprintf(cmd, sizeof cmd,
+             "(%s > %s/p_d.log 2>&1; echo $? > %s/p_d.rc) & "
+             "i=0; until grep -q '\"step\": 1,' %s/p_d/metrics.jsonl 2>/dev/null; do sleep 0.01; "
+             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
+             "pid=$(pgrep -f '^./gemc train .*train.dir=%s/p_d ' | head -1); kill -STOP $pid; "
+             "t0=$(date +%%s); wait; echo $(( $(date +%%s) - t0 )); kill -9 $pid 2>/dev/null; true",
+             run, root, root, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT(atoi(out) < 30);
+    free(out), free(err);
+    char *log = rpath("%s/%s", "p_d.log");
+    CU_ASSERT(test_count_lines(log, "(pipeline.timeout)") +
+                  test_count_lines(log, "pipeline.timeout = 3") >=
+              1);
+    free(log);
+    char *rc = rpath("%s/%s", "p_d.rc"), *text = read_text_file(rc, NULL);
+    CU_ASSERT(text && atoi(text) != 0);
+    free(rc), free(text);
+}
+
+// Shards a run must not use: one from another configuration and a corrupt one are named in a
+// warning, removed and sampled again, and the run ends with the bits of a clean one.
+static void test_foreign_and_corrupt_shards(void) {
+    setup();
+    char cmd[4096];
+    // shards of another temperature in p_e, no checkpoint (save_every 0)
+    train_cmd(cmd, sizeof cmd, 2, "p_e", "sampling.temperature=0.7 run.save_every=0 train.steps=3");
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    char *final = rpath("%s/%s/final", "p_e");
+    snprintf(cmd, sizeof cmd, "rm -r %s", final);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    free(final);
+    // and a corrupt one: the first half of a valid shard
+    char *bad = rpath("%s/%s/shards/step_000003.gen_0.h5", "p_e");
+    size_t n;
+    char *bytes = read_text_file(bad, &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+    test_write_file(bad, bytes, n / 2);
+    free(bytes);
+    char *out, *err;
+    train_cmd(cmd, sizeof cmd, 2, "p_e", NULL);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "another configuration"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "step_000003.gen_0.h5"));
+    free(out), free(err), free(bad);
+    if (!exists("p_two", "final/model.safetensors")) test_two_ranks_equal_single_process();
+    CU_ASSERT(same_final("p_e", "p_two"));
+}
+
+// One process (no mpirun) resumes too: SIGKILL after the step-2 checkpoint, then SIGTERM after
+// step 3's, and the same command finishes with the bits of the uninterrupted p_single.
+static void test_single_process_kill_term_resume(void) {
+    setup();
+    if (!exists("p_single", "final/model.safetensors")) test_two_ranks_equal_single_process();
+    char run[4096], cmd[16384], *out, *err;
+    snprintf(run, sizeof run, "./gemc train %s train.dir=%s/s_b", base, root);
+    snprintf(cmd, sizeof cmd,
+             "%s > %s/s_b.log 2>&1 & pid=$!; "
+             "i=0; until [ -f %s/s_b/checkpoints/step_000002/DONE ]; do sleep 0.01; "
+             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; kill -9 $pid; wait $pid; "
+             "%s > %s/s_b.log 2>&1 & pid=$!; "
+             "i=0; until grep -q 'train step 3/' %s/s_b.log; do sleep 0.01; "
+             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; kill -TERM $pid; wait $pid",
+             run, root, root, run, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0); // the SIGTERM'd run exits 0
+    free(out), free(err);
+    char *log = rpath("%s/%s", "s_b.log");
+    CU_ASSERT_EQUAL(test_count_lines(log, "SIGTERM: stopped after step"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(log, "resuming from checkpoint step 2"), 1);
+    free(log);
+    CU_ASSERT(!exists("s_b", "final/model.safetensors"));
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);
+    CU_ASSERT(same_final("p_single", "s_b"));
+    char *m = rpath("%s/%s/metrics.jsonl", "s_b");
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"loss\""), STEPS); // one line per step, no repeats
+    free(m);
+}
+
+void register_pipeline_tests(void) {
+    static const TestCase tests[] = {
+        {"launch: ranks must match the config", test_launch_errors},
+        {"1 generator + 1 learner = the single-process bits", test_two_ranks_equal_single_process},
+        {"2 generators + 2 learners (tp 2, staleness 1): every group once", test_four_ranks_tp2},
+        {"SIGKILL one rank, resume: bit-identical, no group lost or reused",
+         test_sigkill_and_resume_is_exact},
+        {"SIGTERM: checkpoint at the step boundary, clean exit, exact resume",
+         test_sigterm_checkpoints_and_exits},
+        {"a hung rank: the others stop after pipeline.timeout", test_hung_rank_times_out},
+        {"one process: SIGKILL, SIGTERM, resume: bit-identical",
+         test_single_process_kill_term_resume},
+        {"foreign-config and corrupt shards: warned, removed, sampled again",
+         test_foreign_and_corrupt_shards},
+        {NULL, NULL},
+    };
+    add_suite("pipeline", tests);
+}

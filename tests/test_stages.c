@@ -123,7 +123,7 @@ static void test_data_order(void) {
 
 static char *root; // model, data and config of the end-to-end tests
 
-static int run_ok(const char *cmd) {
+int test_run_ok(const char *cmd) {
     char *out, *err;
     int rc = test_run(cmd, &out, &err);
     if (rc) fprintf(stderr, "\n  command: %s\n  status %d\n  stderr: %s\n", cmd, rc, err);
@@ -157,7 +157,7 @@ static void setup_e2e(void) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, GEMC " init --config %s/tiny.json --tokenizer %s --out %s --seed 2",
              root, tok, model);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     free(tok);
     StrBuf pairs = {0}, prompts = {0};
     for (int i = 0; i < 8; i++) {
@@ -195,11 +195,11 @@ static void setup_e2e(void) {
     write_text("cfg.yaml", y.p);
     free(y.p);
     snprintf(cmd, sizeof cmd, GEMC " sft %s/cfg.yaml", root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     free(model);
 }
 
-static int count_lines(const char *path, const char *needle) {
+int test_count_lines(const char *path, const char *needle) {
     size_t n;
     char *text = read_text_file(path, &n);
     if (!text) return -1;
@@ -215,6 +215,11 @@ static int count_lines(const char *path, const char *needle) {
     return lines;
 }
 
+const char *test_e2e_root(void) {
+    setup_e2e();
+    return root;
+}
+
 static int file_exists(const char *dir, const char *name) {
     char *p = path_join(dir, name);
     FILE *f = fopen(p, "rb");
@@ -223,7 +228,7 @@ static int file_exists(const char *dir, const char *name) {
     return f != NULL;
 }
 
-static int files_equal(const char *a, const char *b) {
+int test_files_equal(const char *a, const char *b) {
     size_t na, nb;
     char *x = read_text_file(a, &na), *y = read_text_file(b, &nb);
     int eq = x && y && na == nb && memcmp(x, y, na) == 0;
@@ -235,8 +240,8 @@ static void test_sft_run_dir(void) {
     setup_e2e();
     char *dir = in_root("sft"), *metrics = path_join(dir, "metrics.jsonl");
     CU_ASSERT(file_exists(dir, "config.yaml"));
-    CU_ASSERT_EQUAL(count_lines(metrics, "\"loss\""), 3); // one object per step
-    CU_ASSERT_EQUAL(count_lines(metrics, "\"grad_norm\""), 3);
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"loss\""), 3); // one object per step
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"grad_norm\""), 3);
     CU_ASSERT(file_exists(dir, "final/config.json"));
     CU_ASSERT(file_exists(dir, "final/model.safetensors"));
     CU_ASSERT(file_exists(dir, "final/tokenizer.json")); // the checkpoint loads in transformers
@@ -246,7 +251,7 @@ static void test_sft_run_dir(void) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              GEMC " sft %s/cfg.yaml sft.dir=%s/sft_ck run.save_every=2 sft.steps=5", root, root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     dir = in_root("sft_ck");
     CU_ASSERT(file_exists(dir, "checkpoints/step_000002/model.safetensors"));
     CU_ASSERT(file_exists(dir, "checkpoints/step_000004/tokenizer.json"));
@@ -261,9 +266,9 @@ static void test_train_deterministic_and_label_free(void) {
     setup_e2e();
     char cmd[2048];
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml", root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem2", root, root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     // the same prompts with every answer wrong, or none at all
     write_text("prompts_noans.jsonl", "{\"prompt\": \"1 + 2?\", \"answer\": 99}\n"
                                       "{\"prompt\": \"2 + 3?\"}\n{\"prompt\": \"3 + 4?\"}\n"
@@ -273,71 +278,71 @@ static void test_train_deterministic_and_label_free(void) {
     snprintf(cmd, sizeof cmd,
              GEMC " train %s/cfg.yaml train.dir=%s/gem3 train.data=%s/prompts_noans.jsonl", root,
              root, root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     char a[1024], b[1024], c[1024], m[1024];
     snprintf(a, sizeof a, "%s/gem/final/model.safetensors", root);
     snprintf(b, sizeof b, "%s/gem2/final/model.safetensors", root);
     snprintf(c, sizeof c, "%s/gem3/final/model.safetensors", root);
     snprintf(m, sizeof m, "%s/sft/final/model.safetensors", root);
-    CU_ASSERT(files_equal(a, b));
-    CU_ASSERT(files_equal(a, c));
-    CU_ASSERT(!files_equal(a, m)); // and training did change the weights
+    CU_ASSERT(test_files_equal(a, b));
+    CU_ASSERT(test_files_equal(a, c));
+    CU_ASSERT(!test_files_equal(a, m)); // and training did change the weights
     // filter.pairs: the (best, worst) pair of each ranked group, as dpo reads them; the update
     // is the same
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem4 filter.pairs=true", root,
              root);
-    CU_ASSERT_EQUAL_FATAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
     snprintf(b, sizeof b, "%s/gem4/final/model.safetensors", root);
-    CU_ASSERT(files_equal(a, b));
+    CU_ASSERT(test_files_equal(a, b));
     snprintf(b, sizeof b, "%s/gem4/pairs.jsonl", root);
-    const int n_pairs = count_lines(b, NULL);
+    const int n_pairs = test_count_lines(b, NULL);
     CU_ASSERT(n_pairs > 0 && n_pairs <= 2 * 3); // at most one per group: 2 steps x 3 prompts
-    CU_ASSERT_EQUAL(count_lines(b, "\"rejected\": "), n_pairs);
+    CU_ASSERT_EQUAL(test_count_lines(b, "\"rejected\": "), n_pairs);
     snprintf(cmd, sizeof cmd, GEMC " dpo %s/cfg.yaml dpo.data=%s dpo.dir=%s/dpo_pairs", root, b,
              root);
-    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(m, sizeof m, "%s/gem/metrics.jsonl", root);
-    CU_ASSERT_EQUAL(count_lines(m, "\"fork_entropy\""), 2);
-    CU_ASSERT_EQUAL(count_lines(m, "\"groups_skipped\""), 2);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"fork_entropy\""), 2);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"groups_skipped\""), 2);
 }
 
 static void test_dpo_both_pair_sources(void) {
     setup_e2e();
     char cmd[2048], m[1024];
     snprintf(cmd, sizeof cmd, GEMC " dpo %s/cfg.yaml", root);
-    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(m, sizeof m, "%s/dpo/metrics.jsonl", root);
-    CU_ASSERT_EQUAL(count_lines(m, "\"reward_accuracy\""), 2);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"reward_accuracy\""), 2);
     // the first step starts at the reference: loss ln 2 exactly, margin 0
-    CU_ASSERT_EQUAL(count_lines(m, "\"loss\": 0.6931472"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"loss\": 0.6931472"), 1);
     snprintf(cmd, sizeof cmd,
              GEMC " dpo %s/cfg.yaml dpo.pairs=entropy dpo.data=%s/prompts.jsonl dpo.dir=%s/dpo2",
              root, root, root);
-    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(m, sizeof m, "%s/dpo2/metrics.jsonl", root);
-    CU_ASSERT_EQUAL(count_lines(m, "\"fork_entropy\""), 2);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"fork_entropy\""), 2);
 }
 
 static void test_eval_and_generate(void) {
     setup_e2e();
     char cmd[2048], p[1024];
     snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml", root);
-    if (!file_exists(root, "gem/final/model.safetensors")) CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    if (!file_exists(root, "gem/final/model.safetensors")) CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml eval.signal_k=3", root);
-    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(p, sizeof p, "%s/eval/results.json", root);
-    CU_ASSERT_EQUAL(count_lines(p, "\"task_accuracy\""), 2); // a row per model
-    CU_ASSERT_EQUAL(count_lines(p, "\"pref_n\": 8"), 2);
-    CU_ASSERT_EQUAL(count_lines(p, "\"signal_top_accuracy\""), 2);
+    CU_ASSERT_EQUAL(test_count_lines(p, "\"task_accuracy\""), 2); // a row per model
+    CU_ASSERT_EQUAL(test_count_lines(p, "\"pref_n\": 8"), 2);
+    CU_ASSERT_EQUAL(test_count_lines(p, "\"signal_top_accuracy\""), 2);
     snprintf(p, sizeof p, "%s/eval/results.md", root);
-    CU_ASSERT_EQUAL(count_lines(p, "Eq. 1 top/mean/bottom of 3"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(p, "Eq. 1 top/mean/bottom of 3"), 1);
     snprintf(cmd, sizeof cmd,
              GEMC " generate %s/cfg.yaml generate.model=%s/sft/final generate.prompts=%s/"
                   "prompts.jsonl generate.out=%s/cands.jsonl generate.max_prompts=5",
              root, root, root, root);
-    CU_ASSERT_EQUAL(run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
     snprintf(p, sizeof p, "%s/cands.jsonl", root);
-    CU_ASSERT_EQUAL(count_lines(p, "\"entropy_raw\""), 15); // 5 prompts x k = 3
+    CU_ASSERT_EQUAL(test_count_lines(p, "\"entropy_raw\""), 15); // 5 prompts x k = 3
 }
 
 static void expect_stage_error(const char *cmd, const char *needle) {

@@ -28,7 +28,7 @@ void register_gem_tests(void);            // test_gem.c
 void register_stage_tests(void);
 void register_shard_tests(void);
 void register_tp_tests(void);
-void register_pipeline_tests(void);          // test_stages.c
+void register_pipeline_tests(void); // test_stages.c
 
 // Adds a suite with the given tests; aborts the run when CUnit cannot.
 typedef struct {
@@ -50,6 +50,16 @@ int test_run(const char *cmd, char **out, char **err);
 // exactly one line on stderr that starts with "gemc: error: " and contains needle (and needle2
 // unless NULL).
 void test_expect_cli_error(const char *cmd, const char *needle, const char *needle2);
+// test_run, printing the command, status and stderr when it fails; returns the status.
+int test_run_ok(const char *cmd);
+// Lines of a file that contain needle (every line when NULL); -1 when it cannot be read.
+int test_count_lines(const char *path, const char *needle);
+// 1 when both files exist and hold the same bytes.
+int test_files_equal(const char *a, const char *b);
+// The end-to-end fixture of the stage tests (tests/test_stages.c): a tiny byte-level model
+// trained by a short sft (ROOT/sft/final), ROOT/prompts.jsonl, ROOT/pairs.jsonl and
+// ROOT/cfg.yaml naming them. Built once per test run.
+const char *test_e2e_root(void);
 
 // A tiny config of each family for numeric tests: V=37, C=16, I=24, L=2, Hq=4, Hkv=2, D=4,
 // qwen2 with q/k/v biases and tied embeddings, llama with llama3 rope scaling and o/qkv bias,

@@ -6,6 +6,8 @@
 #include "commands.h"
 #include "common.h"
 #include "config.h"
+#include "launch.h"
+#include "pipeline.h"
 #include "stages/stage.h"
 
 typedef struct {
@@ -78,7 +80,13 @@ static int run_stage(const char *name, int argc, char **argv) {
     int rc = config_load_yaml(&c, argv[1]);
     for (int i = 2; i < argc && rc == 0; i++) rc = config_override(&c, argv[i]);
     if (rc == 0) rc = config_check(&c, name);
-    if (rc == 0) rc = s->run(&c);
+    if (rc == 0 && s->run == stage_train && launcher_world_size() > 1) {
+        // under mpirun/srun: the distributed pipeline; alone: the single-process path
+        rc = pipeline_check_launch(&c, launcher_world_size());
+        if (rc == 0) rc = pipeline_train(&c);
+    } else if (rc == 0) {
+        rc = s->run(&c);
+    }
     config_free(&c);
     return rc ? cmd_fail() : 0;
 }

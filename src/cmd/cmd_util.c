@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "launch.h"
 #include "common.h"
 #include "tokenizer.h"
 
@@ -17,7 +18,9 @@ DType cmd_output_dtype(const char *name) {
 
 int cmd_fail(void) {
     fflush(stdout);
-    fprintf(stderr, "gemc: error: %s\n", gemc_error()[0] ? gemc_error() : "unknown error");
+    // under mpirun every rank reaches the same error; one line is enough
+    if (launcher_world_rank() == 0)
+        fprintf(stderr, "gemc: error: %s\n", gemc_error()[0] ? gemc_error() : "unknown error");
     return 1;
 }
 

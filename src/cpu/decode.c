@@ -28,7 +28,7 @@ static const float *head_weights(const Model *m) { // [V, C]
     return m->cfg.tie_word_embeddings ? PARAM(m, P_WTE, 0) : PARAM(m, P_LM_HEAD, 0);
 }
 
-// out [n, OC] = inp [n, IC] w [OC, IC]^T (+ bias [OC]): one sgemm of exactly n rows.
+// out [n, OC] = inp [n, IC] w [OC, IC]^T (+ bias [OC]): a GEMM of exactly n rows.
 // Not matmul_forward_f32: it pads every GEMM to 128 rows so that a training row's bits do not
 // depend on the batch it is packed in. A decode step has one row per active candidate, often a
 // handful, so that padding would multiply its work by up to 128 / n. Here a row's bits may
@@ -36,8 +36,7 @@ static const float *head_weights(const Model *m) { // [V, C]
 // sampler's request, so the same request still gives the same bits.
 static void gemm_rows(float *out, const float *inp, const float *w, const float *bias, int n,
                       int IC, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out,
-                OC);
+    gemm_tiled_f32(0, 1, n, OC, IC, inp, IC, w, IC, 0.0f, out, OC);
     if (!bias) return;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++)

@@ -10,13 +10,39 @@
 #include "common.h"
 #include "stage.h"
 
-int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage) {
+// Keeps the lines of path whose "step" is at most keep (a resumed run rewrites the steps after
+// its checkpoint), atomically.
+static int metrics_keep_through(const char *path, long keep) {
+    size_t len;
+    char *text = read_text_file(path, &len);
+    if (!text) return 0; // no log yet
+    StrBuf kept = {0};
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        long step = -1;
+        if (sscanf(line, "{\"step\": %ld", &step) == 1 && step <= keep) strbuf_put(&kept, line, n);
+        line += n;
+    }
+    int rc = write_file_atomic(path, kept.p ? kept.p : "", kept.len);
+    free(kept.p);
+    free(text);
+    return rc;
+}
+
+int rundir_open_at(RunDir *r, const char *dir, const GemConfig *c, const char *stage,
+                   long resume_step) {
     memset(r, 0, sizeof *r);
     if (ensure_dir(dir) != 0) return -1;
     if (config_save(c, dir) != 0) return -1;
     char *path = path_join(dir, "metrics.jsonl");
-    // a fresh log per run: lines of an earlier run in the same folder would read as this one's
-    r->metrics = fopen(path, "w");
+    // a fresh log per run: lines of an earlier run in the same folder would read as this one's;
+    // a resumed run keeps the lines of the steps it continues from
+    if (resume_step >= 0 && metrics_keep_through(path, resume_step) != 0) {
+        free(path);
+        return -1;
+    }
+    r->metrics = fopen(path, resume_step >= 0 ? "a" : "w");
     if (!r->metrics) {
         gemc_set_error("%s: cannot write (%s)", path, strerror(errno));
         free(path);
@@ -31,13 +57,17 @@ int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stag
     return 0;
 }
 
+int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage) {
+    return rundir_open_at(r, dir, c, stage, -1);
+}
+
 void rundir_close(RunDir *r) {
     if (r->metrics) fclose(r->metrics);
     free(r->dir);
     memset(r, 0, sizeof *r);
 }
 
-static DType save_dtype(SaveDtype d) {
+DType save_dtype(SaveDtype d) {
     return d == DTYPE_NAME_F32 ? DT_F32 : d == DTYPE_NAME_F16 ? DT_F16 : DT_BF16;
 }
 
@@ -117,6 +147,11 @@ void metrics_num(Metrics *m, const char *key, double v) {
     strbuf_puts(&m->buf, b);
 }
 
+void metrics_raw(Metrics *m, const char *key, const char *json) {
+    metrics_key(m, key);
+    strbuf_puts(&m->buf, json);
+}
+
 void metrics_int(Metrics *m, const char *key, long v) {
     metrics_key(m, key);
     char b[32];
@@ -194,4 +229,22 @@ void stage_print_step(const char *stage, int step, int steps, const char *fields
     printf("%s step %*d/%d | %s | %s tok/s | ETA %s\n", stage, (int)snprintf(NULL, 0, "%d", steps),
            step, steps, fields, rate, eta);
     fflush(stdout);
+}
+
+// ---- preemption
+
+volatile sig_atomic_t stage_stop_requested = 0;
+
+static void on_sigterm(int sig) {
+    (void)sig;
+    stage_stop_requested = 1;
+}
+
+void stage_catch_sigterm(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigterm;
+    sa.sa_flags = SA_RESTART; // a write or fsync in progress carries on; the flag is read later
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
 }

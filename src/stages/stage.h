@@ -8,6 +8,7 @@
 #ifndef GEMC_STAGE_H
 #define GEMC_STAGE_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "chat_template.h"
@@ -117,6 +118,18 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
                     const long *group_ids, long step, long policy_version, int generator_rank,
                     Shard *s);
 
+// The SEGA loss of one step (Eq. 2) over the groups g = offset, offset + stride, ... of gb (a
+// data-parallel learner's share; stride 1 and offset 0 for all), its gradient accumulated into
+// m->grads. Group g's prompt is prompts[g][0 .. prompt_lens[g]). Every weight is
+// 1 / (active groups of the whole batch * the group's valid candidates), so the shares of all
+// learners add up to the whole batch's loss and gradient. A candidate sampled by weights older
+// than `version` takes the PPO-clipped off-policy term against its recorded sampling log-probs.
+// ref: the frozen reference for the KL term (kl_coef > 0), or NULL. Returns the loss; *n_seqs
+// and *n_tokens count the sequences and tokens of the share.
+double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
+                       const int *const *prompts, const int *prompt_lens, int stride, int offset,
+                       long version, int *n_seqs, long *n_tokens);
+
 // ---- optimisation ----------------------------------------------------------------------------
 
 // The learning rate of `step` (1-based) of `steps`: linear warmup over optim.warmup_steps, then
@@ -124,6 +137,13 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
 float stage_lr(const OptimConfig *o, float lr, int step, int steps);
 // Clips, steps AdamW with the scheduled lr and zeroes the gradients. Returns the grad norm.
 float stage_optimizer_step(Model *m, const OptimConfig *o, float lr);
+
+// ---- preemption
+
+// Set by SIGTERM once stage_catch_sigterm() ran (Slurm sends it before a preemption's kill):
+// `gemc train` checkpoints at the next step boundary and exits cleanly.
+extern volatile sig_atomic_t stage_stop_requested;
+void stage_catch_sigterm(void);
 
 // ---- run directory, checkpoints, metrics, console --------------------------------------------
 
@@ -138,11 +158,17 @@ struct RunDir {
 
 // Creates the run directory, writes config.yaml (the resolved config) and opens metrics.jsonl.
 int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage);
+// The same for a run resumed from step resume_step (>= 0): metrics.jsonl keeps its lines of
+// steps <= resume_step and is appended to.
+int rundir_open_at(RunDir *r, const char *dir, const GemConfig *c, const char *stage,
+                   long resume_step);
 void rundir_close(RunDir *r);
 // Saves the policy as DIR/checkpoints/step_NNNNNN (or DIR/final when step < 0) in run.dtype
 // with the starting model's tokenizer files, replacing an older copy only once the new one is
 // complete. Returns 0 or -1.
 int rundir_save(RunDir *r, const Policy *p, int step);
+// The DType of run.dtype.
+DType save_dtype(SaveDtype d);
 
 // A metrics line being built: {"step": N, "stage": "...", key: value, ...}.
 struct Metrics {
@@ -152,6 +178,7 @@ void metrics_begin(Metrics *m, const char *stage, int step);
 void metrics_num(Metrics *m, const char *key, double v); // NaN/inf are written as null
 void metrics_int(Metrics *m, const char *key, long v);
 void metrics_str(Metrics *m, const char *key, const char *v);
+void metrics_raw(Metrics *m, const char *key, const char *json); // json written as given
 // Appends the line to metrics.jsonl (when r is non-NULL) and frees the buffer.
 void metrics_end(Metrics *m, RunDir *r);
 

@@ -11,15 +11,17 @@
 #include <string.h>
 
 #include "common.h"
+#include "checkpoint.h"
 #include "stage.h"
 
 typedef struct {
     const GemConfig *c;
     const SeqRef *seqs;
-    const float *adv;      // [n] A_i of each sequence
-    const float *weight;   // [n] 1 / (G k_g)
-    const float *ref_logp; // packed like the response log-probs, or NULL
-    const long *off;       // [n + 1] response offsets
+    const float *adv;                // [n] A_i of each sequence
+    const float *weight;             // [n] 1 / (G k_g)
+    const float *const *sample_logp; // [n] the generator's sampling log-probs, NULL = on-policy
+    const float *ref_logp;           // packed like the response log-probs, or NULL
+    const long *off;                 // [n + 1] response offsets
 } SegaCtx;
 
 static double sega_grad(void *ctx, int s0, int ns, const float *logp, float *dlogp) {
@@ -28,11 +30,56 @@ static double sega_grad(void *ctx, int s0, int ns, const float *logp, float *dlo
     const long base = x->off[s0];
     for (int s = s0; s < s0 + ns; s++) {
         const long o = x->off[s] - base;
-        // the policy sampled these candidates with the current weights: on-policy, rho = 1
-        loss += sega_candidate_loss(&x->c->sega, x->adv[s], x->weight[s], logp + o, NULL,
-                                    x->ref_logp ? x->ref_logp + x->off[s] : NULL, x->seqs[s].R,
-                                    dlogp + o);
+        loss += sega_candidate_loss(&x->c->sega, x->adv[s], x->weight[s], logp + o,
+                                    x->sample_logp[s], x->ref_logp ? x->ref_logp + x->off[s] : NULL,
+                                    x->seqs[s].R, dlogp + o);
     }
+    return loss;
+}
+
+double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
+                       const int *const *prompts, const int *prompt_lens, int stride, int offset,
+                       long version, int *n_seqs, long *n_tokens) {
+    const int G = gb->G, k = gb->k;
+    int n = 0, active = 0;
+    long tokens = 0;
+    for (int g = 0; g < G; g++) active += !gb->rank[g].skipped;
+    SeqRef *seqs = mallocCheck(sizeof(SeqRef) * ((size_t)G * k + 1));
+    float *adv = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    float *weight = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    const float **sample_logp = mallocCheck(sizeof(float *) * ((size_t)G * k + 1));
+    long *off = mallocCheck(sizeof(long) * ((size_t)G * k + 1));
+    for (int g = offset; g < G; g += stride) {
+        const GroupRanking *rk = &gb->rank[g];
+        if (rk->skipped) continue;
+        for (int i = 0; i < k; i++) {
+            const Candidate *cd = &gb->cands[(size_t)g * k + i];
+            // a zero advantage contributes nothing unless the KL term is on
+            if (!rk->valid[i] || (rk->advantage[i] == 0.0f && !ref)) continue;
+            seqs[n] = (SeqRef){prompts[g], prompt_lens[g], cd->ids, cd->n};
+            adv[n] = rk->advantage[i];
+            weight[n] = 1.0f / ((float)active * (float)rk->n_valid);
+            // weights newer than the sampler's: the PPO-clipped ratio to the recorded sampling
+            // log-probs; the same weights: rho = 1 and the plain Eq. 2 term
+            sample_logp[n] = cd->policy_version < version ? cd->logp_sample : NULL;
+            tokens += cd->n + prompt_lens[g];
+            n++;
+        }
+    }
+    seq_resp_offsets(seqs, n, off);
+    float *ref_logp = NULL;
+    if (ref && n > 0) {
+        ref_logp = mallocCheck(sizeof(float) * (size_t)(off[n] ? off[n] : 1));
+        seq_forward_backward(ref, seqs, n, 1, c->optim.micro_batch_tokens, ref_logp, NULL, NULL);
+    }
+    SegaCtx ctx = {c, seqs, adv, weight, sample_logp, ref_logp, off};
+    double loss = 0;
+    if (n > 0)
+        loss =
+            seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens, NULL, sega_grad, &ctx);
+    free(ref_logp), free(seqs), free(adv), free(weight), free(sample_logp), free(off);
+    *n_seqs = n;
+    *n_tokens = tokens;
     return loss;
 }
 
@@ -60,6 +107,30 @@ static void write_pairs(FILE *f, const Policy *p, const Dataset *ds, const Group
     fflush(f);
 }
 
+// The newest complete checkpoint of the run dir (run.resume: auto): its optimizer state (fp32
+// master weights, AdamW moments and step count) replaces the starting model's.
+static int resume(const GemConfig *c, Model *m, long *start) {
+    if (ckpt_resume_point(c, 1, 0, 0, start) != 0) return -1;
+    if (*start == 0) return 0;
+    char *dir = ckpt_path(c->train.dir, *start, 0);
+    int rc = ckpt_read_optimizer(dir, 0, 1, m);
+    free(dir);
+    return rc;
+}
+
+static int save_checkpoint(const GemConfig *c, const Policy *p, int step) {
+    TrainState st = {.format_version = TRAIN_STATE_VERSION,
+                     .step = step,
+                     .policy_version = p->model.adam_t,
+                     .shard_cursor = step,
+                     .generators = 0, // one process: no shards
+                     .learners = 1,
+                     .tp = 1,
+                     .max_staleness = 0,
+                     .config_hash = config_shard_hash(c)};
+    return ckpt_save_whole(c->train.dir, step, &p->model, p->dir, save_dtype(c->run.dtype), &st);
+}
+
 int stage_train(const GemConfig *c) {
     Policy p, ref = {0};
     if (policy_load(&p, c->train.model, c) != 0) return -1;
@@ -72,8 +143,11 @@ int stage_train(const GemConfig *c) {
     Dataset ds;
     RunDir r;
     FILE *pairs = NULL;
+    long start = 0;
     int rc = policy_load_data(&p, c, c->train.data, DATA_PROMPTS, &ds);
-    if (rc == 0 && (rc = rundir_open(&r, c->train.dir, c, "train")) != 0) dataset_free(&ds);
+    if (rc == 0 && (rc = resume(c, &p.model, &start)) != 0) dataset_free(&ds);
+    if (rc == 0 && (rc = rundir_open_at(&r, c->train.dir, c, "train", start > 0 ? start : -1)) != 0)
+        dataset_free(&ds);
     if (rc != 0) {
         policy_free(&p);
         if (use_ref) policy_free(&ref);
@@ -81,7 +155,7 @@ int stage_train(const GemConfig *c) {
     }
     if (c->filter.pairs) {
         char *path = path_join(c->train.dir, "pairs.jsonl");
-        pairs = fopen(path, "w");
+        pairs = fopen(path, start > 0 ? "a" : "w");
         if (!pairs) gemc_set_error("%s: cannot write (%s)", path, strerror(errno)), rc = -1;
         free(path);
     }
@@ -89,15 +163,17 @@ int stage_train(const GemConfig *c) {
     printf("train (GEM): %s (%d prompts) on %s, %d steps of %d prompts x k=%d, lr %g, "
            "run dir %s\n",
            c->train.data, ds.n, c->train.model, c->train.steps, G, k, c->train.lr, c->train.dir);
+    if (start > 0) printf("train: resuming from checkpoint step %ld\n", start);
     DataOrder order;
     order_init(&order, ds.n, c->run.seed);
+    for (long t = 0; t < start * G; t++) order_next(&order); // the prompts of the steps done
     int *idx = mallocCheck(sizeof(int) * (size_t)G);
-    SeqRef *seqs = mallocCheck(sizeof(SeqRef) * (size_t)G * k);
-    float *adv = mallocCheck(sizeof(float) * (size_t)G * k);
-    float *weight = mallocCheck(sizeof(float) * (size_t)G * k);
-    long *off = mallocCheck(sizeof(long) * ((size_t)G * k + 1));
+    const int **prompts = mallocCheck(sizeof(int *) * (size_t)G);
+    int *prompt_lens = mallocCheck(sizeof(int) * (size_t)G);
     double t_loop = now_seconds();
-    for (int step = 1; step <= c->train.steps && rc == 0; step++) {
+    stage_catch_sigterm();
+    int stopped = 0;
+    for (int step = (int)start + 1; step <= c->train.steps && rc == 0 && !stopped; step++) {
         for (int g = 0; g < G; g++) idx[g] = order_next(&order);
         GroupBatch gb;
         if ((rc = groups_sample(&gb, &p, c, &ds, idx, G, step, &r)) != 0) break;
@@ -105,40 +181,17 @@ int stage_train(const GemConfig *c) {
 
         // the update: every valid candidate of every group that was not skipped
         double t0 = now_seconds();
-        int n = 0, active = 0;
-        long tokens = 0;
-        for (int g = 0; g < G; g++) active += !gb.rank[g].skipped;
         for (int g = 0; g < G; g++) {
-            const GroupRanking *rk = &gb.rank[g];
-            if (rk->skipped) continue;
-            const DataRecord *rec = &ds.rec[idx[g]];
-            for (int i = 0; i < k; i++) {
-                const Candidate *cd = &gb.cands[(size_t)g * k + i];
-                // a zero advantage contributes nothing unless the KL term is on
-                if (!rk->valid[i] || (rk->advantage[i] == 0.0f && !use_ref)) continue;
-                seqs[n] = (SeqRef){rec->prompt_ids.v, rec->prompt_ids.n, cd->ids, cd->n};
-                adv[n] = rk->advantage[i];
-                weight[n] = 1.0f / ((float)active * (float)rk->n_valid);
-                tokens += cd->n + rec->prompt_ids.n;
-                n++;
-            }
+            prompts[g] = ds.rec[idx[g]].prompt_ids.v;
+            prompt_lens[g] = ds.rec[idx[g]].prompt_ids.n;
         }
-        seq_resp_offsets(seqs, n, off);
-        float *ref_logp = NULL;
-        if (use_ref && n > 0) {
-            ref_logp = mallocCheck(sizeof(float) * (size_t)(off[n] ? off[n] : 1));
-            seq_forward_backward(&ref.model, seqs, n, 1, c->optim.micro_batch_tokens, ref_logp,
-                                 NULL, NULL);
-        }
-        SegaCtx ctx = {c, seqs, adv, weight, ref_logp, off};
-        double loss = 0;
+        int n, active = 0;
+        long tokens;
+        for (int g = 0; g < G; g++) active += !gb.rank[g].skipped;
+        double loss = sega_accumulate(&p.model, use_ref ? &ref.model : NULL, c, &gb, prompts,
+                                      prompt_lens, 1, 0, p.model.adam_t, &n, &tokens);
         float norm = 0, lr = stage_lr(&c->optim, c->train.lr, step, c->train.steps);
-        if (n > 0) {
-            loss = seq_forward_backward(&p.model, seqs, n, 1, c->optim.micro_batch_tokens, NULL,
-                                        sega_grad, &ctx);
-            norm = stage_optimizer_step(&p.model, &c->optim, lr);
-        }
-        free(ref_logp);
+        if (n > 0) norm = stage_optimizer_step(&p.model, &c->optim, lr);
         double t_train = now_seconds() - t0;
 
         Metrics m;
@@ -169,13 +222,19 @@ int stage_train(const GemConfig *c) {
             printf("train step %d: every group was skipped (fewer than 2 valid candidates or equal "
                    "scores), no update\n",
                    step);
-        if (c->run.save_every > 0 && step % c->run.save_every == 0 && step < c->train.steps)
-            rc = rundir_save(&r, &p, step);
+        stopped = stage_stop_requested && step < c->train.steps;
+        if (step < c->train.steps &&
+            ((c->run.save_every > 0 && step % c->run.save_every == 0) || stopped))
+            rc = save_checkpoint(c, &p, step);
+        if (rc == 0 && stopped)
+            printf("train: SIGTERM: stopped after step %d with a checkpoint; the same command "
+                   "resumes (run.resume: auto)\n",
+                   step);
     }
-    if (rc == 0) rc = rundir_save(&r, &p, -1);
-    if (rc == 0) printf("train: wrote %s/final\n", c->train.dir);
+    if (rc == 0 && !stopped) rc = rundir_save(&r, &p, -1);
+    if (rc == 0 && !stopped) printf("train: wrote %s/final\n", c->train.dir);
     if (pairs) fclose(pairs);
-    free(idx), free(seqs), free(adv), free(weight), free(off);
+    free(idx), free(prompts), free(prompt_lens);
     order_free(&order);
     rundir_close(&r);
     dataset_free(&ds);
