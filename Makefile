@@ -194,3 +194,17 @@ $(BUILD)/bench_sample: $(BUILD)/tools/bench/bench_sample.o $(LIB_OBJ) | check-de
 
 bench-sample: $(BUILD)/bench_sample $(BUILD)/bench_cpu_train
 	BENCH_BIN=$(BUILD)/bench_sample BENCH_ROOFLINE_BIN=$(BUILD)/bench_cpu_train sh tools/bench/run_sample.sh
+
+# ---- Slurm (slurm/README.md) ---------------------------------------------------------------
+# make test-slurm: slurm/gem-train.sbatch on a throw-away Slurm on this machine (slurmctld and
+# slurmd from Debian's/Ubuntu's packages, installed with apt-get when run as root and missing;
+# config from tests/slurm/, everything in a temporary directory, daemons stopped on every exit).
+# Trains the tiny model of the embedded task on the CPU: a plain run, a SIGTERM to the batch
+# script, a preemption and an `scontrol requeue`, each resumed to the same bits as an
+# uninterrupted run. About a minute once installed. Not part of `make test` (needs root).
+# SLURM_TEST_TASKS=2 runs the training job as a 2-rank pipeline (1 generator + 1 learner).
+SLURM_TEST_TASKS ?= 1
+.PHONY: test-slurm
+test-slurm: gemc $(BUILD)/make_task
+	GEMC_BIN=./gemc MAKE_TASK=$(BUILD)/make_task GEMC_SLURM_TEST_TASKS=$(SLURM_TEST_TASKS) \
+	  bash tools/slurm_local.sh

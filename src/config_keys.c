@@ -71,8 +71,9 @@ static const Choice SCHEDULES[] = {
 static const Choice DPO_PAIRS[] = {{"data", DPO_PAIRS_DATA}, {"entropy", DPO_PAIRS_ENTROPY}, {0}};
 
 // Sections in the order config.yaml lists them; the table below keeps each one's keys together.
-const char *const SECTIONS[] = {"run",   "model", "sampling", "score", "filter", "sega",
-                                "optim", "sft",   "train",    "dpo",   "eval",   "generate"};
+const char *const SECTIONS[] = {"run",  "model", "sampling", "score", "filter",
+                                "sega", "optim", "pipeline", "sft",   "train",
+                                "dpo",  "eval",  "generate"};
 const int N_SECTIONS = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
 
 // The stages' shared keys (model, dir, data, steps, batch_size, lr) with the defaults of each.

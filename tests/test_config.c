@@ -608,6 +608,7 @@ static const char *const EVERY_KEY[] = {
     "run.save_every=50",
     "run.dtype=f32",
     "run.progress=false",
+    "run.resume=none",
     "model.chat_template=llama3",
     "model.system_prompt=\"say \\\"hi\\\" \\\\ then\\n\\ttab \\x01 \\u00e9 \\u2028 \\x85 # x: y\"",
     "model.ref=' lead and trail '",
@@ -676,6 +677,13 @@ static const char *const EVERY_KEY[] = {
     "generate.prompts=z.jsonl",
     "generate.out=out.jsonl",
     "generate.max_prompts=7",
+    "pipeline.generators=3",
+    "pipeline.learners=4",
+    "pipeline.tp=2",
+    "pipeline.max_staleness=1",
+    "pipeline.timeout=30",
+    "pipeline.collectives=mpi",
+    "pipeline.bucket_mb=8",
 };
 #define N_EVERY_KEY ((int)(sizeof EVERY_KEY / sizeof EVERY_KEY[0]))
 
@@ -695,7 +703,7 @@ static void test_write_load_round_trip(void) {
     // every key line differs from the default's: the list above covers the whole table, so a
     // new key without a round-trip value fails here
     CU_ASSERT_EQUAL(count_lines(dy), count_lines(cy));
-    CU_ASSERT_EQUAL(count_lines(dy), 1 + 12 + N_EVERY_KEY); // header, sections, keys
+    CU_ASSERT_EQUAL(count_lines(dy), 1 + 13 + N_EVERY_KEY); // header, sections, keys
     char *sd, *sc;
     char *ld = strtok_r(dy, "\n", &sd), *lc = strtok_r(cy, "\n", &sc);
     for (; ld && lc; ld = strtok_r(NULL, "\n", &sd), lc = strtok_r(NULL, "\n", &sc)) {
