@@ -1,4 +1,5 @@
 // gemc: one binary, one subcommand per stage. `gemc --help` lists them.
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,9 @@ static void print_usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    // past a file-size limit (ulimit -f, a quota) a write then fails with EFBIG and gemc stops
+    // with the file and the cause, as on a full disk, instead of dying of SIGXFSZ mid-write
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_usage(stderr);
         return 1;

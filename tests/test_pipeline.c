@@ -169,12 +169,14 @@ static void test_sigkill_and_resume_is_exact(void) {
     if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
     char run[4096], cmd[16384];
     train_cmd(run, sizeof run, 4, "p_b", "pipeline.tp=2 pipeline.max_staleness=1");
-    // start it, wait for the step-2 checkpoint, kill the first rank that is gemc itself
+    // start it, wait for the step-2 checkpoint, kill learner 1 (world rank 3): the generators
+    // may have written every shard already, the learners cannot finish without it
     snprintf(cmd, sizeof cmd,
              "(%s > %s/p_b.log 2>&1; echo $? > %s/p_b.rc) & "
              "i=0; until [ -f %s/p_b/checkpoints/step_000002/DONE ]; do sleep 0.01; "
              "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
-             "pid=$(pgrep -f '^./gemc train .*train.dir=%s/p_b ' | head -1); kill -9 $pid; "
+             "for p in $(pgrep -f '^./gemc train .*train.dir=%s/p_b '); do "
+             "grep -qz '^OMPI_COMM_WORLD_RANK=3$' /proc/$p/environ && kill -9 $p; done; "
              "t0=$(date +%%s); wait; echo $(( $(date +%%s) - t0 ))",
              run, root, root, root, root);
     char *out, *err;
@@ -300,6 +302,55 @@ static void test_single_process_kill_term_resume(void) {
     free(m);
 }
 
+// The embedded default (the task and tiny model of `make demo`, configs/demo.yaml) through
+// mpirun -np 4: 2 generators, and 2 learners in one tp = 2 group.
+static void test_embedded_default_np4(void) {
+    setup();
+    const char *mt = getenv("GEMC_MAKE_TASK");
+    char cmd[4096], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             "%s --seed 1 --out %s/arith > /dev/null && ./gemc init --config %s/arith/config.json "
+             "--tokenizer %s/arith --out %s/demo_init --seed 1 --dtype f32 > /dev/null",
+             mt && *mt ? mt : "build/make_task", root, root, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 4 ./gemc train configs/demo.yaml train.model=%s/demo_init "
+                    "train.data=%s/arith/train_prompts.jsonl train.dir=%s/demo_np4 train.steps=2 "
+                    "train.batch_size=4 sampling.max_new_tokens=24 run.progress=false "
+                    "pipeline.generators=2 pipeline.learners=2 pipeline.tp=2",
+             root, root, root);
+    int rc = test_run(cmd, &out, &err);
+    if (rc) fprintf(stderr, "\n%s\n%s\n", out, err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "2 generators, 2 learners (1 data-parallel x tp 2)"));
+    free(out), free(err);
+    CU_ASSERT(exists("demo_np4", "final/model.safetensors"));
+    CU_ASSERT(exists("demo_np4", "shards/step_000002.gen_1.h5"));
+    char *m = rpath("%s/%s/metrics.jsonl", "demo_np4");
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"group_ids\""), 2);
+    free(m);
+}
+
+// A full disk while a generator writes its shard (here a file-size limit, which fails the write
+// the same way): the run stops with the file and the cause, and no partial shard is visible.
+static void test_full_disk_stops_cleanly(void) {
+    setup();
+    char cmd[8192], *out, *err;
+    // each rank under a 12 KiB file-size limit (sh's ulimit counts 512-byte blocks): config.yaml
+    // and metrics.jsonl fit, a shard of 4 groups of 3 candidates does not
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 2 sh -c 'ulimit -f 24; exec ./gemc train %s train.dir=%s/p_full "
+                    "pipeline.generators=1 pipeline.learners=1 run.save_every=0'",
+             base, root);
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot write shard"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "step_000001.gen_0.h5"));
+    free(out), free(err);
+    char *shards = rpath("%s/%s/shards", "p_full");
+    CU_ASSERT_EQUAL(test_count_dir_entries(shards), 0); // neither a shard nor its .tmp
+    free(shards);
+}
+
 void register_pipeline_tests(void) {
     static const TestCase tests[] = {
         {"launch: ranks must match the config", test_launch_errors},
@@ -314,6 +365,8 @@ void register_pipeline_tests(void) {
          test_single_process_kill_term_resume},
         {"foreign-config and corrupt shards: warned, removed, sampled again",
          test_foreign_and_corrupt_shards},
+        {"the embedded default on mpirun -np 4 (2 generators, tp 2)", test_embedded_default_np4},
+        {"a full disk: a clear error, no partial shard", test_full_disk_stops_cleanly},
         {NULL, NULL},
     };
     add_suite("pipeline", tests);
