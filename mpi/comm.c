@@ -21,20 +21,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "comm_nccl.h"
 #include "common.h"
 #include "mpi_check.h"
-
-#ifdef GEMC_HAVE_NCCL
-// comm_nccl.c (the NCCL half; its definitions carry the same prototypes)
-typedef struct CommNccl CommNccl;
-CommNccl *comm_nccl_create(Comm *c, const char *name);
-void comm_nccl_free(CommNccl *n);
-void comm_nccl_allreduce(CommNccl *n, Comm *c, void *buf, size_t count, int f64, int max,
-                         const char *what);
-void comm_nccl_bcast(CommNccl *n, Comm *c, void *buf, size_t bytes, int root, const char *what);
-#endif
-_Noreturn void comm_timeout_abort(const Comm *c, const char *what);
-double comm_timeout_s(const Comm *c);
 
 struct Comm {
     MPI_Comm mpi; // our duplicate

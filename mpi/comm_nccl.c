@@ -15,18 +15,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "comm.h"
+#include "comm_nccl.h"
 #include "common.h"
-
-// the same prototypes as in comm.c
-typedef struct CommNccl CommNccl;
-CommNccl *comm_nccl_create(Comm *c, const char *name);
-void comm_nccl_free(CommNccl *n);
-void comm_nccl_allreduce(CommNccl *n, Comm *c, void *buf, size_t count, int f64, int max,
-                         const char *what);
-void comm_nccl_bcast(CommNccl *n, Comm *c, void *buf, size_t bytes, int root, const char *what);
-_Noreturn void comm_timeout_abort(const Comm *c, const char *what);
-double comm_timeout_s(const Comm *c);
 
 struct CommNccl {
     ncclComm_t comm;
