@@ -202,8 +202,9 @@ bench-sample: $(BUILD)/bench_sample $(BUILD)/bench_cpu_train
 # Trains the tiny model of the embedded task on the CPU: a plain run, a SIGTERM to the batch
 # script, a preemption and an `scontrol requeue`, each resumed to the same bits as an
 # uninterrupted run. About a minute once installed. Not part of `make test` (needs root).
-# SLURM_TEST_TASKS=2 runs the training job as a 2-rank pipeline (1 generator + 1 learner).
-SLURM_TEST_TASKS ?= 1
+# SLURM_TEST_TASKS=2 (the default) runs the training job as a 2-rank pipeline (1 generator +
+# 1 learner); SLURM_TEST_TASKS=1 as one process.
+SLURM_TEST_TASKS ?= 2
 .PHONY: test-slurm
 test-slurm: gemc $(BUILD)/make_task
 	GEMC_BIN=./gemc MAKE_TASK=$(BUILD)/make_task GEMC_SLURM_TEST_TASKS=$(SLURM_TEST_TASKS) \
