@@ -209,3 +209,9 @@ SLURM_TEST_TASKS ?= 2
 test-slurm: gemc $(BUILD)/make_task
 	GEMC_BIN=./gemc MAKE_TASK=$(BUILD)/make_task GEMC_SLURM_TEST_TASKS=$(SLURM_TEST_TASKS) \
 	  bash tools/slurm_local.sh
+
+# GEM wall time on the embedded default: one process next to the MPI pipeline
+# (tools/bench/README.md, "The pipeline"). Not part of `make test`.
+.PHONY: bench-pipeline
+bench-pipeline: gemc $(BUILD)/make_task
+	MAKE_TASK=$(BUILD)/make_task sh tools/bench/run_pipeline.sh $(STEPS)
