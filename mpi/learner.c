@@ -97,7 +97,6 @@ static Shard *read_step(Learner *L, long t, double *t_wait) {
     for (int gen = 0; gen < ngen; gen++) {
         char *path = shard_path(pl->shard_dir, t, gen);
         wait_for_shard(pl, path, gen);
-        if (gen == 0) *t_wait = now_seconds() - t0;
         if (shard_read(path, &sh[gen], pl->shard_hash) != 0)
             pipeline_fatal(pl,
                            "%s (HINT: delete the shard and resume; its generator writes it "

@@ -31,6 +31,13 @@ int pipeline_check_launch(const GemConfig *c, int world_size) {
                        p->learners, p->tp);
         return -1;
     }
+    if (p->generators > c->train.batch_size) {
+        gemc_set_error("pipeline.generators = %d is more than train.batch_size = %d: each "
+                       "generator samples a share of a step's prompts (HINT: at most %d "
+                       "generators, or a larger batch)",
+                       p->generators, c->train.batch_size, c->train.batch_size);
+        return -1;
+    }
     if (p->collectives == COLLECTIVES_NCCL) {
         gemc_set_error("pipeline.collectives: nccl needs GPU ranks, and gemc's model runs on the "
                        "CPU backend in this build (HINT: pipeline.collectives=mpi, or auto)");

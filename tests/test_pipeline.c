@@ -123,6 +123,16 @@ static void test_launch_errors(void) {
     CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not divisible by pipeline.tp = 3"));
     free(out), free(err);
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=2 "
+                    "pipeline.learners=1 train.batch_size=1",
+             base, root);
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "pipeline.generators = 2 is more than train.batch_size"));
+    int lines = 0; // one error line, from rank 0, among mpirun's own
+    for (const char *e = err; (e = strstr(e, "gemc: error:")); e++) lines++;
+    CU_ASSERT_EQUAL(lines, 1);
+    free(out), free(err);
     CU_ASSERT(!exists("bad", "metrics.jsonl"));
 }
 
