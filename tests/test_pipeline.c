@@ -106,33 +106,27 @@ static void check_groups_once(const char *dir) {
 
 // ---- the tests
 
-static void test_launch_errors(void) {
-    setup();
+// mpirun -np 3 with `keys`: the job fails, and among mpirun's own lines there is exactly one
+// gemc error line (from rank 0), and it contains needle.
+static void expect_launch_error(const char *keys, const char *needle) {
     char cmd[4096], *out, *err;
-    snprintf(cmd, sizeof cmd,
-             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=1 "
-                    "pipeline.learners=1",
-             base, root);
+    snprintf(cmd, sizeof cmd, MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad %s", base, root, keys);
     CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gemc: error: started as 3 ranks, but pipeline.generators"));
-    free(out), free(err);
-    snprintf(cmd, sizeof cmd,
-             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=1 "
-                    "pipeline.learners=2 pipeline.tp=3",
-             base, root);
-    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not divisible by pipeline.tp = 3"));
-    free(out), free(err);
-    snprintf(cmd, sizeof cmd,
-             MPIRUN "-np 3 ./gemc train %s train.dir=%s/bad pipeline.generators=2 "
-                    "pipeline.learners=1 train.batch_size=1",
-             base, root);
-    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "pipeline.generators = 2 is more than train.batch_size"));
-    int lines = 0; // one error line, from rank 0, among mpirun's own
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+    int lines = 0;
     for (const char *e = err; (e = strstr(e, "gemc: error:")); e++) lines++;
     CU_ASSERT_EQUAL(lines, 1);
     free(out), free(err);
+}
+
+static void test_launch_errors(void) {
+    setup();
+    expect_launch_error("pipeline.generators=1 pipeline.learners=1",
+                        "gemc: error: started as 3 ranks, but pipeline.generators");
+    expect_launch_error("pipeline.generators=1 pipeline.learners=2 pipeline.tp=3",
+                        "is not divisible by pipeline.tp = 3");
+    expect_launch_error("pipeline.generators=2 pipeline.learners=1 train.batch_size=1",
+                        "pipeline.generators = 2 is more than train.batch_size");
     CU_ASSERT(!exists("bad", "metrics.jsonl"));
 }
 
