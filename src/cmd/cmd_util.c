@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -18,9 +19,13 @@ DType cmd_output_dtype(const char *name) {
 
 int cmd_fail(void) {
     fflush(stdout);
-    // under mpirun every rank reaches the same error; one line is enough
+    // under mpirun every rank reaches the same error and one line is enough: rank 0 prints it.
+    // mpirun ends the job at the first rank that fails, so the others give rank 0 a moment to
+    // print before they fail too.
     if (launcher_world_rank() == 0)
         fprintf(stderr, "gemc: error: %s\n", gemc_error()[0] ? gemc_error() : "unknown error");
+    else
+        sleep(1);
     return 1;
 }
 
