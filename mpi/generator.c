@@ -14,7 +14,7 @@
 // A shard left by an earlier run of this configuration is reused when it is whole and is the
 // one this schedule would write; anything else is removed (with a warning) and written again.
 static int shard_reusable(const Pipeline *pl, const char *path, long step, long version) {
-    if (access(path, F_OK) != 0) return 0;
+    if (!path_exists(path)) return 0;
     Shard s;
     int ok = 0;
     if (shard_read(path, &s, pl->shard_hash) != 0) {

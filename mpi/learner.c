@@ -76,7 +76,7 @@ static void gather_full(Learner *L) {
 
 static void wait_for_shard(Pipeline *pl, const char *path, int gen) {
     const double t0 = now_seconds(), limit = pl->c->pipeline.timeout;
-    while (access(path, F_OK) != 0) {
+    while (!path_exists(path)) {
         if (now_seconds() - t0 > limit)
             pipeline_fatal(pl,
                            "waited %.0f s (pipeline.timeout) for %s from generator %d: it died "

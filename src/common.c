@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -224,4 +225,23 @@ uint64_t fnv1a64(const void *data, size_t n) {
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+int path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void remove_dir_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char *f = path_join(dir, e->d_name);
+            unlink(f);
+            free(f);
+        }
+    closedir(d);
+    rmdir(dir);
 }

@@ -48,6 +48,11 @@ int fsync_parent_dir(const char *path);
 // Creates DIR and its missing parents (mkdir -p). Returns -1 and sets the error when it cannot.
 int ensure_dir(const char *dir);
 
+// 1 when path names an existing file or directory.
+int path_exists(const char *path);
+// rm -r of a folder gemc wrote that holds plain files only (a checkpoint, its temporary copy).
+void remove_dir_files(const char *dir);
+
 // "DIR/NAME" in a malloc'd buffer.
 char *path_join(const char *dir, const char *name);
 

@@ -353,11 +353,6 @@ const StTensor *st_find(const StFile *f, const char *name) {
 // ---------------------------------------------------------------------------------------------
 // Collections
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static int collection_add(StCollection *c, const char *path) {
     c->files = realloc(c->files, sizeof(StFile) * (size_t)(c->nfiles + 1));
     if (!c->files) gemc_fatal("out of memory");
@@ -446,9 +441,9 @@ int st_collection_open_dir(StCollection *c, const char *dir) {
     char *index_path = path_join(dir, "model.safetensors.index.json");
     char *single_path = path_join(dir, "model.safetensors");
     int rc;
-    if (file_exists(index_path)) {
+    if (path_exists(index_path)) {
         rc = open_sharded(c, dir, index_path);
-    } else if (file_exists(single_path)) {
+    } else if (path_exists(single_path)) {
         rc = collection_add(c, single_path);
     } else {
         struct stat st;

@@ -4,6 +4,7 @@
 // shards that must not be used (corrupt, or from another configuration).
 #include <cJSON.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,39 @@ static void check_groups_once(const char *dir) {
     free(shards), free(text), free(path);
 }
 
+// A shell loop (malloc'd) that waits, up to 60 s, until the shell condition fmt... holds.
+static char *wait_until(const char *fmt, ...) {
+    char cond[2048], *out = malloc(4096);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cond, sizeof cond, fmt, ap);
+    va_end(ap);
+    snprintf(out, 4096,
+             "i=0; until %s; do sleep 0.01; i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; ", cond);
+    return out;
+}
+
+// Starts `run` in the background (output in ROOT/NAME.log, its exit status in ROOT/NAME.rc),
+// then runs the shell text `then` (which waits for it). Returns the script's status and its
+// stdout in *out (malloc'd).
+static int run_interrupted(const char *run, const char *name, const char *then, char **out) {
+    char cmd[16384], *err;
+    snprintf(cmd, sizeof cmd, "(%s > %s/%s.log 2>&1; echo $? > %s/%s.rc) & %s", run, root, name,
+             root, name, then);
+    int rc = test_run(cmd, out, &err);
+    if (rc) fprintf(stderr, "\n  %s\n  status %d: %s\n", cmd, rc, err);
+    free(err);
+    return rc;
+}
+
+// The exit status ROOT/NAME.rc recorded, or -1.
+static int job_status(const char *name) {
+    char *path = rpath("%s/%s.rc", name), *text = read_text_file(path, NULL);
+    int status = text ? atoi(text) : -1;
+    free(path), free(text);
+    return status;
+}
+
 // ---- the tests
 
 // mpirun -np 3 with `keys`: the job fails, and among mpirun's own lines there is exactly one
@@ -116,6 +150,7 @@ static void expect_launch_error(const char *keys, const char *needle) {
     int lines = 0;
     for (const char *e = err; (e = strstr(e, "gemc: error:")); e++) lines++;
     CU_ASSERT_EQUAL(lines, 1);
+    if (lines != 1 || !strstr(err, needle)) fprintf(stderr, "\n  %s\n  stderr: %s\n", cmd, err);
     free(out), free(err);
 }
 
@@ -176,25 +211,22 @@ static void test_four_ranks_tp2(void) {
 static void test_sigkill_and_resume_is_exact(void) {
     setup();
     if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
-    char run[4096], cmd[16384];
+    char run[4096];
     train_cmd(run, sizeof run, 4, "p_b", "pipeline.tp=2 pipeline.max_staleness=1");
     // start it, wait for the step-2 checkpoint, kill learner 1 (world rank 3): the generators
     // may have written every shard already, the learners cannot finish without it
-    snprintf(cmd, sizeof cmd,
-             "(%s > %s/p_b.log 2>&1; echo $? > %s/p_b.rc) & "
-             "i=0; until [ -f %s/p_b/checkpoints/step_000002/DONE ]; do sleep 0.01; "
-             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
-             "for p in $(pgrep -f '^./gemc train .*train.dir=%s/p_b '); do "
+    char then[4096], *out;
+    char *w = wait_until("[ -f %s/p_b/checkpoints/step_000002/DONE ]", root);
+    snprintf(then, sizeof then,
+             "%sfor p in $(pgrep -f '^./gemc train .*train.dir=%s/p_b '); do "
              "grep -qz '^OMPI_COMM_WORLD_RANK=3$' /proc/$p/environ && kill -9 $p; done; "
              "t0=$(date +%%s); wait; echo $(( $(date +%%s) - t0 ))",
-             run, root, root, root, root);
-    char *out, *err;
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+             w, root);
+    free(w);
+    CU_ASSERT_EQUAL_FATAL(run_interrupted(run, "p_b", then, &out), 0);
     CU_ASSERT(atoi(out) < 30); // the other ranks did not hang
-    free(out), free(err);
-    char *rc = rpath("%s/%s", "p_b.rc"), *text = read_text_file(rc, NULL);
-    CU_ASSERT(text && atoi(text) != 0);
-    free(rc), free(text);
+    free(out);
+    CU_ASSERT(job_status("p_b") > 0);
     CU_ASSERT(!exists("p_b", "final/model.safetensors")); // it was stopped mid-run
     CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);           // run.resume: auto
     CU_ASSERT(same_final("p_a", "p_b"));
@@ -206,19 +238,16 @@ static void test_sigkill_and_resume_is_exact(void) {
 static void test_sigterm_checkpoints_and_exits(void) {
     setup();
     if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
-    char run[4096], cmd[16384], *out, *err;
+    char run[4096], *out;
     train_cmd(run, sizeof run, 4, "p_c", "pipeline.tp=2 pipeline.max_staleness=1 run.save_every=0");
-    snprintf(cmd, sizeof cmd,
-             "(%s > %s/p_c.log 2>&1; echo $? > %s/p_c.rc) & "
-             "i=0; until grep -q '\"step\": 1,' %s/p_c/metrics.jsonl 2>/dev/null; do sleep 0.01; "
-             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
-             "pkill -TERM -f '^./gemc train .*train.dir=%s/p_c '; wait",
-             run, root, root, root, root);
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
-    free(out), free(err);
-    char *rc = rpath("%s/%s", "p_c.rc"), *text = read_text_file(rc, NULL);
-    CU_ASSERT(text && atoi(text) == 0);
-    free(rc), free(text);
+    char then[4096];
+    char *w = wait_until("grep -q '\"step\": 1,' %s/p_c/metrics.jsonl 2>/dev/null", root);
+    snprintf(then, sizeof then, "%spkill -TERM -f '^./gemc train .*train.dir=%s/p_c '; wait", w,
+             root);
+    free(w);
+    CU_ASSERT_EQUAL_FATAL(run_interrupted(run, "p_c", then, &out), 0);
+    free(out);
+    CU_ASSERT_EQUAL(job_status("p_c"), 0);
     char *log = rpath("%s/%s", "p_c.log");
     CU_ASSERT_EQUAL(test_count_lines(log, "SIGTERM: stopped after step"), 1);
     free(log);
@@ -231,26 +260,24 @@ static void test_sigterm_checkpoints_and_exits(void) {
 // A rank that stops answering: the others give up after pipeline.timeout with a clear line.
 static void test_hung_rank_times_out(void) {
     setup();
-    char run[4096], cmd[16384], *out, *err;
+    char run[4096], *out;
     train_cmd(run, sizeof run, 4, "p_d", "pipeline.tp=2 pipeline.timeout=3 train.steps=200");
-    snprintf(cmd, sizeof cmd,
-             "(%s > %s/p_d.log 2>&1; echo $? > %s/p_d.rc) & "
-             "i=0; until grep -q '\"step\": 1,' %s/p_d/metrics.jsonl 2>/dev/null; do sleep 0.01; "
-             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; "
-             "pid=$(pgrep -f '^./gemc train .*train.dir=%s/p_d ' | head -1); kill -STOP $pid; "
+    char then[4096];
+    char *w = wait_until("grep -q '\"step\": 1,' %s/p_d/metrics.jsonl 2>/dev/null", root);
+    snprintf(then, sizeof then,
+             "%spid=$(pgrep -f '^./gemc train .*train.dir=%s/p_d ' | head -1); kill -STOP $pid; "
              "t0=$(date +%%s); wait; echo $(( $(date +%%s) - t0 )); kill -9 $pid 2>/dev/null; true",
-             run, root, root, root, root);
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+             w, root);
+    free(w);
+    CU_ASSERT_EQUAL_FATAL(run_interrupted(run, "p_d", then, &out), 0);
     CU_ASSERT(atoi(out) < 30);
-    free(out), free(err);
+    free(out);
     char *log = rpath("%s/%s", "p_d.log");
     CU_ASSERT(test_count_lines(log, "(pipeline.timeout)") +
                   test_count_lines(log, "pipeline.timeout = 3") >=
               1);
     free(log);
-    char *rc = rpath("%s/%s", "p_d.rc"), *text = read_text_file(rc, NULL);
-    CU_ASSERT(text && atoi(text) != 0);
-    free(rc), free(text);
+    CU_ASSERT(job_status("p_d") > 0);
 }
 
 // Shards a run must not use: one from another configuration and a corrupt one are named in a
@@ -289,14 +316,13 @@ static void test_single_process_kill_term_resume(void) {
     if (!exists("p_single", "final/model.safetensors")) test_two_ranks_equal_single_process();
     char run[4096], cmd[16384], *out, *err;
     snprintf(run, sizeof run, "./gemc train %s train.dir=%s/s_b", base, root);
+    char *w1 = wait_until("[ -f %s/s_b/checkpoints/step_000002/DONE ]", root);
+    char *w2 = wait_until("grep -q 'train step 3/' %s/s_b.log", root);
     snprintf(cmd, sizeof cmd,
-             "%s > %s/s_b.log 2>&1 & pid=$!; "
-             "i=0; until [ -f %s/s_b/checkpoints/step_000002/DONE ]; do sleep 0.01; "
-             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; kill -9 $pid; wait $pid; "
-             "%s > %s/s_b.log 2>&1 & pid=$!; "
-             "i=0; until grep -q 'train step 3/' %s/s_b.log; do sleep 0.01; "
-             "i=$((i+1)); [ $i -gt 6000 ] && exit 9; done; kill -TERM $pid; wait $pid",
-             run, root, root, run, root, root);
+             "%s > %s/s_b.log 2>&1 & pid=$!; %skill -9 $pid; wait $pid; "
+             "%s > %s/s_b.log 2>&1 & pid=$!; %skill -TERM $pid; wait $pid",
+             run, root, w1, run, root, w2);
+    free(w1), free(w2);
     CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0); // the SIGTERM'd run exits 0
     free(out), free(err);
     char *log = rpath("%s/%s", "s_b.log");

@@ -19,11 +19,6 @@ char *ckpt_path(const char *run_dir, long step, int tmp) {
     return path_join(run_dir, name);
 }
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 int ckpt_find_latest(const char *run_dir, long *step) {
     char *dir = path_join(run_dir, "checkpoints");
     DIR *d = opendir(dir);
@@ -37,7 +32,7 @@ int ckpt_find_latest(const char *run_dir, long *step) {
         long s = strtol(e->d_name + 5, &end, 10);
         if (*end || s < 0 || s <= best) continue; // "step_000010.tmp" and others are skipped
         char *ck = ckpt_path(run_dir, s, 0), *done = path_join(ck, "DONE");
-        if (file_exists(done)) best = s;
+        if (path_exists(done)) best = s;
         free(ck), free(done);
     }
     closedir(d);
@@ -220,24 +215,9 @@ int ckpt_read_state(const char *dir, TrainState *s) {
 
 // ---- the commit
 
-// rm -r of a checkpoint folder gemc wrote (plain files only).
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            char *f = path_join(dir, e->d_name);
-            unlink(f);
-            free(f);
-        }
-    closedir(d);
-    rmdir(dir);
-}
-
 char *ckpt_begin(const char *run_dir, long step) {
     char *tmp = ckpt_path(run_dir, step, 1);
-    remove_flat_dir(tmp);
+    remove_dir_files(tmp);
     if (ensure_dir(tmp) != 0) {
         free(tmp);
         return NULL;
@@ -248,7 +228,7 @@ char *ckpt_begin(const char *run_dir, long step) {
 int ckpt_commit(const char *run_dir, long step) {
     char *tmp = ckpt_path(run_dir, step, 1), *dst = ckpt_path(run_dir, step, 0);
     int rc = -1;
-    remove_flat_dir(dst); // an incomplete copy (no DONE) from a run that was killed
+    remove_dir_files(dst); // an incomplete copy (no DONE) from a run that was killed
     if (rename(tmp, dst) != 0) {
         gemc_set_error("%s: cannot rename %s into place (%s)", dst, tmp, strerror(errno));
         goto out;

@@ -71,19 +71,6 @@ DType save_dtype(SaveDtype d) {
     return d == DTYPE_NAME_F32 ? DT_F32 : d == DTYPE_NAME_F16 ? DT_F16 : DT_BF16;
 }
 
-// rm -r of a checkpoint folder gemc wrote (plain files only, no subfolders).
-static void remove_model_dir(const char *dir) {
-    static const char *names[] = {
-        "config.json",           "model.safetensors",       "tokenizer.json",
-        "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *f = path_join(dir, names[i]);
-        unlink(f);
-        free(f);
-    }
-    rmdir(dir);
-}
-
 int rundir_save(RunDir *r, const Policy *p, int step) {
     char name[64];
     if (step < 0)
@@ -96,11 +83,11 @@ int rundir_save(RunDir *r, const Policy *p, int step) {
     snprintf(old_name, sizeof old_name, "%s.old.%d", name, (int)getpid());
     char *tmp = path_join(r->dir, tmp_name), *old = path_join(r->dir, old_name);
     int rc = -1;
-    remove_model_dir(tmp);
+    remove_dir_files(tmp);
     // the complete copy is written under a temporary name and renamed into place, so DIR/final
     // is always either the old model or the new one, never half of each
     if (cmd_save_model(&p->model, tmp, save_dtype(r->cfg->run.dtype), p->dir, 0) != 0) {
-        remove_model_dir(tmp);
+        remove_dir_files(tmp);
         goto out;
     }
     struct stat st;
@@ -112,7 +99,7 @@ int rundir_save(RunDir *r, const Policy *p, int step) {
         gemc_set_error("%s: cannot rename %s into place (%s)", dst, tmp, strerror(errno));
         goto out;
     }
-    remove_model_dir(old);
+    remove_dir_files(old);
     rc = 0;
 out:
     free(dst);
