@@ -63,8 +63,7 @@ int generator_run(Pipeline *pl) {
     order_init(&order, ds.n, c->run.seed);
     int *idx = mallocCheck(sizeof(int) * (size_t)G);
     long *ids = mallocCheck(sizeof(long) * (size_t)G);
-    for (long t = 1; t < first; t++)
-        for (int j = 0; j < G; j++) order_next(&order);
+    order_skip(&order, (first - 1) * G);
 
     long held = -1; // the policy version of p's weights
     const size_t total = p.model.layout.total;

@@ -192,6 +192,10 @@ void order_init(DataOrder *o, int n, uint64_t seed) {
     shuffle(o);
 }
 
+void order_skip(DataOrder *o, long n) {
+    for (long i = 0; i < n; i++) order_next(o);
+}
+
 int order_next(DataOrder *o) {
     if (o->pos == o->n) {
         o->pos = 0;

@@ -84,6 +84,8 @@ typedef struct {
 } DataOrder;
 void order_init(DataOrder *o, int n, uint64_t seed);
 int order_next(DataOrder *o);
+// Draws and drops n entries: where a run resumed after n / batch_size steps continues.
+void order_skip(DataOrder *o, long n);
 void order_free(DataOrder *o);
 
 // ---- sampled groups (train, dpo with entropy pairs, generate) ---------------------------------

@@ -166,7 +166,7 @@ int stage_train(const GemConfig *c) {
     if (start > 0) printf("train: resuming from checkpoint step %ld\n", start);
     DataOrder order;
     order_init(&order, ds.n, c->run.seed);
-    for (long t = 0; t < start * G; t++) order_next(&order); // the prompts of the steps done
+    order_skip(&order, start * G); // the prompts of the steps done
     int *idx = mallocCheck(sizeof(int) * (size_t)G);
     const int **prompts = mallocCheck(sizeof(int *) * (size_t)G);
     int *prompt_lens = mallocCheck(sizeof(int) * (size_t)G);
