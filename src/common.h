@@ -6,6 +6,11 @@
 #ifndef GEMC_COMMON_H
 #define GEMC_COMMON_H
 
+// C++ sources (src/cuda/) include this header too
+#if defined(__cplusplus) && !defined(_Noreturn)
+#define _Noreturn [[noreturn]]
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

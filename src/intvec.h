@@ -14,14 +14,14 @@ typedef struct {
 static inline void intvec_push(IntVec *a, int x) {
     if (a->n == a->cap) {
         a->cap = a->cap ? 2 * a->cap : 64;
-        a->v = realloc(a->v, sizeof(int) * (size_t)a->cap);
+        a->v = (int *)realloc(a->v, sizeof(int) * (size_t)a->cap); // (int *): C++ includes it too
         if (!a->v) gemc_fatal("out of memory");
     }
     a->v[a->n++] = x;
 }
 static inline void intvec_free(IntVec *a) {
     free(a->v);
-    *a = (IntVec){0};
+    a->v = NULL, a->n = a->cap = 0;
 }
 
 #endif

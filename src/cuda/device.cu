@@ -1,8 +1,8 @@
-// Device discovery for the CUDA backend.
+// Device discovery for the CUDA backend (gpu.h).
 #include "cuda_common.cuh"
-#include "cuda_device.h"
+#include "gpu.h"
 
-extern "C" int gemc_cuda_device_count(void) {
+extern "C" int gpu_device_count(void) {
     int n = 0;
     // no driver or no device is a normal condition on CPU machines, not an error
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -12,11 +12,30 @@ extern "C" int gemc_cuda_device_count(void) {
     return n;
 }
 
-extern "C" int gemc_cuda_device_describe(int index, char *buf, size_t n) {
-    if (index < 0 || index >= gemc_cuda_device_count()) return -1;
+extern "C" int gpu_describe(int index, char *buf, size_t n) {
+    if (index < 0 || index >= gpu_device_count()) return -1;
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, index));
     std::snprintf(buf, n, "%s, sm_%d%d, %.1f GiB", prop.name, prop.major, prop.minor,
                   (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     return 0;
+}
+
+extern "C" const char *gpu_unavailable(void) {
+    static char why[256];
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    (void)cudaGetLastError();
+    if (e != cudaSuccess)
+        std::snprintf(why, sizeof why,
+                      "no CUDA device: %s (HINT: check nvidia-smi and CUDA_VISIBLE_DEVICES, or "
+                      "set run.device=cpu)",
+                      cudaGetErrorString(e));
+    else if (n == 0)
+        std::snprintf(why, sizeof why,
+                      "no CUDA device is visible (HINT: check nvidia-smi and "
+                      "CUDA_VISIBLE_DEVICES, or set run.device=cpu)");
+    else
+        std::snprintf(why, sizeof why, "%d CUDA device(s) present", n);
+    return why;
 }
