@@ -80,7 +80,9 @@ CXX      ?= g++
 TCU_SRC  := $(wildcard tests/cuda/*.cu)
 EMU      := $(BUILD)/emu
 EMU_OBJ  := $(CU_SRC:%.cu=$(EMU)/%.o) $(TCU_SRC:%.cu=$(EMU)/%.o) $(EMU)/src/cuda/emu/cuda_emu.o
-EMU_FLAGS := -std=c++17 -DGEMC_CUDA_EMU -Wall -Wextra -ffp-contract=off -fno-math-errno \
+# -Wno-unknown-pragmas: the host compiler does not know CUDA's `#pragma unroll`
+EMU_FLAGS := -std=c++17 -DGEMC_CUDA_EMU -Wall -Wextra -Wno-unknown-pragmas -ffp-contract=off \
+             -fno-math-errno \
              $(filter-out -march=native,$(OPT)) -Isrc -Impi -Itests $(PKG_CFLAGS)
 CU_TEST_OBJ := $(if $(NVCC),$(TCU_SRC:%.cu=$(BUILD)/%.o))
 DEPFILES += $(EMU_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(CU_TEST_OBJ:.o=.d)
@@ -128,6 +130,19 @@ cuda: $(CU_OBJ)
 
 $(BUILD)/test_cuda_emu: $(EMU_OBJ) $(BUILD)/tests/test_util.o $(LIB_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS) -lstdc++
+# The GPU tests under each compute-sanitizer tool; every one must report nothing. Needs a GPU
+# (minutes: racecheck replays every shared-memory access). Not part of `make test`.
+.PHONY: test-gpu-sanitize
+test-gpu-sanitize: $(BUILD)/test_cuda
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "test-gpu-sanitize: no GPU here"; exit 1; }
+	for tool in memcheck racecheck synccheck initcheck; do \
+	  $(CUDA_HOME)/bin/compute-sanitizer --tool $$tool --error-exitcode 1 ./$(BUILD)/test_cuda \
+	    || exit 1; done
+
+# gemc itself with the emulated device: `make test` runs the stages with run.device=cuda on it.
+EMU_SRC_OBJ := $(CU_SRC:%.cu=$(EMU)/%.o) $(EMU)/src/cuda/emu/cuda_emu.o
+$(BUILD)/gemc_emu: $(BUILD)/src/main.o $(LIB_OBJ) $(EMU_SRC_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
 $(BUILD)/test_cuda: $(CU_TEST_OBJ) $(BUILD)/tests/test_util.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 
@@ -143,6 +158,10 @@ $(BUILD)/test_tp_mpi: $(BUILD)/tests/mpi/test_tp_mpi.o $(BUILD)/tests/test_util.
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 -include $(BUILD)/tests/mpi/test_tp_mpi.d
 
+# The gemc the CUDA stage test runs: ./gemc where a GPU answers, else the emulated build.
+CUDA_BIN = $$(if [ -n "$(NVCC)" ] && nvidia-smi -L >/dev/null 2>&1; then echo ./gemc; \
+             else echo $(BUILD)/gemc_emu; fi)
+
 # The README's two commands: each one installs what is missing first.
 test:
 	@sh tools/deps.sh ensure
@@ -152,10 +171,10 @@ test:
 # then the unit tests, then a live cross-check against Hugging Face tokenizers on random texts.
 
 test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUILD)/test_cuda_emu \
-          $(if $(NVCC),$(BUILD)/test_cuda)
+          $(BUILD)/gemc_emu $(if $(NVCC),$(BUILD)/test_cuda)
 	@sh tools/fetch_tokenizers.sh --quiet
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
-	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi ./$(BUILD)/test_gemc
+	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi GEMC_CUDA_BIN=$(CUDA_BIN) ./$(BUILD)/test_gemc
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu
 	$(if $(NVCC),./$(BUILD)/test_cuda,@echo "GPU tests skipped: gemc was built without nvcc \
 	  (HINT: install the CUDA toolkit and rebuild; the emulated run above covers the kernels)")
@@ -255,3 +274,18 @@ test-slurm: gemc $(BUILD)/make_task
 .PHONY: bench-pipeline
 bench-pipeline: gemc $(BUILD)/make_task
 	MAKE_TASK=$(BUILD)/make_task sh tools/bench/run_pipeline.sh $(STEPS)
+
+# GPU benchmarks (tools/bench/README.md, "CUDA benchmarks"): gemc's training step and sampler on
+# the GPU next to PyTorch + transformers, against the card's roofline. Not part of `make test`;
+# without a GPU run_cuda.sh says so in one line and exits 0.
+.PHONY: bench-cuda
+$(BUILD)/bench_cuda_train: $(BUILD)/tools/bench/bench_cuda_train.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench_cuda_sample: $(BUILD)/tools/bench/bench_cuda_sample.o $(LIB_OBJ) $(GPU_OBJ) \
+                            | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+-include $(BUILD)/tools/bench/bench_cuda_train.d $(BUILD)/tools/bench/bench_cuda_sample.d
+
+bench-cuda: $(BUILD)/bench_cuda_train $(BUILD)/bench_cuda_sample
+	BENCH_TRAIN_BIN=$(BUILD)/bench_cuda_train BENCH_SAMPLE_BIN=$(BUILD)/bench_cuda_sample \
+	  sh tools/bench/run_cuda.sh

@@ -44,6 +44,7 @@ int generator_run(Pipeline *pl) {
     Dataset ds;
     if (policy_load(&p, c->train.model, c) != 0) pipeline_fail(pl);
     if (policy_load_data(&p, c, c->train.data, DATA_PROMPTS, &ds) != 0) pipeline_fail(pl);
+    if (model_place(&p.model, c) != 0) pipeline_fail(pl);
     const int G = c->train.batch_size;
     const long steps = c->train.steps, first = pipeline_first_generated_step(pl);
     int j0, j1;
@@ -70,8 +71,10 @@ int generator_run(Pipeline *pl) {
     for (long t = first; t <= steps; t++) {
         for (int j = 0; j < G; j++) idx[j] = order_next(&order);
         const long version = pipeline_version_for_step(c, t);
+        const long had = held;
         while (held < version)
             if (weights_recv(pl, p.model.params, total, &held)) goto stop;
+        if (held != had) model_sync_device(&p.model); // the received weights to the GPU
         if (reuse[t]) continue;
         // the sampler stamps every candidate with this version
         p.model.adam_t = held;

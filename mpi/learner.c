@@ -11,6 +11,7 @@
 
 #include "cmd/commands.h"
 #include "common.h"
+#include "gpu.h"
 #include "pipeline_internal.h"
 #include "shard.h"
 #include "stages/checkpoint.h"
@@ -28,6 +29,7 @@ typedef struct {
     size_t max_local;  // the largest shard's slab, for the gather
     int root;          // learner 0: metrics, checkpoints, the weight broadcast
     RunDir run;
+    float *grads_host; // a GPU shard's gradients on their way through MPI (no NCCL)
 } Learner;
 
 // The shard of a full model for this rank, wired to the tp group when there is one. With tp = 1
@@ -56,6 +58,7 @@ static void make_shard(Learner *L, const Model *full, Model *out) {
 static void gather_full(Learner *L) {
     Pipeline *pl = L->pl;
     if (pl->dp_rank != 0) return;
+    model_sync_host(&L->shard); // a GPU shard's weights to the host first
     const int tp = L->c->pipeline.tp;
     const size_t n = L->shard.layout.total;
     if (tp == 1) {
@@ -72,6 +75,76 @@ static void gather_full(Learner *L) {
                              L->p.model.params);
     free(send);
     free(recv);
+}
+
+// The shards (and the reference's) go where run.device says once their host state is final (after
+// a restore). Tensor-parallel shards stay on the CPU backend, which has the tp collectives.
+// Then the data-parallel gradients' route: NCCL between distinct GPUs (collectives auto or
+// nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which NCCL
+// refuses).
+static void place_shards(Learner *L) {
+    Pipeline *pl = L->pl;
+    const GemConfig *c = L->c;
+    if (c->pipeline.tp == 1) {
+        if (model_place(&L->shard, c) != 0) pipeline_fail(pl);
+        if (L->ref_shard.params && model_place(&L->ref_shard, c) != 0) pipeline_fail(pl);
+    } else if (c->run.device == DEVICE_CUDA) {
+        pipeline_fatal(pl,
+                       "run.device=cuda with pipeline.tp=%d: the CUDA backend runs whole models "
+                       "only (HINT: pipeline.tp=1 with more data-parallel learners, or "
+                       "run.device=cpu)",
+                       c->pipeline.tp);
+    }
+    if (pl->n_dp == 1 || c->pipeline.collectives == COLLECTIVES_MPI) return;
+    // every data-parallel peer's device: "host/GPU-uuid", or "" for a CPU shard
+    char id[192] = "";
+    if (L->shard.gpu) {
+        char host[96] = "", uuid[80] = "";
+        gethostname(host, sizeof host - 1);
+        gpu_device_uuid(gpu_model_device(L->shard.gpu), uuid, sizeof uuid);
+        snprintf(id, sizeof id, "%s/%s", host, uuid);
+    }
+    char *all = callocCheck((size_t)pl->n_dp, sizeof id);
+    comm_gather(pl->dp, id, all, sizeof id, 0);
+    int use = 1, bad = -1;
+    if (pl->dp_rank == 0)
+        for (int i = 0; i < pl->n_dp && use; i++) {
+            if (!all[i * sizeof id]) use = 0, bad = i;
+            for (int j = 0; j < i && use; j++)
+                if (!strcmp(all + i * sizeof id, all + j * sizeof id)) use = 0, bad = i;
+        }
+    int verdict[2] = {use, bad};
+    comm_bcast(pl->dp, verdict, sizeof verdict, 0);
+    free(all);
+    if (!verdict[0] && c->pipeline.collectives == COLLECTIVES_NCCL)
+        pipeline_fatal(pl,
+                       "pipeline.collectives=nccl, but data-parallel learner %d %s (HINT: one "
+                       "GPU per learner rank, e.g. srun --gpus-per-task=1, or "
+                       "pipeline.collectives=auto to fall back to MPI)",
+                       verdict[1], id[0] ? "shares a GPU with another" : "has no GPU");
+    if (verdict[0])
+        pl->dp_nccl = comm_create(comm_mpi(pl->dp), COMM_NCCL, c->pipeline.timeout,
+                                  "the data-parallel gradients");
+}
+
+// Sums the shards' gradients across the data-parallel groups: in place on the host, over NCCL
+// on the devices, or through a host copy when GPU learners have no NCCL route.
+static void allreduce_grads(Learner *L) {
+    Pipeline *pl = L->pl;
+    Model *m = &L->shard;
+    const size_t total = m->layout.total;
+    if (!m->gpu) {
+        if (!m->grads) m->grads = callocCheck(total, sizeof(float));
+        comm_allreduce_sum_f32(pl->dp, m->grads, total);
+    } else if (pl->dp_nccl) {
+        gpu_model_synchronize(m->gpu);
+        comm_allreduce_sum_f32(pl->dp_nccl, gpu_model_grads_device(m->gpu), total);
+    } else {
+        if (!L->grads_host) L->grads_host = mallocCheck(total * sizeof(float));
+        gpu_model_grads_download(m->gpu, L->grads_host);
+        comm_allreduce_sum_f32(pl->dp, L->grads_host, total);
+        gpu_model_grads_upload(m->gpu, L->grads_host);
+    }
 }
 
 static void wait_for_shard(Pipeline *pl, const char *path, int gen) {
@@ -175,6 +248,7 @@ static void checkpoint(Learner *L, long t) {
     if (L->root && !(tmp = ckpt_begin(c->train.dir, t))) pipeline_fail(pl);
     comm_barrier(pl->learners);
     if (pl->dp_rank == 0) {
+        model_sync_host(&L->shard);
         char *dir = ckpt_path(c->train.dir, t, 1);
         if (ckpt_write_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L->shard) != 0)
             pipeline_fail(pl);
@@ -246,6 +320,7 @@ int learner_run(Pipeline *pl) {
         if (ckpt_read_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L.shard) != 0) pipeline_fail(pl);
         free(dir);
     }
+    place_shards(&L);
     if (L.root) {
         if (rundir_open_at(&L.run, c->train.dir, c, "train", start > 0 ? start : -1) != 0)
             pipeline_fail(pl);
@@ -268,7 +343,6 @@ int learner_run(Pipeline *pl) {
     const int **prompts = mallocCheck(sizeof(int *) * (size_t)G);
     int *prompt_lens = mallocCheck(sizeof(int) * (size_t)G);
     long *group_ids = mallocCheck(sizeof(long) * (size_t)G);
-    const size_t total = L.shard.layout.total;
     double t_loop = now_seconds();
     for (long t = start + 1; t <= steps; t++) {
         double t_wait;
@@ -284,8 +358,7 @@ int learner_run(Pipeline *pl) {
                                       prompt_lens, pl->n_dp, pl->dp_rank, t - 1, &n, &tokens);
         double sums[3] = {loss, n, (double)tokens};
         if (pl->n_dp > 1) {
-            if (!L.shard.grads) L.shard.grads = callocCheck(total, sizeof(float));
-            comm_allreduce_sum_f32(pl->dp, L.shard.grads, total);
+            allreduce_grads(&L);
             comm_allreduce_sum_f64(pl->dp, sums, 3);
         }
         // a SIGTERM to any learner stops them all at this step boundary
@@ -352,7 +425,7 @@ int learner_run(Pipeline *pl) {
         }
     }
     fflush(stdout);
-    free(prompts), free(prompt_lens), free(group_ids);
+    free(prompts), free(prompt_lens), free(group_ids), free(L.grads_host);
     if (L.root) rundir_close(&L.run);
     model_free(&L.shard);
     policy_free(&L.p);

@@ -38,9 +38,9 @@ int pipeline_check_launch(const GemConfig *c, int world_size) {
                        p->generators, c->train.batch_size, c->train.batch_size);
         return -1;
     }
-    if (p->collectives == COLLECTIVES_NCCL) {
-        gemc_set_error("pipeline.collectives: nccl needs GPU ranks, and gemc's model runs on the "
-                       "CPU backend in this build (HINT: pipeline.collectives=mpi, or auto)");
+    if (p->collectives == COLLECTIVES_NCCL && c->run.device == DEVICE_CPU) {
+        gemc_set_error("pipeline.collectives: nccl runs the learners' gradients between GPUs, and "
+                       "run.device is cpu (HINT: pipeline.collectives=mpi, or run.device=cuda)");
         return -1;
     }
     return 0;
@@ -167,6 +167,7 @@ int pipeline_train(const GemConfig *c) {
     if (pl.sync) comm_free(pl.sync);
     if (pl.tp) comm_free(pl.tp);
     if (pl.dp) comm_free(pl.dp);
+    if (pl.dp_nccl) comm_free(pl.dp_nccl);
     free(pl.shard_dir);
     mpiCheck(MPI_Finalize());
     return rc;

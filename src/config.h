@@ -27,6 +27,7 @@ typedef enum { DPO_PAIRS_DATA, DPO_PAIRS_ENTROPY } DpoPairSource;
 typedef enum { DTYPE_NAME_BF16, DTYPE_NAME_F32, DTYPE_NAME_F16 } SaveDtype;
 typedef enum { RESUME_AUTO, RESUME_NONE } ResumeMode;
 typedef enum { COLLECTIVES_AUTO, COLLECTIVES_MPI, COLLECTIVES_NCCL } CollectivesChoice;
+typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } DeviceChoice;
 
 typedef struct {
     char **items; // malloc'd strings
@@ -82,12 +83,13 @@ typedef struct {
 } OptimConfig;
 
 typedef struct {
-    uint64_t seed;     // 1
-    int log_every;     // console line every N steps (1)
-    int save_every;    // checkpoint every N steps, 0 = only the final model (0)
-    SaveDtype dtype;   // dtype of saved checkpoints (bf16)
-    int progress;      // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
-    ResumeMode resume; // auto: continue from the newest complete checkpoint of the run dir
+    uint64_t seed;       // 1
+    int log_every;       // console line every N steps (1)
+    int save_every;      // checkpoint every N steps, 0 = only the final model (0)
+    SaveDtype dtype;     // dtype of saved checkpoints (bf16)
+    int progress;        // progress bars on stderr: 1 always, 0 never, -1 when it is a terminal
+    ResumeMode resume;   // auto: continue from the newest complete checkpoint of the run dir
+    DeviceChoice device; // auto: the GPU when there is one (gpu.h), else the CPU
 } RunConfig;
 
 // The distributed pipeline of `mpirun -np N gemc train` (design.md, "Ranks and data flow").

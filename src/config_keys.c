@@ -56,6 +56,8 @@ static const Choice DTYPES[] = {
 static const Choice RESUME[] = {{"auto", RESUME_AUTO}, {"none", RESUME_NONE}, {0}};
 static const Choice COLLECTIVES[] = {
     {"auto", COLLECTIVES_AUTO}, {"mpi", COLLECTIVES_MPI}, {"nccl", COLLECTIVES_NCCL}, {0}};
+static const Choice DEVICES[] = {
+    {"auto", DEVICE_AUTO}, {"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {0}};
 static const Choice PROGRESS[] = {{"auto", -1}, {"true", 1}, {"false", 0}, {0}};
 static const Choice CHAT_TEMPLATES[] = {
     {"auto", 0}, {"plain", 0}, {"chatml", 0}, {"llama3", 0}, {0}};
@@ -94,6 +96,8 @@ const KeyDef KEYS[] = {
     ENUM("run.dtype", run.dtype, "bf16", DTYPES, "dtype of saved checkpoints"),
     ENUM("run.progress", run.progress, "auto", PROGRESS,
          "progress bars on stderr (auto: when stderr is a terminal)"),
+    ENUM("run.device", run.device, "auto", DEVICES,
+         "where models compute; auto: the GPU when gemc has CUDA and sees one, else the CPU"),
     ENUM("run.resume", run.resume, "auto", RESUME,
          "auto: continue from the run dir's newest complete checkpoint; none: refuse a used dir"),
 

@@ -30,6 +30,9 @@ int gpu_device_count(void);
 int gpu_describe(int index, char *buf, size_t n);
 // Why there is no device to run on: one line for an error message, with its HINT.
 const char *gpu_unavailable(void);
+// The device's UUID as text ("GPU-1f2e..."), the same in every process that sees the device,
+// however CUDA_VISIBLE_DEVICES numbers it. Returns 0, or -1 when the device does not exist.
+int gpu_device_uuid(int index, char *buf, size_t n);
 
 typedef struct GpuModel GpuModel;
 
@@ -38,6 +41,8 @@ typedef struct GpuModel GpuModel;
 // tensor-parallel shard).
 GpuModel *gpu_model_create(const Model *m, int device);
 void gpu_model_free(GpuModel *g);
+// The CUDA device the model lives on.
+int gpu_model_device(const GpuModel *g);
 
 // The Model API on the device. Batches, log-probs, entropies and dlogprobs are host arrays.
 void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *logprobs, float *entropy);
@@ -60,13 +65,24 @@ void gpu_model_grads_upload(GpuModel *g, const float *host);
 // Waits for the device's queued work (before a collective reads device memory).
 void gpu_model_synchronize(GpuModel *g);
 
-// The sampler's decode and draw on the device (src/cuda/gpu_sampler.cu), called by
-// sampler_generate when m->gpu is set: same request, same outputs as the CPU path (the same
-// uniform per draw, from the same streams); tokens may differ where bf16 rounding moves a draw
-// across a bucket boundary of the inverse CDF.
-int gpu_sampler_generate(GpuModel *g, const GenerateRequest *req, int n_prompts,
-                         const int *const *prompts, const int *prompt_lens,
-                         const uint64_t *prompt_keys, Candidate *out);
+// The sampler's KV-cache decode and draw on the device (src/cuda/gpu_decode.cu), as
+// decode_prefill/decode_step (src/cpu/decode.h) plus sample_token_limited: sampler_generate
+// drives it when m->gpu is set, with the same slots, uniforms and bookkeeping as on the CPU.
+typedef struct GpuDecode GpuDecode;
+// Prefills the packed prompts (every token checked by the caller) for `rows` slots, slot s
+// continuing prompt slot_prompt[s] with room for gen_cap fed tokens. The next gpu_decode_draw
+// of slot s draws from its prompt's last logits.
+GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, int rows,
+                            const int *slot_prompt, int gen_cap);
+// Draws one token for each slots[r], r < n, with uniform u[r], from the slot's current logits
+// (those of the last begin or step that fed it): out[r] as sample_token_limited gives it.
+// with_entropy 0 leaves the entropies 0 (benchmarks time what they cost).
+void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const float *u, int n_draw,
+                     const SamplingConfig *sc, int with_entropy, TokenDraw *out);
+// Feeds tokens[r] to slot slots[r] (distinct slots with room left), computing their next
+// logits.
+void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int *tokens);
+void gpu_decode_end(GpuDecode *d);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,11 @@ const char *gpu_unavailable(void) {
            "PATH or in /usr/local/cuda/bin, run `make clean all`, or set run.device=cpu)";
 }
 
+int gpu_device_uuid(int index, char *buf, size_t n) {
+    (void)index, (void)buf, (void)n;
+    return -1;
+}
+
 GpuModel *gpu_model_create(const Model *m, int device) {
     (void)m, (void)device;
     gemc_set_error("%s", gpu_unavailable());
@@ -28,6 +33,11 @@ GpuModel *gpu_model_create(const Model *m, int device) {
 
 void gpu_model_free(GpuModel *g) {
     (void)g;
+}
+int gpu_model_device(const GpuModel *g) {
+    (void)g;
+    UNREACHABLE();
+    return -1;
 }
 void gpu_model_forward(GpuModel *g, const PackedBatch *b, float *lp, float *ent) {
     (void)g, (void)b, (void)lp, (void)ent;
@@ -75,11 +85,22 @@ void gpu_model_synchronize(GpuModel *g) {
     (void)g;
     UNREACHABLE();
 }
-int gpu_sampler_generate(GpuModel *g, const GenerateRequest *req, int n_prompts,
-                         const int *const *prompts, const int *prompt_lens,
-                         const uint64_t *prompt_keys, Candidate *out) {
-    (void)g, (void)req, (void)n_prompts, (void)prompts, (void)prompt_lens, (void)prompt_keys;
-    (void)out;
+GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, int rows,
+                            const int *slot_prompt, int gen_cap) {
+    (void)g, (void)prompts, (void)rows, (void)slot_prompt, (void)gen_cap;
     UNREACHABLE();
-    return -1;
+    return NULL;
+}
+void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const float *u, int n_draw,
+                     const SamplingConfig *sc, int with_entropy, TokenDraw *out) {
+    (void)d, (void)n, (void)slots, (void)u, (void)n_draw, (void)sc, (void)with_entropy, (void)out;
+    UNREACHABLE();
+}
+void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int *tokens) {
+    (void)d, (void)n, (void)slots, (void)tokens;
+    UNREACHABLE();
+}
+void gpu_decode_end(GpuDecode *d) {
+    (void)d;
+    UNREACHABLE();
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpu.h"
 #include "rng.h"
 #include "rope.h"
 
@@ -39,6 +40,7 @@ void model_init_random(Model *m, uint64_t seed) {
 }
 
 void model_free(Model *m) {
+    gpu_model_free(m->gpu);
     free(m->params);
     free(m->grads);
     free(m->adam_m);
@@ -59,4 +61,25 @@ int model_check_tokens(const Model *m, const int *tokens, int n) {
         }
     }
     return 0;
+}
+
+int model_to_gpu(Model *m, int device) {
+    if (m->gpu) return 0;
+    m->gpu = gpu_model_create(m, device);
+    if (!m->gpu) return -1;
+    // the host copies of the moments exist from here on, so a const model can be synced
+    const size_t total = m->layout.total;
+    if (!m->adam_m) {
+        m->adam_m = callocCheck(total ? total : 1, sizeof(float));
+        m->adam_v = callocCheck(total ? total : 1, sizeof(float));
+    }
+    return 0;
+}
+
+void model_sync_host(const Model *m) {
+    if (m->gpu) gpu_model_download(m->gpu, m->params, m->adam_m, m->adam_v);
+}
+
+void model_sync_device(Model *m) {
+    if (m->gpu) gpu_model_upload(m->gpu, m->params, NULL, NULL);
 }

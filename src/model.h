@@ -21,7 +21,8 @@ typedef struct {
     const int *offsets; // [B+1], offsets[0] == 0, non-decreasing
 } PackedBatch;
 
-typedef struct CpuActs CpuActs; // activations kept for backward (src/cpu/)
+typedef struct CpuActs CpuActs;   // activations kept for backward (src/cpu/)
+typedef struct GpuModel GpuModel; // the model's copy on a GPU (gpu.h)
 
 typedef struct {
     ModelConfig cfg;
@@ -36,6 +37,10 @@ typedef struct {
     // NULL for a whole model; for a tensor-parallel shard (cfg is then tp_local_config's), the
     // tp group whose collectives the forward, backward and gradient norm call
     const TensorParallel *tp;
+    // NULL on the CPU backend. Set by model_to_gpu: the forward, backward, gradient norm, AdamW
+    // and the sampler then run on the device, and params/adam_m/adam_v are host copies that
+    // model_sync_host refreshes.
+    GpuModel *gpu;
 } Model;
 
 typedef struct {
@@ -73,6 +78,16 @@ void model_zero_grad(Model *m);
 float model_clip_grad_norm(Model *m, float max_norm);
 // One AdamW step (PyTorch's torch.optim.AdamW update), then m->adam_t += 1.
 void model_adamw_step(Model *m, const AdamWConfig *opt);
+
+// Moves the model's compute to CUDA device `device` (its weights and AdamW state are copied
+// there). Returns 0, or -1 with the reason in gemc_error() (no device, a build without CUDA,
+// not enough memory).
+int model_to_gpu(Model *m, int device);
+// On a GPU model: model_sync_host copies the device's fp32 weights and AdamW moments into
+// m->params, m->adam_m and m->adam_v (a save, a broadcast); model_sync_device copies m->params
+// to the device after the host wrote them (received weights). No-ops on the CPU.
+void model_sync_host(const Model *m);
+void model_sync_device(Model *m);
 
 // Frees the activation buffers (model_cpu.c); model_free calls it.
 void model_free_acts(Model *m);

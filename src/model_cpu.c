@@ -1,12 +1,18 @@
-// The Model API (model.h) on the CPU: the float instantiation of src/cpu/model.inc.
+// The Model API (model.h) on the CPU: the float instantiation of src/cpu/model.inc; a model
+// moved to a GPU (m->gpu) goes to the CUDA backend instead (gpu.h).
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 #include "cpu/cpu_kernels.h"
+#include "gpu.h"
 #include "model.h"
 
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
+    if (m->gpu) {
+        gpu_model_forward(m->gpu, batch, logprobs, entropy);
+        return;
+    }
     if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
     // m->tp: a tensor-parallel shard, whose forward calls its group's collectives
     model_forward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
@@ -14,6 +20,10 @@ void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *e
 }
 
 void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) {
+    if (m->gpu) {
+        gpu_model_backward(m->gpu, batch, dlogprobs);
+        return;
+    }
     if (!m->acts || m->acts->last_N != batch->N)
         gemc_fatal("model_backward: no forward of this batch (%d tokens) to go back through",
                    batch->N);
@@ -23,6 +33,7 @@ void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) 
 }
 
 void model_zero_grad(Model *m) {
+    if (m->gpu) gpu_model_zero_grad(m->gpu);
     if (m->grads) memset(m->grads, 0, m->layout.total * sizeof(float));
 }
 

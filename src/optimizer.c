@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpu.h"
 #include "model.h"
 
 #define NORM_CHUNK 65536 // elements per partial sum of squares
@@ -25,6 +26,7 @@ static ModelConfig tp_full_config(const Model *m) {
 // Data-parallel replicas must have allreduced (averaged) their gradients BEFORE this call: the
 // norm is of the gradients as they are here.
 float model_clip_grad_norm(Model *m, float max_norm) {
+    if (m->gpu) return gpu_model_clip_grad_norm(m->gpu, max_norm);
     if (!m->grads) return 0.0f;
     const size_t total = m->layout.total;
     const long nchunks = (long)((total + NORM_CHUNK - 1) / NORM_CHUNK);
@@ -93,6 +95,10 @@ static void adamw_block(float *p, const float *g, float *mo, float *vo, size_t n
 }
 
 void model_adamw_step(Model *m, const AdamWConfig *opt) {
+    if (m->gpu) {
+        gpu_model_adamw_step(m->gpu, opt, ++m->adam_t);
+        return;
+    }
     const size_t total = m->layout.total;
     if (!m->grads) m->grads = callocCheck(total, sizeof(float));
     if (!m->adam_m) {

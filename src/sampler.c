@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "cpu/decode.h"
+#include "gpu.h"
 #include "rng.h"
 
 void candidate_free(Candidate *c) {
@@ -295,8 +296,10 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
 // ---- generation ----------------------------------------------------------------------------
 
 // Candidate rows decoded together: bounds the slots' KV caches and the [rows, V] logits. The
-// k candidates of a prompt are always in one group (more rows when k > ROW_CAP).
-#define ROW_CAP 64
+// k candidates of a prompt are always in one group (more rows when k > the cap). A GPU decodes
+// more rows at once: a decode step reads every weight once whatever the rows.
+#define ROW_CAP     64
+#define ROW_CAP_GPU 512
 
 // splitmix64's output function.
 static uint64_t mix64(uint64_t z) {
@@ -427,6 +430,41 @@ static void group_free(Group *g) {
     free(g->draws), free(g->logits), free(g->scratch), free(g->off), free(g->tokens);
 }
 
+// Appends each active slot's draw to its candidate; the slots still decoding move to the front
+// of g->act with their tokens in g->feed. Returns how many there are.
+static int push_draws(Group *g, int na, const GenerateRequest *req, long *done, long total) {
+    int still = 0;
+    for (int a = 0; a < na; a++) {
+        const int s = g->act[a];
+        if (candidate_push(&g->rows[s], &g->draws[a], req)) continue;
+        g->act[still] = s, g->feed[still] = g->draws[a].token;
+        still++;
+    }
+    if (still < na) {
+        *done += na - still;
+        if (req->progress) req->progress(req->progress_ctx, *done, total);
+    }
+    return still;
+}
+
+// The same loop on the model's GPU: the uniforms come from the same streams in the same order,
+// the prefill, decode steps and draws run on the device.
+static void generate_gpu(GpuModel *gm, const GenerateRequest *req, const PackedBatch *batch,
+                         Group *g, int nrow, int gen_cap, long *done, long total) {
+    float *u = mallocCheck((size_t)nrow * sizeof(float));
+    GpuDecode *d = gpu_decode_begin(gm, batch, nrow, g->slot_prompt, gen_cap);
+    int na = nrow;
+    for (;;) {
+        for (int a = 0; a < na; a++) u[a] = rng_uniform(&g->rows[g->act[a]].rng);
+        gpu_decode_draw(d, na, g->act, u, req->draw_vocab, req->sc, !req->skip_entropy, g->draws);
+        na = push_draws(g, na, req, done, total);
+        if (na == 0) break;
+        gpu_decode_step(d, na, g->act, g->feed);
+    }
+    gpu_decode_end(d);
+    free(u);
+}
+
 // Generates the k candidates of prompts[0 .. np) into out[0 .. np * k); *done counts the
 // finished candidates of the whole request (for the progress callback).
 static void generate_group(Model *m, const GenerateRequest *req, int np, const int *const *prompts,
@@ -456,25 +494,20 @@ static void generate_group(Model *m, const GenerateRequest *req, int np, const i
         if (row->cap - 1 > gen_cap) gen_cap = row->cap - 1;
     }
 
-    DecodeState d;
     const PackedBatch batch = {np, ntok, g.tokens, g.off};
-    decode_prefill(&d, m, &batch, nrow, g.slot_prompt, gen_cap, g.logits);
     int na = nrow;
-    for (int s = 0; s < nrow; s++) g.act[s] = s, g.z[s] = g.logits + (size_t)(s / k) * V;
+    for (int s = 0; s < nrow; s++) g.act[s] = s;
+    if (m->gpu) {
+        generate_gpu(m->gpu, req, &batch, &g, nrow, gen_cap, done, total);
+        group_free(&g);
+        return;
+    }
+    DecodeState d;
+    decode_prefill(&d, m, &batch, nrow, g.slot_prompt, gen_cap, g.logits);
+    for (int s = 0; s < nrow; s++) g.z[s] = g.logits + (size_t)(s / k) * V;
     for (;;) {
         draw_rows(g.rows, g.act, na, g.z, V, req->draw_vocab, sc, g.scratch, g.draws);
-        int still = 0;
-        for (int a = 0; a < na; a++) {
-            const int s = g.act[a];
-            if (candidate_push(&g.rows[s], &g.draws[a], req)) continue;
-            g.act[still] = s, g.feed[still] = g.draws[a].token;
-            still++;
-        }
-        if (still < na) {
-            *done += na - still;
-            if (req->progress) req->progress(req->progress_ctx, *done, total);
-        }
-        na = still;
+        na = push_draws(&g, na, req, done, total);
         if (na == 0) break;
         decode_step(&d, m, na, g.act, g.feed, g.logits);
         for (int a = 0; a < na; a++) g.z[a] = g.logits + (size_t)a * V;
@@ -487,7 +520,8 @@ int sampler_generate(Model *m, const GenerateRequest *req, int n_prompts, const 
                      const int *prompt_lens, const uint64_t *prompt_keys, Candidate *out) {
     if (check_request(m, req, n_prompts, prompts, prompt_lens) != 0) return -1;
     const int k = req->sc->k;
-    const int per_group = ROW_CAP / k > 0 ? ROW_CAP / k : 1; // prompts decoded together
+    const int cap = m->gpu ? ROW_CAP_GPU : ROW_CAP;
+    const int per_group = cap / k > 0 ? cap / k : 1; // prompts decoded together
     const long total = (long)n_prompts * k;
     long done = 0;
     for (int p0 = 0; p0 < n_prompts; p0 += per_group) {

@@ -67,11 +67,13 @@ typedef struct {
     int draw_vocab;      // ids >= draw_vocab are never drawn (the tokenizer's size); 0 = all
     ProgressFn progress; // may be NULL
     void *progress_ctx;
+    int skip_entropy; // benchmarks only, GPU only: entropies left 0, to time what they cost
 } GenerateRequest;
 
 // Generates k = sc->k candidates for each of n_prompts prompts (prompt p: prompts[p][0 ..
 // prompt_lens[p]), its stream key prompt_keys[p], e.g. its index in the dataset) into
-// out[p * k + c]. Candidates are decoded together in batches on the CPU backend with a KV cache;
+// out[p * k + c]. Candidates are decoded together in batches with a KV cache (on the model's GPU
+// when m->gpu is set, gpu.h);
 // each prompt is prefilled once and its keys/values are shared by its k candidates. Generation
 // stops at an EOS, at sc->max_new_tokens, or at the model's context. Returns 0, or -1 with the
 // error recorded (a prompt that leaves no room for a token, an id outside the vocabulary).

@@ -609,6 +609,7 @@ static const char *const EVERY_KEY[] = {
     "run.dtype=f32",
     "run.progress=false",
     "run.resume=none",
+    "run.device=cpu",
     "model.chat_template=llama3",
     "model.system_prompt=\"say \\\"hi\\\" \\\\ then\\n\\ttab \\x01 \\u00e9 \\u2028 \\x85 # x: y\"",
     "model.ref=' lead and trail '",

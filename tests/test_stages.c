@@ -176,14 +176,15 @@ static void setup_e2e(void) {
     free(pairs.p), free(prompts.p);
     StrBuf y = {0};
     char line[1024];
-    snprintf(line, sizeof line,
-             "run:\n  dtype: f32\n  progress: false\nmodel:\n  chat_template: plain\n"
-             "sampling:\n  k: 3\n  max_new_tokens: 16\n"
-             "sft:\n  model: %s\n  dir: %s/sft\n  data: %s/pairs.jsonl\n  steps: 3\n"
-             "  batch_size: 4\n  lr: 1e-3\n"
-             "train:\n  model: %s/sft/final\n  dir: %s/gem\n  data: %s/prompts.jsonl\n"
-             "  steps: 2\n  batch_size: 3\n  lr: 1e-3\n",
-             model, root, root, root, root, root);
+    snprintf(
+        line, sizeof line,
+        "run:\n  dtype: f32\n  progress: false\n  device: cpu\nmodel:\n  chat_template: plain\n"
+        "sampling:\n  k: 3\n  max_new_tokens: 16\n"
+        "sft:\n  model: %s\n  dir: %s/sft\n  data: %s/pairs.jsonl\n  steps: 3\n"
+        "  batch_size: 4\n  lr: 1e-3\n"
+        "train:\n  model: %s/sft/final\n  dir: %s/gem\n  data: %s/prompts.jsonl\n"
+        "  steps: 2\n  batch_size: 3\n  lr: 1e-3\n",
+        model, root, root, root, root, root);
     strbuf_puts(&y, line);
     snprintf(line, sizeof line,
              "dpo:\n  model: %s/sft/final\n  dir: %s/dpo\n  data: %s/pairs.jsonl\n  steps: 2\n"
@@ -387,6 +388,78 @@ static void test_stage_help(void) {
     }
 }
 
+// The "loss" of each line of a metrics.jsonl, in order; returns how many (at most max).
+static int read_losses(const char *path, double *loss, int max) {
+    size_t n;
+    char *text = read_text_file(path, &n);
+    int got = 0;
+    for (char *p = text; p && got < max && (p = strstr(p, "\"loss\": ")); p++)
+        loss[got++] = strtod(p + 8, NULL);
+    free(text);
+    return got;
+}
+
+// The stages on the CUDA backend, through the binary GEMC_CUDA_BIN names: build/gemc_emu (the
+// kernels on the CPU emulator) under `make test`, ./gemc on a machine with a GPU. sft's losses
+// step by step against the CPU run's (same weights, same batches: only bf16 rounding differs),
+// then GEM training with a checkpoint and a resume, and generation, to completion.
+static void test_stages_on_cuda(void) {
+    const char *bin = getenv("GEMC_CUDA_BIN");
+    if (!bin || !*bin) {
+        printf("(skipped: GEMC_CUDA_BIN names no CUDA build) ");
+        return;
+    }
+    setup_e2e();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s sft %s/cfg.yaml run.device=cuda sft.dir=%s/sft_cuda", bin, root,
+             root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    char *mc = in_root("sft/metrics.jsonl"), *mg = in_root("sft_cuda/metrics.jsonl");
+    double lc[8], lg[8];
+    const int nc = read_losses(mc, lc, 8), ng = read_losses(mg, lg, 8);
+    CU_ASSERT_EQUAL(nc, 3);
+    CU_ASSERT_EQUAL(ng, nc);
+    for (int i = 0; i < nc && i < ng; i++) {
+        if (!(fabs(lg[i] - lc[i]) <= 2e-2 * fabs(lc[i])))
+            printf("\n    sft step %d: loss %.6f on the GPU, %.6f on the CPU\n", i + 1, lg[i],
+                   lc[i]);
+        CU_ASSERT(fabs(lg[i] - lc[i]) <= 2e-2 * fabs(lc[i]));
+    }
+    free(mc), free(mg);
+    char *final = in_root("sft_cuda/final");
+    CU_ASSERT(file_exists(final, "model.safetensors"));
+    free(final);
+
+    // GEM: 3 steps with a checkpoint at 2, killed by nothing, then a resumed run of 4 steps
+    snprintf(cmd, sizeof cmd,
+             "%s train %s/cfg.yaml run.device=cuda train.dir=%s/gem_cuda train.steps=3 "
+             "run.save_every=2",
+             bin, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    char *gm = in_root("gem_cuda/metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(gm, "\"loss\""), 3);
+    snprintf(cmd, sizeof cmd,
+             "%s train %s/cfg.yaml run.device=cuda train.dir=%s/gem_cuda "
+             "train.steps=4 run.save_every=2",
+             bin, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    CU_ASSERT_EQUAL(test_count_lines(gm, "\"loss\""), 4);
+    free(gm);
+    char *gem = in_root("gem_cuda");
+    CU_ASSERT(file_exists(gem, "checkpoints/step_000002/optimizer_tp0.bin"));
+    CU_ASSERT(file_exists(gem, "final/model.safetensors"));
+    free(gem);
+
+    snprintf(cmd, sizeof cmd,
+             "%s generate %s/cfg.yaml run.device=cuda generate.model=%s/sft/final "
+             "generate.prompts=%s/prompts.jsonl generate.out=%s/gen_cuda.jsonl",
+             bin, root, root, root, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    char *out = in_root("gen_cuda.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(out, "\"entropy_raw\""), 24); // 8 prompts x k = 3
+    free(out);
+}
+
 void register_stage_tests(void) {
     static const TestCase tests[] = {
         {"micro-batches change no log-prob and no gradient", test_micro_batches},
@@ -398,6 +471,7 @@ void register_stage_tests(void) {
         {"eval table and generate output", test_eval_and_generate},
         {"stage errors: one line, exit 1", test_stage_errors},
         {"stage --help lists the config keys", test_stage_help},
+        {"sft, train and generate on the CUDA backend", test_stages_on_cuda},
         {NULL, NULL},
     };
     add_suite("stages", tests);

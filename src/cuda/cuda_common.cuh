@@ -40,7 +40,7 @@ inline void cuda_check(cudaError_t err, const char *file, int line) {
 // kernel<<<grid, block, smem, stream>>>, written so the emulator can run it too; the kernel is
 // last so a template kernel's commas need no parentheses.
 #ifdef GEMC_CUDA_EMU
-#define LAUNCH(grid, block, smem, stream, ...) emu::Launch(grid, block, smem, __VA_ARGS__)
+#define LAUNCH(grid, block, smem, stream, ...) emu::Launch(grid, block, smem, stream, __VA_ARGS__)
 #define DYNAMIC_SHARED(T, name)                T *name = (T *)emu::dynamic_shared()
 #else
 #define LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>

@@ -39,3 +39,14 @@ extern "C" const char *gpu_unavailable(void) {
         std::snprintf(why, sizeof why, "%d CUDA device(s) present", n);
     return why;
 }
+
+extern "C" int gpu_device_uuid(int index, char *buf, size_t n) {
+    if (index < 0 || index >= gpu_device_count()) return -1;
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, index));
+    const unsigned char *u = (const unsigned char *)prop.uuid.bytes;
+    int at = std::snprintf(buf, n, "GPU-");
+    for (int i = 0; i < 16 && at > 0 && (size_t)at < n; i++)
+        at += std::snprintf(buf + at, n - at, "%02x", u[i]);
+    return 0;
+}

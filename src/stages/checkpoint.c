@@ -307,6 +307,7 @@ int ckpt_resume_point(const GemConfig *c, int tp, int generators, int max_stalen
 
 int ckpt_save_whole(const char *run_dir, long step, const Model *m, const char *tokenizer_dir,
                     DType dtype, const TrainState *st) {
+    model_sync_host(m);
     char *tmp = ckpt_begin(run_dir, step);
     if (!tmp) return -1;
     int rc = cmd_save_model(m, tmp, dtype, tokenizer_dir, 0);

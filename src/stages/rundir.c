@@ -84,6 +84,7 @@ int rundir_save(RunDir *r, const Policy *p, int step) {
     char *tmp = path_join(r->dir, tmp_name), *old = path_join(r->dir, old_name);
     int rc = -1;
     remove_dir_files(tmp);
+    model_sync_host(&p->model);
     // the complete copy is written under a temporary name and renamed into place, so DIR/final
     // is always either the old model or the new one, never half of each
     if (cmd_save_model(&p->model, tmp, save_dtype(r->cfg->run.dtype), p->dir, 0) != 0) {

@@ -44,6 +44,10 @@ typedef struct {
 
 // Loads DIR (weights, tokenizer, chat template per model.chat_template). Returns 0 or -1.
 int policy_load(Policy *p, const char *dir, const GemConfig *c);
+// Moves m to the device run.device names (auto: a GPU when gemc has CUDA and sees one): this
+// process's node-local rank modulo the devices it sees. 0, or -1 with the error recorded
+// (run.device=cuda without a device).
+int model_place(Model *m, const GemConfig *c);
 void policy_free(Policy *p);
 // Loads a JSONL file of `kind` and tokenizes it through the policy's template. Returns 0 or -1.
 int policy_load_data(const Policy *p, const GemConfig *c, const char *path, DataKind kind,

@@ -63,6 +63,8 @@ int stage_dpo(const GemConfig *c) {
     Dataset ds;
     RunDir r;
     int rc = policy_load_data(&p, c, c->dpo.data, entropy_pairs ? DATA_PROMPTS : DATA_PAIRS, &ds);
+    if (rc == 0 && (rc = model_place(&p.model, c)) != 0) dataset_free(&ds);
+    if (rc == 0 && (rc = model_place(&ref.model, c)) != 0) dataset_free(&ds);
     if (rc == 0 && (rc = rundir_open(&r, c->dpo.dir, c, "dpo")) != 0) dataset_free(&ds);
     if (rc != 0) {
         policy_free(&p);

@@ -306,11 +306,16 @@ int stage_eval(const GemConfig *c) {
     EvalRow *rows = callocCheck((size_t)n, sizeof(EvalRow));
     Policy ref = {0};
     int rc = 0;
-    if (c->eval.use_ref) rc = policy_load(&ref, c->model.ref, c);
+    if (c->eval.use_ref && (rc = policy_load(&ref, c->model.ref, c)) == 0)
+        rc = model_place(&ref.model, c);
     for (int i = 0; i < n && rc == 0; i++) {
         parse_entry(c->eval.models.items[i], &rows[i]);
         Policy p;
         if ((rc = policy_load(&p, rows[i].dir, c)) != 0) break;
+        if ((rc = model_place(&p.model, c)) != 0) {
+            policy_free(&p);
+            break;
+        }
         printf("eval: %s (%s)\n", rows[i].label, rows[i].dir);
         fflush(stdout);
         double t0 = now_seconds();

@@ -58,6 +58,10 @@ static void put_candidate(StrBuf *b, const Policy *p, const DataRecord *rec, int
 int stage_generate(const GemConfig *c) {
     Policy p;
     if (policy_load(&p, c->generate.model, c) != 0) return -1;
+    if (model_place(&p.model, c) != 0) {
+        policy_free(&p);
+        return -1;
+    }
     Dataset ds;
     if (policy_load_data(&p, c, c->generate.prompts, DATA_PROMPTS, &ds) != 0) {
         policy_free(&p);

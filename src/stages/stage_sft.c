@@ -27,6 +27,10 @@ static double sft_grad(void *ctx, int s0, int ns, const float *logp, float *dlog
 int stage_sft(const GemConfig *c) {
     Policy p;
     if (policy_load(&p, c->sft.model, c) != 0) return -1;
+    if (model_place(&p.model, c) != 0) {
+        policy_free(&p);
+        return -1;
+    }
     Dataset ds;
     if (policy_load_data(&p, c, c->sft.data, DATA_PAIRS, &ds) != 0) {
         policy_free(&p);

@@ -146,6 +146,9 @@ int stage_train(const GemConfig *c) {
     long start = 0;
     int rc = policy_load_data(&p, c, c->train.data, DATA_PROMPTS, &ds);
     if (rc == 0 && (rc = resume(c, &p.model, &start)) != 0) dataset_free(&ds);
+    // the resumed host state goes to the device
+    if (rc == 0 && (rc = model_place(&p.model, c)) != 0) dataset_free(&ds);
+    if (rc == 0 && use_ref && (rc = model_place(&ref.model, c)) != 0) dataset_free(&ds);
     if (rc == 0 && (rc = rundir_open_at(&r, c->train.dir, c, "train", start > 0 ? start : -1)) != 0)
         dataset_free(&ds);
     if (rc != 0) {

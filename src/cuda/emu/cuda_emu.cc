@@ -14,12 +14,56 @@
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
+// Switching fibers: on x86-64 a few instructions that save the callee-saved registers and swap
+// stacks (swapcontext also saves the signal mask, a system call each time, which made the
+// emulated tests spend half their time in the kernel); elsewhere, and under ASan (which must see
+// stack switches through swapcontext), ucontext.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_FAST_SWITCH 1
+// Saves the current stack pointer in *save, continues on `load` (a stack emu_switch saved, or one
+// fiber_stack_init made).
+extern "C" void emu_switch(void **save, void *load);
+asm(R"(
+    .text
+    .globl emu_switch
+    .hidden emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+#endif
+
 namespace {
 
 enum State { RUNNING, AT_BLOCK, AT_WARP, DONE };
 
 struct Fiber {
+#ifdef EMU_FAST_SWITCH
+    void *sp;
+#else
     ucontext_t ctx;
+#endif
     State state;
     uint3 tid;
     int count_vote; // __syncthreads_count's predicate
@@ -30,7 +74,11 @@ const size_t SMEM_DEFAULT = 48 * 1024;
 const size_t SMEM_OPTIN = 227 * 1024; // sm_90's opt-in limit per block
 
 std::vector<Fiber> fibers;
+#ifdef EMU_FAST_SWITCH
+void *scheduler;
+#else
 ucontext_t scheduler;
+#endif
 int current = -1;
 char *stacks = nullptr;
 size_t stacks_count = 0;
@@ -41,14 +89,51 @@ cudaError_t last_error = cudaSuccess;
 std::map<const void *, int> smem_limit; // cudaFuncAttributeMaxDynamicSharedMemorySize
 int count_result = 0;
 
+void yield() {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&fibers[current].sp, scheduler);
+#else
+    swapcontext(&fibers[current].ctx, &scheduler);
+#endif
+}
+
+// A fiber's first and only frame: the thread's body, then back to the scheduler for good.
 void entry() {
     (*body)();
     fibers[current].state = DONE;
-    // uc_link returns to the scheduler
+#ifdef EMU_FAST_SWITCH
+    yield(); // never resumed
+    std::abort();
+#endif
+    // (ucontext: uc_link returns to the scheduler)
 }
 
-void yield() {
-    swapcontext(&fibers[current].ctx, &scheduler);
+void fiber_start(Fiber &f, char *stack) {
+#ifdef EMU_FAST_SWITCH
+    // what emu_switch pops: mxcsr and the x87 control word (their defaults), six callee-saved
+    // registers, then entry as the return address, above it an empty slot that gives entry the
+    // stack alignment of a called function
+    uint64_t *top = (uint64_t *)(stack + STACK_BYTES);
+    top[-1] = 0;
+    top[-2] = (uint64_t)(uintptr_t)entry;
+    for (int r = 3; r <= 8; r++) top[-r] = 0;
+    top[-9] = 0x1f80u | ((uint64_t)0x037fu << 32);
+    f.sp = top - 9;
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stack;
+    f.ctx.uc_stack.ss_size = STACK_BYTES;
+    f.ctx.uc_link = &scheduler;
+    makecontext(&f.ctx, entry, 0);
+#endif
+}
+
+void resume(Fiber &f) {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&scheduler, f.sp);
+#else
+    swapcontext(&scheduler, &f.ctx);
+#endif
 }
 
 void ensure_stacks(size_t n) {
@@ -63,10 +148,14 @@ void ensure_stacks(size_t n) {
 
 const char *state_name(State s) {
     switch (s) {
-    case RUNNING: return "running";
-    case AT_BLOCK: return "__syncthreads";
-    case AT_WARP: return "a warp operation";
-    default: return "returned";
+    case RUNNING:
+        return "running";
+    case AT_BLOCK:
+        return "__syncthreads";
+    case AT_WARP:
+        return "a warp operation";
+    default:
+        return "returned";
     }
 }
 
@@ -119,11 +208,7 @@ void run_block(int nthreads) {
         f.count_vote = 0;
         f.tid = {(unsigned)i % blockDim.x, (unsigned)(i / blockDim.x) % blockDim.y,
                  (unsigned)(i / (blockDim.x * blockDim.y))};
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = stacks + (size_t)i * STACK_BYTES;
-        f.ctx.uc_stack.ss_size = STACK_BYTES;
-        f.ctx.uc_link = &scheduler;
-        makecontext(&f.ctx, entry, 0);
+        fiber_start(f, stacks + (size_t)i * STACK_BYTES);
     }
     for (;;) {
         int any = 0;
@@ -131,7 +216,7 @@ void run_block(int nthreads) {
             if (fibers[i].state != RUNNING) continue;
             current = i;
             threadIdx = fibers[i].tid;
-            swapcontext(&scheduler, &fibers[i].ctx);
+            resume(fibers[i]);
             any = 1;
         }
         int done = 1;
@@ -139,8 +224,7 @@ void run_block(int nthreads) {
         if (done) return;
         if (!release(nthreads) && !any) {
             std::string msg = "deadlock in block (" + std::to_string(blockIdx.x) + "," +
-                              std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) +
-                              "): ";
+                              std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + "): ";
             for (int i = 0; i < nthreads; i++)
                 if (fibers[i].state != DONE) {
                     msg += "thread " + std::to_string(i) + " waits at " +
@@ -275,22 +359,34 @@ cudaError_t cudaPeekAtLastError(void) {
 }
 const char *cudaGetErrorString(cudaError_t e) {
     switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    default: return "invalid device ordinal";
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInvalidValue:
+        return "invalid argument";
+    case cudaErrorMemoryAllocation:
+        return "out of memory";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
+    case cudaErrorNoDevice:
+        return "no CUDA-capable device is detected";
+    default:
+        return "invalid device ordinal";
     }
 }
 const char *cudaGetErrorName(cudaError_t e) {
     switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    default: return "cudaErrorInvalidDevice";
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice:
+        return "cudaErrorNoDevice";
+    default:
+        return "cudaErrorInvalidDevice";
     }
 }
 cudaError_t cudaMalloc(void **p, size_t n) {

@@ -25,10 +25,10 @@
 #define __global__
 #define __device__
 #define __host__
-#define __forceinline__    inline
+#define __forceinline__ inline
 #define __noinline__
 #define __launch_bounds__(...)
-#define __shared__ static // blocks run one at a time, so one copy serves the running block
+#define __shared__   static // blocks run one at a time, so one copy serves the running block
 #define __constant__ static
 #define __restrict__ __restrict
 
@@ -85,8 +85,12 @@ typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribu
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 
+struct cudaUUID_t {
+    char bytes[16];
+};
 struct cudaDeviceProp {
     char name[256];
+    cudaUUID_t uuid;
     size_t totalGlobalMem;
     size_t sharedMemPerBlock, sharedMemPerBlockOptin;
     int major, minor, multiProcessorCount, maxThreadsPerBlock;
@@ -223,13 +227,13 @@ static inline float __uint_as_float(unsigned i) {
 // ---- barriers, shuffles and launches (cuda_emu.cc) -------------------------------------------
 
 namespace emu {
-void sync_block();                     // __syncthreads()
-void sync_warp();                      // __syncwarp() and both halves of every warp operation
-uint64_t *exchange();                  // the current warp's 32 exchange words
-int lane();                            // threadIdx.x % 32 of the running thread
-void *dynamic_shared();                // the launch's dynamic shared memory
-int sync_block_count(int predicate);   // __syncthreads_count
-void fail(const char *what);           // prints "gemc: error: CUDA emulator: what", exits 1
+void sync_block();                   // __syncthreads()
+void sync_warp();                    // __syncwarp() and both halves of every warp operation
+uint64_t *exchange();                // the current warp's 32 exchange words
+int lane();                          // threadIdx.x % 32 of the running thread
+void *dynamic_shared();              // the launch's dynamic shared memory
+int sync_block_count(int predicate); // __syncthreads_count
+void fail(const char *what);         // prints "gemc: error: CUDA emulator: what", exits 1
 
 template <class T> T shfl_from(T v, int src) {
     static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
@@ -258,7 +262,7 @@ template <class K> struct Launcher {
         run_launch(grid, block, smem, (const void *)kernel, fn);
     }
 };
-template <class K> Launcher<K> Launch(dim3 grid, dim3 block, size_t smem, K *kernel) {
+template <class K> Launcher<K> Launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, K *kernel) {
     return Launcher<K>{grid, block, smem, kernel};
 }
 void set_max_dynamic_shared(const void *kernel, int bytes);

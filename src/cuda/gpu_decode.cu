@@ -1,0 +1,266 @@
+// KV-cache batched decoding and the fused draw on the device (gpu.h), the GPU twin of
+// src/cpu/decode.c + sample_token_limited.
+//
+// The prefill is the training forward over the packed prompts (gpu_forward_body): its per-layer
+// keys and values, acts.k and acts.v [L, Np, Hkv*D], are the prompt cache, stored once however
+// many slots continue a prompt. Each slot's own generated keys and values go to gk, gv
+// [L, rows, gen_cap, Hkv*D]; a decode query attends over its prompt's keys, then its own.
+#include <cstring>
+#include <vector>
+
+#include "attention.cuh"
+#include "gpu_model.cuh"
+#include "head.cuh"
+#include "layers.cuh"
+
+extern "C" {
+#include "common.h"
+}
+
+struct GpuDecode {
+    GpuModel *g;
+    int B, Np, rows, gen_cap;
+    int first_draw;               // the next draw reads the prefill's logits
+    std::vector<int> prompt_len;  // [B]
+    std::vector<int> slot_prompt; // [rows]
+    std::vector<int> slot_len;    // [rows] tokens in each slot's own cache
+    std::vector<int> staging;     // host side of `ints`
+    void *slab;                   // every device buffer below points into it
+    int *prompt_off;              // [B+1]
+    int *slot_prompt_d;           // [rows]
+    int *ints;                    // [4, rows]: tokens, slots, pos, slot_len before the step
+    int max_keys;                 // most keys one query sees: the longest prompt + gen_cap
+    float *att_scratch;           // decode_attention's split-key partial results
+    bf16 *gk, *gv;                // [L, rows, gen_cap, Hkv*D]
+    float *x;                     // [rows, C] residual stream
+    bf16 *ln;                     // [rows, C]
+    float *rstd;                  // [rows]
+    bf16 *q, *att;                // [rows, Hq*D]
+    bf16 *kn, *vn;                // [rows, Hkv*D]
+    bf16 *gate, *up, *act;        // [rows, I]
+    bf16 *last;                   // [B, C] the final norm of each prompt's last position
+    float *prefill_logits;        // [B, V]
+    float *logits;                // [rows, V] logits row r is draw r's
+    float *u;                     // [rows]
+    SampleOut out;                // [rows] each (head.cuh)
+    std::vector<int> tok_h;
+    std::vector<float> lp_s, lp_r, ent_s, ent_r;
+};
+
+// dst row r = src row idx[r] (rows of n elements).
+template <class T> __global__ void gather_rows_kernel(T *dst, const T *src, const int *idx, int n) {
+    const T *s = src + (size_t)idx[blockIdx.x] * n;
+    T *d = dst + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) d[i] = s[i];
+}
+
+// idx[r] = the last row of prompt r (prompt_off[r+1] - 1), for r < B.
+__global__ void last_rows_kernel(int *idx, const int *prompt_off, int B) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < B) idx[r] = prompt_off[r + 1] - 1;
+}
+
+// idx[r] = slot_prompt[slots[r]]: the prompt whose logits draw r reads first.
+__global__ void prompt_of_slot_kernel(int *idx, const int *slots, const int *slot_prompt, int n) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < n) idx[r] = slot_prompt[slots[r]];
+}
+
+template <class T>
+static void gather_rows(T *dst, const T *src, const int *idx, int rows, int n, cudaStream_t s) {
+    if (rows <= 0) return;
+    LAUNCH(rows, 256, 0, s, gather_rows_kernel<T>)(dst, src, idx, n);
+    cudaCheckLaunch();
+}
+
+extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, int rows,
+                                       const int *slot_prompt, int gen_cap) {
+    const ModelConfig *c = &g->cfg;
+    const int B = prompts->B, Np = prompts->N, L = c->num_layers, C = c->hidden_size;
+    const int I = c->intermediate_size, V = c->vocab_size;
+    const size_t Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
+    cudaCheck(cudaSetDevice(g->device));
+    cudaStream_t s = g->stream;
+    GpuDecode *d = new GpuDecode;
+    d->g = g, d->B = B, d->Np = Np, d->rows = rows, d->gen_cap = gen_cap > 0 ? gen_cap : 1;
+    d->first_draw = 1;
+    d->prompt_len.resize(B);
+    for (int b = 0; b < B; b++) d->prompt_len[b] = prompts->offsets[b + 1] - prompts->offsets[b];
+    d->slot_prompt.assign(slot_prompt, slot_prompt + rows);
+    d->slot_len.assign(rows, 0);
+    d->staging.assign((size_t)4 * rows, 0);
+    int longest = 0;
+    for (int b = 0; b < B; b++) longest = d->prompt_len[b] > longest ? d->prompt_len[b] : longest;
+    d->max_keys = longest + d->gen_cap;
+    if (c->sliding_window > 0 && c->sliding_window < d->max_keys) d->max_keys = c->sliding_window;
+    d->tok_h.resize(rows), d->lp_s.resize(rows), d->lp_r.resize(rows);
+    d->ent_s.resize(rows), d->ent_r.resize(rows);
+
+    const size_t r = (size_t)rows, cache = (size_t)L * r * d->gen_cap * KV;
+    const size_t mr = r > (size_t)B ? r : (size_t)B;
+    struct Buf {
+        void **ptr;
+        size_t bytes;
+    } bufs[] = {
+        {(void **)&d->prompt_off, (size_t)(B + 1) * 4},
+        {(void **)&d->slot_prompt_d, r * 4},
+        {(void **)&d->ints, 4 * mr * 4},
+        {(void **)&d->att_scratch,
+         decode_attention_scratch_floats(rows, c->num_heads, c->head_dim) * 4},
+        {(void **)&d->gk, cache * 2},
+        {(void **)&d->gv, cache * 2},
+        {(void **)&d->x, r * C * 4},
+        {(void **)&d->ln, r * C * 2},
+        {(void **)&d->rstd, r * 4},
+        {(void **)&d->q, r * Q * 2},
+        {(void **)&d->att, r * Q * 2},
+        {(void **)&d->kn, r * KV * 2},
+        {(void **)&d->vn, r * KV * 2},
+        {(void **)&d->gate, r * I * 2},
+        {(void **)&d->up, r * I * 2},
+        {(void **)&d->act, r * I * 2},
+        {(void **)&d->last, (size_t)B * C * 2},
+        {(void **)&d->prefill_logits, (size_t)B * V * 4},
+        {(void **)&d->logits, r * V * 4},
+        {(void **)&d->u, r * 4},
+        {(void **)&d->out.token, r * 4},
+        {(void **)&d->out.logp_sample, r * 4},
+        {(void **)&d->out.logp_raw, r * 4},
+        {(void **)&d->out.entropy_sample, r * 4},
+        {(void **)&d->out.entropy_raw, r * 4},
+    };
+    size_t total = 0;
+    for (const Buf &b : bufs) total += (b.bytes + 255) / 256 * 256;
+    size_t free_b = 0, all_b = 0;
+    cudaCheck(cudaMemGetInfo(&free_b, &all_b));
+    if (total > free_b)
+        gemc_fatal("decoding %d candidates of up to %d tokens needs %.1f GiB of GPU memory and "
+                   "%.1f GiB are free (HINT: lower sampling.max_new_tokens or the batch size)",
+                   rows, d->gen_cap + 1, total / 1073741824.0, free_b / 1073741824.0);
+    cudaCheck(cudaMalloc(&d->slab, total));
+    char *p = (char *)d->slab;
+    for (const Buf &b : bufs) {
+        *b.ptr = p;
+        p += (b.bytes + 255) / 256 * 256;
+    }
+    cudaCheck(cudaMemcpyAsync(d->prompt_off, prompts->offsets, (B + 1) * sizeof(int),
+                              cudaMemcpyHostToDevice, s));
+    cudaCheck(
+        cudaMemcpyAsync(d->slot_prompt_d, slot_prompt, r * sizeof(int), cudaMemcpyHostToDevice, s));
+
+    // prefill: the whole forward over the prompts, then the head on each prompt's last row
+    gpu_forward_body(g, prompts);
+    int *idx = d->ints;
+    LAUNCH(ceil_div(B, 128), 128, 0, s, last_rows_kernel)(idx, d->prompt_off, B);
+    cudaCheckLaunch();
+    gather_rows(d->last, g->acts.lnf, idx, B, C, s);
+    gemm(g->gemm, 0, 1, B, V, C, d->last, C, param_at(g, g->params, head_kind(g), 0), C, 0.0f,
+         nullptr, d->prefill_logits, V, GEMM_OUT_F32, nullptr, s);
+    cudaCheck(cudaStreamSynchronize(s)); // the caller's arrays may go away
+    return d;
+}
+
+extern "C" void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const float *u, int n_draw,
+                                const SamplingConfig *sc, int with_entropy, TokenDraw *out) {
+    if (n <= 0) return;
+    GpuModel *g = d->g;
+    const int V = g->cfg.vocab_size;
+    cudaStream_t s = g->stream;
+    cudaCheck(cudaSetDevice(g->device));
+    cudaCheck(cudaMemcpyAsync(d->u, u, n * sizeof(float), cudaMemcpyHostToDevice, s));
+    if (d->first_draw) {
+        // every slot's first draw reads its prompt's logits
+        int *slots_d = d->ints, *idx = d->ints + d->rows;
+        cudaCheck(cudaMemcpyAsync(slots_d, slots, n * sizeof(int), cudaMemcpyHostToDevice, s));
+        LAUNCH(ceil_div(n, 128), 128, 0, s, prompt_of_slot_kernel)
+        (idx, slots_d, d->slot_prompt_d, n);
+        cudaCheckLaunch();
+        gather_rows(d->logits, d->prefill_logits, idx, n, V, s);
+    }
+    const int nd = n_draw > 0 && n_draw < V ? n_draw : V;
+    sample_rows(d->out, d->logits, d->u, n, V, nd, sc->temperature, sc->top_k, sc->top_p,
+                with_entropy, s);
+    cudaCheck(
+        cudaMemcpyAsync(d->tok_h.data(), d->out.token, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(d->lp_s.data(), d->out.logp_sample, n * sizeof(float),
+                              cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(d->lp_r.data(), d->out.logp_raw, n * sizeof(float),
+                              cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(d->ent_s.data(), d->out.entropy_sample, n * sizeof(float),
+                              cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(d->ent_r.data(), d->out.entropy_raw, n * sizeof(float),
+                              cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    for (int r = 0; r < n; r++) {
+        out[r].token = d->tok_h[r];
+        out[r].logp_sample = d->lp_s[r];
+        out[r].logp_raw = d->lp_r[r];
+        out[r].entropy_sample = d->ent_s[r];
+        out[r].entropy_raw = d->ent_r[r];
+    }
+}
+
+extern "C" void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int *tokens) {
+    if (n <= 0) return;
+    GpuModel *g = d->g;
+    const ModelConfig *c = &g->cfg;
+    const int L = c->num_layers, C = c->hidden_size, I = c->intermediate_size;
+    const int Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim, V = c->vocab_size;
+    const int Q = Hq * D, KV = Hkv * D, R = d->rows;
+    const float eps = c->rms_norm_eps;
+    cudaStream_t s = g->stream;
+    cudaCheck(cudaSetDevice(g->device));
+
+    // the step's tokens, slots, positions and the slots' cache lengths before it, in one copy
+    int *h = d->staging.data();
+    for (int r = 0; r < n; r++) {
+        const int slot = slots[r];
+        if (d->slot_len[slot] >= d->gen_cap)
+            gemc_fatal("gpu_decode_step: slot %d has no room left (%d tokens)", slot, d->gen_cap);
+        h[r] = tokens[r];
+        h[R + r] = slot;
+        h[2 * R + r] = d->prompt_len[d->slot_prompt[slot]] + d->slot_len[slot];
+    }
+    for (int i = 0; i < R; i++) h[3 * R + i] = d->slot_len[i];
+    for (int r = 0; r < n; r++) d->slot_len[slots[r]]++;
+    cudaCheck(cudaMemcpyAsync(d->ints, h, (size_t)4 * R * sizeof(int), cudaMemcpyHostToDevice, s));
+    const int *tok = d->ints, *slot = d->ints + R, *pos = d->ints + 2 * R;
+    const int *len = d->ints + 3 * R;
+
+    const size_t layer_cache = (size_t)R * d->gen_cap * KV;
+    const size_t np = (size_t)d->Np;
+    embedding_forward(d->x, tok, param_at(g, g->params, P_WTE, 0), n, C, s);
+    for (int l = 0; l < L; l++) {
+#define W(k) param_at(g, g->params, k, l)
+        bf16 *gk = d->gk + l * layer_cache, *gv = d->gv + l * layer_cache;
+        const bf16 *pk = g->acts.k + l * np * KV, *pv = g->acts.v + l * np * KV;
+        rmsnorm_forward(d->ln, d->rstd, d->x, W(P_LN1), n, C, eps, s);
+        linear(g, d->q, d->ln, W(P_WQ), W(P_BQ), n, C, Q);
+        linear(g, d->kn, d->ln, W(P_WK), W(P_BK), n, C, KV);
+        linear(g, d->vn, d->ln, W(P_WV), W(P_BV), n, C, KV);
+        rope_forward(d->q, pos, g->inv_freq, n, Hq, D, s);
+        rope_forward(d->kn, pos, g->inv_freq, n, Hkv, D, s);
+        kv_append(gk, gv, d->kn, d->vn, slot, len, n, d->gen_cap, KV, s);
+        decode_attention(d->att, d->q, pk, pv, d->prompt_off, gk, gv, slot, d->slot_prompt_d, len,
+                         n, d->gen_cap, Hq, Hkv, D, c->sliding_window, d->max_keys, d->att_scratch,
+                         s);
+        linear_residual(g, d->x, d->x, d->att, W(P_WO), W(P_BO), n, Q, C);
+        rmsnorm_forward(d->ln, d->rstd, d->x, W(P_LN2), n, C, eps, s);
+        linear(g, d->gate, d->ln, W(P_WGATE), nullptr, n, C, I);
+        linear(g, d->up, d->ln, W(P_WUP), nullptr, n, C, I);
+        swiglu_forward(d->act, d->gate, d->up, (size_t)n * I, s);
+        linear_residual(g, d->x, d->x, d->act, W(P_WDOWN), nullptr, n, I, C);
+#undef W
+    }
+    rmsnorm_forward(d->ln, d->rstd, d->x, param_at(g, g->params, P_LNF, 0), n, C, eps, s);
+    gemm(g->gemm, 0, 1, n, V, C, d->ln, C, param_at(g, g->params, head_kind(g), 0), C, 0.0f,
+         nullptr, d->logits, V, GEMM_OUT_F32, nullptr, s);
+    d->first_draw = 0;
+}
+
+extern "C" void gpu_decode_end(GpuDecode *d) {
+    if (!d) return;
+    cudaCheck(cudaStreamSynchronize(d->g->stream));
+    cudaCheck(cudaFree(d->slab));
+    delete d;
+}
