@@ -176,6 +176,7 @@ test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUIL
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
 	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi GEMC_CUDA_BIN=$(CUDA_BIN) ./$(BUILD)/test_gemc
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu
+	GEMC_EMU_ORDER=reverse OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu
 	$(if $(NVCC),./$(BUILD)/test_cuda,@echo "GPU tests skipped: gemc was built without nvcc \
 	  (HINT: install the CUDA toolkit and rebuild; the emulated run above covers the kernels)")
 	N=2000 GEMC_BIN=./gemc sh tools/check_tokenizers.sh
@@ -279,12 +280,15 @@ bench-pipeline: gemc $(BUILD)/make_task
 # the GPU next to PyTorch + transformers, against the card's roofline. Not part of `make test`;
 # without a GPU run_cuda.sh says so in one line and exits 0.
 .PHONY: bench-cuda
-$(BUILD)/bench_cuda_train: $(BUILD)/tools/bench/bench_cuda_train.o $(LIB_OBJ) $(GPU_OBJ) | check-deps
+BENCH_CUDA_COMMON := $(BUILD)/tools/bench/bench_cuda_common.o
+$(BUILD)/bench_cuda_train: $(BUILD)/tools/bench/bench_cuda_train.o $(BENCH_CUDA_COMMON) $(LIB_OBJ) \
+                           $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/bench_cuda_sample: $(BUILD)/tools/bench/bench_cuda_sample.o $(LIB_OBJ) $(GPU_OBJ) \
-                            | check-deps
+$(BUILD)/bench_cuda_sample: $(BUILD)/tools/bench/bench_cuda_sample.o $(BENCH_CUDA_COMMON) \
+                            $(LIB_OBJ) $(GPU_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
--include $(BUILD)/tools/bench/bench_cuda_train.d $(BUILD)/tools/bench/bench_cuda_sample.d
+-include $(BUILD)/tools/bench/bench_cuda_train.d $(BUILD)/tools/bench/bench_cuda_sample.d \
+         $(BUILD)/tools/bench/bench_cuda_common.d
 
 bench-cuda: $(BUILD)/bench_cuda_train $(BUILD)/bench_cuda_sample
 	BENCH_TRAIN_BIN=$(BUILD)/bench_cuda_train BENCH_SAMPLE_BIN=$(BUILD)/bench_cuda_sample \

@@ -1,7 +1,4 @@
 // The CUnit runner behind `make test`. Run from the repository root.
-#include <stdio.h>
-#include <stdlib.h>
-
 #include <CUnit/Basic.h>
 
 #include "tests.h"
@@ -30,24 +27,5 @@ int main(int argc, char **argv) {
     register_shard_tests();
     register_tp_tests();
     register_pipeline_tests();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    if (argc > 1) {
-        // one suite by name: build/test_gemc SUITE
-        CU_pSuite s = CU_get_suite(argv[1]);
-        if (!s) {
-            fprintf(stderr, "no suite named '%s'\n", argv[1]);
-            return 1;
-        }
-        CU_basic_run_suite(s);
-    } else {
-        CU_basic_run_tests();
-    }
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    unsigned run = CU_get_number_of_tests_run();
-    CU_cleanup_registry();
-    if (run == 0) {
-        fprintf(stderr, "no test ran\n");
-        return 1;
-    }
-    return failed ? 1 : 0;
+    return test_run_suites(argc, argv);
 }

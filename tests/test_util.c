@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CUnit/Basic.h>
+
 #include "common.h"
 #include "model.h"
 #include "rng.h"
@@ -172,4 +174,27 @@ void test_expect_cli_error(const char *cmd, const char *needle, const char *need
         fprintf(stderr, "\n  command: %s\n  status %d, stderr: %s", cmd, rc, err);
     free(out);
     free(err);
+}
+
+int test_run_suites(int argc, char **argv) {
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    if (argc > 1) {
+        // one suite by name: build/test_gemc SUITE
+        CU_pSuite s = CU_get_suite(argv[1]);
+        if (!s) {
+            fprintf(stderr, "no suite named '%s'\n", argv[1]);
+            return 1;
+        }
+        CU_basic_run_suite(s);
+    } else {
+        CU_basic_run_tests();
+    }
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned run = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    if (run == 0) {
+        fprintf(stderr, "no test ran\n");
+        return 1;
+    }
+    return failed ? 1 : 0;
 }

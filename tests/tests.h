@@ -30,6 +30,10 @@ void register_shard_tests(void);
 void register_tp_tests(void);
 void register_pipeline_tests(void); // test_stages.c
 
+// Runs the registered suites (or the one argv[1] names) verbosely and cleans the registry up;
+// the exit status of a test binary: 1 when a test failed or none ran.
+int test_run_suites(int argc, char **argv);
+
 // Adds a suite with the given tests; aborts the run when CUnit cannot.
 typedef struct {
     const char *name;

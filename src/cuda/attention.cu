@@ -47,6 +47,25 @@ typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBT; // transposed
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
 
+// One warp: dst [16, 16] (fp32, row stride lds) = a [16, D] b [16, D]^T, a and b bf16 rows of
+// stride ldb in shared memory. The scores S = Q K^T and their gradients dP = dout V^T of the
+// backward, in either orientation.
+template <int D>
+__device__ __forceinline__ void tile_abt(float *dst, int lds, const bf16 *a, const bf16 *b,
+                                         int ldb) {
+    FragC acc;
+    wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        FragA af;
+        FragBT bf;
+        wmma::load_matrix_sync(af, a + 16 * kk, ldb);
+        wmma::load_matrix_sync(bf, b + 16 * kk, ldb);
+        wmma::mma_sync(acc, af, bf, acc);
+    }
+    wmma::store_matrix_sync(dst, acc, lds, wmma::mem_row_major);
+}
+
 // ---- helpers ---------------------------------------------------------------------------------
 
 __device__ __forceinline__ int imin(int a, int b) {
@@ -478,27 +497,10 @@ __global__ void __launch_bounds__(ATT_THREADS *G)
                 const int r0 = qi + 16 * c, r1 = imin(r0 + 15, qi + nq - 1);
                 if (att_block_masked(r0, r1, r0 <= r1 ? rstart[16 * c] : N, kw0, kw1, window))
                     continue;
-                FragC acc;
-                wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
-                    FragA af;
-                    FragBT bf;
-                    wmma::load_matrix_sync(af, ks + 16 * kw * L::LDB + 16 * kk, L::LDB);
-                    wmma::load_matrix_sync(bf, qs + 16 * c * L::LDB + 16 * kk, L::LDB);
-                    wmma::mma_sync(acc, af, bf, acc);
-                }
-                wmma::store_matrix_sync(St + 16 * c, acc, L::LDS, wmma::mem_row_major);
-                wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
-                    FragA af;
-                    FragBT bf;
-                    wmma::load_matrix_sync(af, vs + 16 * kw * L::LDB + 16 * kk, L::LDB);
-                    wmma::load_matrix_sync(bf, dos + 16 * c * L::LDB + 16 * kk, L::LDB);
-                    wmma::mma_sync(acc, af, bf, acc);
-                }
-                wmma::store_matrix_sync(dPt + 16 * c, acc, L::LDS, wmma::mem_row_major);
+                tile_abt<D>(St + 16 * c, L::LDS, ks + 16 * kw * L::LDB, qs + 16 * c * L::LDB,
+                            L::LDB);
+                tile_abt<D>(dPt + 16 * c, L::LDS, vs + 16 * kw * L::LDB, dos + 16 * c * L::LDB,
+                            L::LDB);
             }
             __syncwarp();
             // P^T = exp2(S^T sl2 - lse2), dS^T = scale P^T (dP^T - Di), zero where masked
@@ -611,27 +613,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int c = 0; c < ATT_BK / 16; c++) {
             const int c0 = kt + 16 * c, c1 = imin(c0 + 15, kt + nk - 1);
             if (att_block_masked(rw0, rw1, wst, c0, c1, window)) continue;
-            FragC acc;
-            wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                FragA af;
-                FragBT bf;
-                wmma::load_matrix_sync(af, qs + 16 * warp * L::LDB + 16 * kk, L::LDB);
-                wmma::load_matrix_sync(bf, ks + 16 * c * L::LDB + 16 * kk, L::LDB);
-                wmma::mma_sync(acc, af, bf, acc);
-            }
-            wmma::store_matrix_sync(S + 16 * c, acc, L::LDS, wmma::mem_row_major);
-            wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                FragA af;
-                FragBT bf;
-                wmma::load_matrix_sync(af, dos + 16 * warp * L::LDB + 16 * kk, L::LDB);
-                wmma::load_matrix_sync(bf, vs + 16 * c * L::LDB + 16 * kk, L::LDB);
-                wmma::mma_sync(acc, af, bf, acc);
-            }
-            wmma::store_matrix_sync(dP + 16 * c, acc, L::LDS, wmma::mem_row_major);
+            tile_abt<D>(S + 16 * c, L::LDS, qs + 16 * warp * L::LDB, ks + 16 * c * L::LDB, L::LDB);
+            tile_abt<D>(dP + 16 * c, L::LDS, dos + 16 * warp * L::LDB, vs + 16 * c * L::LDB,
+                        L::LDB);
         }
         __syncwarp();
         for (int e = lane; e < 16 * ATT_BK; e += 32) {

@@ -7,6 +7,7 @@
 #include "gemm.cuh"
 
 #ifndef GEMC_CUDA_EMU
+#include <cstdint>
 #include <cublasLt.h>
 #include <vector>
 
@@ -26,6 +27,7 @@ static const size_t GEMM_WORKSPACE = 32u << 20; // what cuBLASLt's Hopper kernel
 // tens of microseconds of CPU each time, so every shape is planned once.
 struct GemmPlan {
     int trans_a, trans_b, M, N, K, lda, ldb, ldd, out, bias, beta_zero;
+    int align; // bytes every operand's address is a multiple of (at most 256)
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -60,16 +62,17 @@ void gemm_free(Gemm *g) {
 // The plan of a shape, made on first use. The bias pointer is set per call (its attribute is
 // part of the descriptor), the rest never changes.
 static GemmPlan *plan_for(Gemm *g, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb,
-                          int ldd, GemmOut out, int bias, int beta_zero) {
+                          int ldd, GemmOut out, int bias, int beta_zero, int align) {
     for (GemmPlan &p : g->plans)
         if (p.trans_a == trans_a && p.trans_b == trans_b && p.M == M && p.N == N && p.K == K &&
             p.lda == lda && p.ldb == ldb && p.ldd == ldd && p.out == (int)out && p.bias == bias &&
-            p.beta_zero == beta_zero)
+            p.beta_zero == beta_zero && p.align == align)
             return &p;
     GemmPlan p;
     p.trans_a = trans_a, p.trans_b = trans_b, p.M = M, p.N = N, p.K = K;
     p.lda = lda, p.ldb = ldb, p.ldd = ldd, p.out = (int)out, p.bias = bias;
     p.beta_zero = beta_zero;
+    p.align = align;
     const cudaDataType_t dt = out == GEMM_OUT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     // column-major view: D^T [N, M] = op(B)^T [N, K] op(A)^T [K, M]
     const cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -98,6 +101,14 @@ static GemmPlan *plan_for(Gemm *g, int trans_a, int trans_b, int M, int N, int K
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &GEMM_WORKSPACE, sizeof GEMM_WORKSPACE));
+    // the heuristic assumes 256-byte aligned operands unless told otherwise; a layer's slice of
+    // a small model's slab may be less aligned
+    const uint32_t al = (uint32_t)align;
+    const cublasLtMatmulPreferenceAttributes_t aligns[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (cublasLtMatmulPreferenceAttributes_t a : aligns)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, a, &al, sizeof al));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(g->lt, p.desc, p.la, p.lb, p.lc, p.lc, pref, 1,
@@ -126,8 +137,12 @@ void gemm(Gemm *g, int trans_a, int trans_b, int M, int N, int K, const bf16 *A,
                      __LINE__);
         std::exit(1);
     }
-    GemmPlan *p =
-        plan_for(g, trans_a, trans_b, M, N, K, lda, ldb, ldd, out, bias != nullptr, beta == 0.0f);
+    int align = 256; // the largest power of two (up to 256) dividing every operand's address
+    for (const void *q : {(const void *)A, (const void *)B, Cin ? Cin : (const void *)D,
+                          (const void *)D, (const void *)bias})
+        while (q && (uintptr_t)q % align) align >>= 1;
+    GemmPlan *p = plan_for(g, trans_a, trans_b, M, N, K, lda, ldb, ldd, out, bias != nullptr,
+                           beta == 0.0f, align);
     if (bias)
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                    &bias, sizeof bias));

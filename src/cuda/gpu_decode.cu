@@ -98,10 +98,7 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
 
     const size_t r = (size_t)rows, cache = (size_t)L * r * d->gen_cap * KV;
     const size_t mr = r > (size_t)B ? r : (size_t)B;
-    struct Buf {
-        void **ptr;
-        size_t bytes;
-    } bufs[] = {
+    const DevBuf bufs[] = {
         {(void **)&d->prompt_off, (size_t)(B + 1) * 4},
         {(void **)&d->slot_prompt_d, r * 4},
         {(void **)&d->ints, 4 * mr * 4},
@@ -129,20 +126,10 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
         {(void **)&d->out.entropy_sample, r * 4},
         {(void **)&d->out.entropy_raw, r * 4},
     };
-    size_t total = 0;
-    for (const Buf &b : bufs) total += (b.bytes + 255) / 256 * 256;
-    size_t free_b = 0, all_b = 0;
-    cudaCheck(cudaMemGetInfo(&free_b, &all_b));
-    if (total > free_b)
-        gemc_fatal("decoding %d candidates of up to %d tokens needs %.1f GiB of GPU memory and "
-                   "%.1f GiB are free (HINT: lower sampling.max_new_tokens or the batch size)",
-                   rows, d->gen_cap + 1, total / 1073741824.0, free_b / 1073741824.0);
-    cudaCheck(cudaMalloc(&d->slab, total));
-    char *p = (char *)d->slab;
-    for (const Buf &b : bufs) {
-        *b.ptr = p;
-        p += (b.bytes + 255) / 256 * 256;
-    }
+    char what[96];
+    snprintf(what, sizeof what, "decoding %d candidates of up to %d tokens", rows, d->gen_cap + 1);
+    d->slab = dev_slab(bufs, (int)(sizeof bufs / sizeof bufs[0]), what,
+                       "lower sampling.max_new_tokens or the batch size");
     cudaCheck(cudaMemcpyAsync(d->prompt_off, prompts->offsets, (B + 1) * sizeof(int),
                               cudaMemcpyHostToDevice, s));
     cudaCheck(
@@ -150,6 +137,7 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
 
     // prefill: the whole forward over the prompts, then the head on each prompt's last row
     gpu_forward_body(g, prompts);
+    g->last_N = -1; // the activations are the prefill's now: no backward may follow
     int *idx = d->ints;
     LAUNCH(ceil_div(B, 128), 128, 0, s, last_rows_kernel)(idx, d->prompt_off, B);
     cudaCheckLaunch();

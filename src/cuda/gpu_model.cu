@@ -170,6 +170,24 @@ extern "C" void gpu_model_zero_grad(GpuModel *g) {
 
 // ---- activations -----------------------------------------------------------------------------
 
+void *dev_slab(const DevBuf *bufs, int n, const char *what, const char *hint) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (bufs[i].bytes + 255) / 256 * 256;
+    size_t free_b = 0, all_b = 0;
+    cudaCheck(cudaMemGetInfo(&free_b, &all_b));
+    if (total > free_b)
+        gemc_fatal("%s needs %.1f GiB of GPU memory and %.1f GiB are free (HINT: %s)", what,
+                   total / 1073741824.0, free_b / 1073741824.0, hint);
+    void *slab = nullptr;
+    cudaCheck(cudaMalloc(&slab, total ? total : 1));
+    char *p = (char *)slab;
+    for (int i = 0; i < n; i++) {
+        *bufs[i].ptr = p;
+        p += (bufs[i].bytes + 255) / 256 * 256;
+    }
+    return slab;
+}
+
 // One allocation for every buffer of N rows and B sequences (grown on demand).
 static void acts_ensure(GpuModel *g, int N, int B) {
     GpuActs *a = &g->acts;
@@ -181,10 +199,7 @@ static void acts_ensure(GpuModel *g, int N, int B) {
     const size_t Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
     const size_t hr = n < (size_t)HEAD_ROWS ? n : (size_t)HEAD_ROWS;
     const size_t scratch_n = rmsnorm_backward_scratch(N, (int)C);
-    struct Buf {
-        void **ptr;
-        size_t bytes;
-    } bufs[] = {
+    const DevBuf bufs[] = {
         {(void **)&a->tokens, n * 4},
         {(void **)&a->targets, n * 4},
         {(void **)&a->pos, n * 4},
@@ -226,20 +241,10 @@ static void acts_ensure(GpuModel *g, int N, int B) {
         {(void **)&a->dup, n * I * 2},
         {(void **)&a->scratch, scratch_n * 4},
     };
-    size_t total = 0;
-    for (const Buf &b : bufs) total += (b.bytes + 255) / 256 * 256; // every buffer 256-aligned
-    size_t free_b = 0, all_b = 0;
-    cudaCheck(cudaMemGetInfo(&free_b, &all_b));
-    if (total > free_b)
-        gemc_fatal("a batch of %d tokens needs %.1f GiB of GPU activations and %.1f GiB are free "
-                   "(HINT: lower the batch size or sampling.max_new_tokens)",
-                   N, total / 1073741824.0, free_b / 1073741824.0);
-    cudaCheck(cudaMalloc(&a->slab, total));
-    char *p = (char *)a->slab;
-    for (const Buf &b : bufs) {
-        *b.ptr = p;
-        p += (b.bytes + 255) / 256 * 256;
-    }
+    char what[96];
+    snprintf(what, sizeof what, "a batch of %d tokens", N);
+    a->slab = dev_slab(bufs, (int)(sizeof bufs / sizeof bufs[0]), what,
+                       "lower the batch size, optim.micro_batch_tokens or sampling.max_new_tokens");
     a->scratch_n = scratch_n;
     a->cap_N = N;
     a->cap_B = B;

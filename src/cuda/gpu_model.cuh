@@ -83,6 +83,15 @@ inline int head_kind(const GpuModel *g) {
     return g->cfg.tie_word_embeddings ? P_WTE : P_LM_HEAD;
 }
 
+// One device allocation carved into buffers, each 256-byte aligned: *bufs[i].ptr points at
+// bufs[i].bytes of it. Returns the allocation (to cudaFree). When the device has too little free
+// memory, stops with "WHAT needs X GiB of GPU memory and Y GiB are free (HINT: hint)".
+struct DevBuf {
+    void **ptr;
+    size_t bytes;
+};
+void *dev_slab(const DevBuf *bufs, int n, const char *what, const char *hint);
+
 // out [N, OC] = inp [N, IC] w^T (+ bias), bf16 out (gpu_model.cu).
 void linear(GpuModel *g, bf16 *out, const bf16 *inp, const bf16 *w, const bf16 *bias, int N, int IC,
             int OC);

@@ -1,7 +1,6 @@
 // The runner of the GPU tests: build/test_cuda on the device, build/test_cuda_emu under the CPU
 // emulator. Without a device every test is skipped with one line saying why.
 #include <cstdio>
-#include <cstring>
 
 #include <CUnit/Basic.h>
 
@@ -25,23 +24,5 @@ int main(int argc, char **argv) {
     register_cuda_attention_tests();
     register_cuda_head_tests();
     register_cuda_model_tests();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    if (argc > 1) {
-        CU_pSuite s = CU_get_suite(argv[1]);
-        if (!s) {
-            std::fprintf(stderr, "no suite named '%s'\n", argv[1]);
-            return 1;
-        }
-        CU_basic_run_suite(s);
-    } else {
-        CU_basic_run_tests();
-    }
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    unsigned run = CU_get_number_of_tests_run();
-    CU_cleanup_registry();
-    if (run == 0) {
-        std::fprintf(stderr, "no test ran\n");
-        return 1;
-    }
-    return failed ? 1 : 0;
+    return test_run_suites(argc, argv);
 }

@@ -30,12 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_cuda_common.h"
 #include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "gpu.h"
 #include "model.h"
-#include "rng.h"
 #include "sampler.h"
 
 // ---- model FLOPs ---------------------------------------------------------------------------
@@ -47,14 +47,9 @@
 //            (the first token of all K candidates is drawn from it);
 //   decode:  B * K * (T - 1) positions with the head, step j = 1 .. T-1 seeing P + j keys.
 // Not counted: softmax, norms, rope, SwiGLU, the sampling pass over the logits, the embedding.
-static double layer_params(const Model *m) {
-    const ParamLayout *lay = &m->layout;
-    return (double)lay->total - (double)lay->p[P_WTE].size - (double)lay->p[P_LM_HEAD].size;
-}
-
 static double run_flops(const Model *m, int B, int P, int K, int T) {
     const ModelConfig *c = &m->cfg;
-    const double lp = layer_params(m), head = 2.0 * c->vocab_size * (double)c->hidden_size;
+    const double lp = bench_layer_params(m), head = 2.0 * c->vocab_size * (double)c->hidden_size;
     const double att = 4.0 * c->num_layers * c->num_heads * (double)c->head_dim; // per key
     const double prefill = B * ((double)P * 2.0 * lp + att * P * (P + 1.0) / 2.0 + head);
     const double steps = T - 1.0, keys = steps * P + steps * (steps + 1.0) / 2.0; // sum of P + j
@@ -77,34 +72,12 @@ static double run_flops(const Model *m, int B, int P, int K, int T) {
 // per step, the weights are read once for all of them.
 static double run_bytes(const Model *m, int B, int P, int K, int T) {
     const ModelConfig *c = &m->cfg;
-    const double weights = 2.0 * (layer_params(m) + (double)c->vocab_size * c->hidden_size);
+    const double weights = 2.0 * (bench_layer_params(m) + (double)c->vocab_size * c->hidden_size);
     const double kv = (double)c->num_layers * 2.0 * c->num_kv_heads * c->head_dim * 2.0;
     const double steps = T - 1.0;
     const double prefill = weights + kv * B * P;
     const double decode = steps * weights + kv * (steps * B * P + B * (double)K * steps * T / 2.0);
     return prefill + decode;
-}
-
-// ---- peaks ---------------------------------------------------------------------------------
-
-// The option's value when given (> 0), else the environment variable's, else 0 (unknown).
-// *src names where it came from, for the printout.
-static double pick_peak(float opt, const char *env, const char *opt_name, const char **src) {
-    if (opt > 0.0f) {
-        *src = opt_name;
-        return opt;
-    }
-    const char *e = getenv(env);
-    if (e && *e) {
-        char *end = NULL;
-        const double v = strtod(e, &end);
-        if (end != e && v > 0.0) {
-            *src = env;
-            return v;
-        }
-    }
-    *src = "none";
-    return 0.0;
 }
 
 // ---- the runs ------------------------------------------------------------------------------
@@ -137,12 +110,10 @@ typedef struct {
 static double generate_once(const Job *j, int T, int skip_entropy, double *mean_entropy) {
     j->sc->max_new_tokens = T;
     j->req->skip_entropy = skip_entropy;
-    gpu_model_synchronize(j->m->gpu);
-    const double t0 = now_seconds();
+    const double t0 = bench_cuda_clock(j->m->gpu);
     if (sampler_generate(j->m, j->req, j->B, j->prompts, j->lens, j->keys, j->out) != 0)
         return -1.0;
-    gpu_model_synchronize(j->m->gpu);
-    const double dt = now_seconds() - t0;
+    const double dt = bench_cuda_clock(j->m->gpu) - t0;
     double h = 0.0;
     const int n = j->B * j->sc->k;
     for (int i = 0; i < n; i++) {
@@ -188,11 +159,8 @@ static int timed_runs(const Job *j, int T, int runs, double *pre, double *full, 
 
 static int run_sample(const char *config, int B, int P, int K, int T, int runs, int device,
                       float peak_opt, float gbs_opt, int seed) {
-    const int ndev = gpu_device_count();
-    if (ndev == 0) {
-        printf("bench_cuda_sample: skipped: %s\n", gpu_unavailable());
-        return 0;
-    }
+    const int ndev = bench_cuda_devices("bench_cuda_sample");
+    if (ndev == 0) return 0;
     ModelConfig cfg;
     if (model_config_load(config, &cfg) != 0) return -1;
     if (B < 1 || P < 1 || K < 1 || T < 2 || runs < 1) {
@@ -207,32 +175,18 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
                        (long)P + T, cfg.max_position_embeddings);
         return -1;
     }
-    if (device < 0 || device >= ndev) {
-        gemc_set_error("--device %d: there are %d CUDA device(s)", device, ndev);
-        return -1;
-    }
-    char card[256];
-    if (gpu_describe(device, card, sizeof card) != 0) snprintf(card, sizeof card, "?");
-    const char *peak_src, *bw_src;
-    const double peak = pick_peak(peak_opt, "BENCH_PEAK_TFLOPS", "--peak-tflops", &peak_src);
-    const double bw = pick_peak(gbs_opt, "BENCH_PEAK_GBS", "--peak-gbs", &bw_src);
+    BenchCard card;
+    if (bench_cuda_card(&card, device, ndev, peak_opt, gbs_opt) != 0) return -1;
+    const double peak = card.peak_tflops, bw = card.peak_gbs;
 
     Model m;
-    model_init(&m, &cfg);
-    model_init_random(&m, (uint64_t)seed);
-    if (model_to_gpu(&m, device) != 0) {
-        model_free(&m);
-        return -1;
-    }
+    if (bench_cuda_model(&m, &cfg, device, seed) != 0) return -1;
     int *tokens = mallocCheck(sizeof(int) * (size_t)B * P);
     const int **prompts = mallocCheck(sizeof(int *) * (size_t)B);
     int *lens = mallocCheck(sizeof(int) * (size_t)B);
     uint64_t *keys = mallocCheck(sizeof(uint64_t) * (size_t)B);
     Candidate *out = mallocCheck(sizeof(Candidate) * (size_t)B * K);
-    Rng rng;
-    rng_seed(&rng, (uint64_t)seed + 1);
-    for (long i = 0; i < (long)B * P; i++)
-        tokens[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
+    bench_random_tokens(tokens, (long)B * P, cfg.vocab_size, (uint64_t)seed + 1);
     for (int b = 0; b < B; b++) prompts[b] = tokens + (size_t)b * P, lens[b] = P, keys[b] = b;
 
     SamplingConfig sc;
@@ -258,16 +212,12 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
     const double flops = run_flops(&m, B, P, K, T);
     const double bytes = run_bytes(&m, B, P, K, T);
     const long gen = (long)B * K * T;
-    printf("gemc: %s, %s (%s), %d layers, hidden %d, intermediate %d, heads %d/%d x %d, vocab "
-           "%d, %s head\n",
-           card, config, cfg.model_type, cfg.num_layers, cfg.hidden_size, cfg.intermediate_size,
-           cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size,
-           cfg.tie_word_embeddings ? "tied" : "untied");
+    bench_print_model(card.name, config, &cfg);
     printf("gemc: %.2fM parameters (%.2fM non-embedding), %d prompts x %d tokens, k %d, %d new "
            "tokens = %ld generated, %.2f TFLOP and %.1f GB (lower bound) per run, 1 warm-up of "
            "each call + %d timed runs\n",
-           m.layout.total / 1e6, layer_params(&m) / 1e6, B, P, K, T, gen, flops / 1e12, bytes / 1e9,
-           runs);
+           m.layout.total / 1e6, bench_layer_params(&m) / 1e6, B, P, K, T, gen, flops / 1e12,
+           bytes / 1e9, runs);
     fflush(stdout);
 
     double *pre = mallocCheck(sizeof(double) * (size_t)runs);
@@ -297,19 +247,11 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
     // the two roofs: the run's FLOPs at the peak, its bytes at the bandwidth
     const double roof_c = peak > 0 ? gen / (flops / (peak * 1e12)) : NAN;
     const double roof_m = bw > 0 ? gen / (bytes / (bw * 1e9)) : NAN;
-    const char *bound = "?";
-    double roof = NAN;
-    if (peak > 0 && bw > 0) {
-        bound = roof_c <= roof_m ? "compute" : "bandwidth";
-        roof = fmin(roof_c, roof_m);
-    } else if (peak > 0) {
-        bound = "compute", roof = roof_c;
-    } else if (bw > 0) {
-        bound = "bandwidth", roof = roof_m;
-    }
+    double roof;
+    const char *bound = bench_roof_bound(peak, bw, roof_c, roof_m, &roof);
     if (peak > 0)
         printf("gemc: %.1f TFLOP/s achieved, %.1f%% of the %.1f TFLOP/s bf16 dense peak (%s)\n",
-               tflops, 100.0 * tflops / peak, peak, peak_src);
+               tflops, 100.0 * tflops / peak, peak, card.peak_src);
     else
         printf("gemc: %.1f TFLOP/s achieved (--peak-tflops F or BENCH_PEAK_TFLOPS for the %% of "
                "peak)\n",
@@ -318,8 +260,8 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
         printf("roofline: compute-bound %.0f tokens/s (%.1f TFLOP/s / %.3f GFLOP per generated "
                "token), bandwidth-bound %.0f tokens/s (%.0f GB/s (%s) / %.3f MB per generated "
                "token, %d slots per decode step); %s-bound: achieved %.1f%% of %.0f tokens/s\n",
-               roof_c, peak, flops / gen / 1e9, roof_m, bw, bw_src, bytes / gen / 1e6, B * K, bound,
-               100.0 * tok_s / roof, roof);
+               roof_c, peak, flops / gen / 1e9, roof_m, bw, card.gbs_src, bytes / gen / 1e6, B * K,
+               bound, 100.0 * tok_s / roof, roof);
     printf("RESULT impl=gemc tokens_per_s=%.3f tokens_per_s_noent=%.3f entropy_overhead=%.5f "
            "run_ms=%.4f run_ms_noent=%.4f prefill_ms=%.4f step_ms=%.5f step_ms_noent=%.5f "
            "tflops=%.4f pct_peak=%.4f peak_tflops=%.3f peak_gbs=%.3f flops_per_token=%.0f "
@@ -367,14 +309,8 @@ int main(int argc, char **argv) {
         "bench_cuda_sample",
     };
     int rc = cli_parse(&cmd, argc, argv);
-    if (rc) {
-        if (rc > 0) return 0;
-        fprintf(stderr, "bench_cuda_sample: error: %s\n", gemc_error());
-        return 1;
-    }
-    if (run_sample(config, prompts, plen, k, new_tokens, runs, device, peak, gbs, seed) != 0) {
-        fprintf(stderr, "bench_cuda_sample: error: %s\n", gemc_error());
-        return 1;
-    }
+    if (rc) return rc > 0 ? 0 : bench_fail("bench_cuda_sample");
+    if (run_sample(config, prompts, plen, k, new_tokens, runs, device, peak, gbs, seed) != 0)
+        return bench_fail("bench_cuda_sample");
     return 0;
 }

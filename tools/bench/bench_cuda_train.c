@@ -29,12 +29,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_cuda_common.h"
 #include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "gpu.h"
 #include "model.h"
-#include "rng.h"
 #include "sampler.h"
 
 // ---- model FLOPs ---------------------------------------------------------------------------
@@ -49,9 +49,8 @@
 // Not counted: softmax, norms, rope, SwiGLU, the loss, the optimizer, and any recomputation.
 // MFU = (FLOPs per token * tokens/s) / the bf16 dense peak.
 static double matmul_params(const Model *m) {
-    const ParamLayout *lay = &m->layout;
     const double head = (double)m->cfg.vocab_size * m->cfg.hidden_size;
-    return (double)lay->total - (double)lay->p[P_WTE].size - (double)lay->p[P_LM_HEAD].size + head;
+    return bench_layer_params(m) + head;
 }
 
 static double flops_per_token(const Model *m, int T) {
@@ -85,28 +84,6 @@ static double bytes_per_step(const Model *m, long N) {
     return 42.0 * (double)m->layout.total + (double)N * c->num_layers * 4.0 * activation_elems(c);
 }
 
-// ---- peaks ---------------------------------------------------------------------------------
-
-// The option's value when given (> 0), else the environment variable's, else 0 (unknown).
-// *src names where it came from, for the printout.
-static double pick_peak(float opt, const char *env, const char *opt_name, const char **src) {
-    if (opt > 0.0f) {
-        *src = opt_name;
-        return opt;
-    }
-    const char *e = getenv(env);
-    if (e && *e) {
-        char *end = NULL;
-        const double v = strtod(e, &end);
-        if (end != e && v > 0.0) {
-            *src = env;
-            return v;
-        }
-    }
-    *src = "none";
-    return 0.0;
-}
-
 // ---- training ------------------------------------------------------------------------------
 
 typedef struct {
@@ -118,20 +95,16 @@ typedef struct {
 static void train_step(GpuModel *g, const PackedBatch *batch, float *logprobs,
                        const float *dlogprobs, const AdamWConfig *opt, long t, StepTimes *st,
                        double *loss, float *norm) {
-    const double t0 = now_seconds();
+    const double t0 = now_seconds(); // the previous step (or model_to_gpu) left the device idle
     gpu_model_zero_grad(g);
-    gpu_model_synchronize(g);
-    const double t1 = now_seconds();
+    const double t1 = bench_cuda_clock(g);
     gpu_model_forward(g, batch, logprobs, NULL);
-    gpu_model_synchronize(g);
-    const double t2 = now_seconds();
+    const double t2 = bench_cuda_clock(g);
     gpu_model_backward(g, batch, dlogprobs);
-    gpu_model_synchronize(g);
-    const double t3 = now_seconds();
+    const double t3 = bench_cuda_clock(g);
     *norm = gpu_model_clip_grad_norm(g, 1.0f);
     gpu_model_adamw_step(g, opt, t);
-    gpu_model_synchronize(g);
-    const double t4 = now_seconds();
+    const double t4 = bench_cuda_clock(g);
     double sum = 0.0;
     long n = 0;
     for (int i = 0; i < batch->N; i++)
@@ -144,11 +117,8 @@ static void train_step(GpuModel *g, const PackedBatch *batch, float *logprobs,
 
 static int run_train(const char *config, int B, int T, int steps, int warmup, int device,
                      float peak_opt, float gbs_opt, float lr, int seed) {
-    const int ndev = gpu_device_count();
-    if (ndev == 0) {
-        printf("bench_cuda_train: skipped: %s\n", gpu_unavailable());
-        return 0;
-    }
+    const int ndev = bench_cuda_devices("bench_cuda_train");
+    if (ndev == 0) return 0;
     ModelConfig cfg;
     if (model_config_load(config, &cfg) != 0) return -1;
     if (B < 1 || T < 2 || steps < 1 || warmup < 0) {
@@ -166,32 +136,19 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, in
                        cfg.max_position_embeddings);
         return -1;
     }
-    if (device < 0 || device >= ndev) {
-        gemc_set_error("--device %d: there are %d CUDA device(s)", device, ndev);
-        return -1;
-    }
-    char card[256];
-    if (gpu_describe(device, card, sizeof card) != 0) snprintf(card, sizeof card, "?");
-    const char *peak_src, *bw_src;
-    const double peak = pick_peak(peak_opt, "BENCH_PEAK_TFLOPS", "--peak-tflops", &peak_src);
-    const double bw = pick_peak(gbs_opt, "BENCH_PEAK_GBS", "--peak-gbs", &bw_src);
+    BenchCard card;
+    if (bench_cuda_card(&card, device, ndev, peak_opt, gbs_opt) != 0) return -1;
+    const double peak = card.peak_tflops, bw = card.peak_gbs;
 
     Model m;
-    model_init(&m, &cfg);
-    model_init_random(&m, (uint64_t)seed);
-    if (model_to_gpu(&m, device) != 0) {
-        model_free(&m);
-        return -1;
-    }
+    if (bench_cuda_model(&m, &cfg, device, seed) != 0) return -1;
     GpuModel *g = m.gpu;
     const int N = B * T;
     int *tokens = mallocCheck(sizeof(int) * (size_t)N);
     int *offsets = mallocCheck(sizeof(int) * (size_t)(B + 1));
     float *logprobs = mallocCheck(sizeof(float) * (size_t)N);
     float *dlogprobs = mallocCheck(sizeof(float) * (size_t)N);
-    Rng rng;
-    rng_seed(&rng, (uint64_t)seed + 1);
-    for (int i = 0; i < N; i++) tokens[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
+    bench_random_tokens(tokens, N, cfg.vocab_size, (uint64_t)seed + 1);
     for (int b = 0; b <= B; b++) offsets[b] = b * T;
     for (int i = 0; i < N; i++) dlogprobs[i] = (i % T == T - 1) ? 0.0f : -1.0f;
     PackedBatch batch = {.B = B, .N = N, .tokens = tokens, .offsets = offsets};
@@ -200,11 +157,7 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, in
 
     const double fpt = flops_per_token(&m, T);
     const double bytes = bytes_per_step(&m, N);
-    printf("gemc: %s, %s (%s), %d layers, hidden %d, intermediate %d, heads %d/%d x %d, vocab "
-           "%d, %s head\n",
-           card, config, cfg.model_type, cfg.num_layers, cfg.hidden_size, cfg.intermediate_size,
-           cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size,
-           cfg.tie_word_embeddings ? "tied" : "untied");
+    bench_print_model(card.name, config, &cfg);
     printf("gemc: %.2fM parameters (%.2fM in matmuls incl. the head), %.3f GFLOP per token, "
            "%.2f GB moved per step (lower bound), batch %d x %d = %d tokens, %d warm-up + %d "
            "timed steps\n",
@@ -246,20 +199,12 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, in
     const double roof_c = peak > 0 ? peak * 1e12 / fpt : NAN;
     const double roof_m = bw > 0 ? N / (bytes / (bw * 1e9)) : NAN;
     const double mfu = peak > 0 ? tflops / peak : NAN;
-    const char *bound = "?";
-    double roof = NAN;
-    if (peak > 0 && bw > 0) {
-        bound = roof_c <= roof_m ? "compute" : "bandwidth";
-        roof = fmin(roof_c, roof_m);
-    } else if (peak > 0) {
-        bound = "compute", roof = roof_c;
-    } else if (bw > 0) {
-        bound = "bandwidth", roof = roof_m;
-    }
+    double roof;
+    const char *bound = bench_roof_bound(peak, bw, roof_c, roof_m, &roof);
     if (peak > 0)
         printf("gemc: %.1f TFLOP/s achieved, MFU %.1f%% of the %.1f TFLOP/s bf16 dense peak "
                "(%s)\n",
-               tflops, 100.0 * mfu, peak, peak_src);
+               tflops, 100.0 * mfu, peak, card.peak_src);
     else
         printf("gemc: %.1f TFLOP/s achieved (--peak-tflops F or BENCH_PEAK_TFLOPS for the MFU)\n",
                tflops);
@@ -267,7 +212,7 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, in
         printf("roofline: compute-bound %.0f tokens/s (%.1f TFLOP/s / %.3f GFLOP per token), "
                "bandwidth-bound %.0f tokens/s (%.0f GB/s (%s) / %.2f GB per step); %s-bound: "
                "achieved %.1f%% of %.0f tokens/s\n",
-               roof_c, peak, fpt / 1e9, roof_m, bw, bw_src, bytes / 1e9, bound,
+               roof_c, peak, fpt / 1e9, roof_m, bw, card.gbs_src, bytes / 1e9, bound,
                100.0 * tok_s / roof, roof);
     printf("RESULT impl=gemc tokens_per_s=%.3f step_ms=%.4f fwd_ms=%.4f bwd_ms=%.4f opt_ms=%.4f "
            "best_step_ms=%.4f tflops=%.4f mfu=%.5f peak_tflops=%.3f peak_gbs=%.3f "
@@ -313,14 +258,8 @@ int main(int argc, char **argv) {
         "bench_cuda_train",
     };
     int rc = cli_parse(&cmd, argc, argv);
-    if (rc) {
-        if (rc > 0) return 0;
-        fprintf(stderr, "bench_cuda_train: error: %s\n", gemc_error());
-        return 1;
-    }
-    if (run_train(config, batch, seq, steps, warmup, device, peak, gbs, lr, seed) != 0) {
-        fprintf(stderr, "bench_cuda_train: error: %s\n", gemc_error());
-        return 1;
-    }
+    if (rc) return rc > 0 ? 0 : bench_fail("bench_cuda_train");
+    if (run_train(config, batch, seq, steps, warmup, device, peak, gbs, lr, seed) != 0)
+        return bench_fail("bench_cuda_train");
     return 0;
 }

@@ -88,6 +88,13 @@ const std::function<void()> *body = nullptr;
 cudaError_t last_error = cudaSuccess;
 std::map<const void *, int> smem_limit; // cudaFuncAttributeMaxDynamicSharedMemorySize
 int count_result = 0;
+// GEMC_EMU_ORDER=reverse runs the threads between two barriers last to first. The hardware
+// promises no order, so a kernel whose results change with it reads what another thread writes
+// without a barrier in between: `make test` runs the GPU tests both ways.
+const bool reverse_order = [] {
+    const char *o = std::getenv("GEMC_EMU_ORDER");
+    return o && !std::strcmp(o, "reverse");
+}();
 
 void yield() {
 #ifdef EMU_FAST_SWITCH
@@ -212,7 +219,8 @@ void run_block(int nthreads) {
     }
     for (;;) {
         int any = 0;
-        for (int i = 0; i < nthreads; i++) {
+        for (int o = 0; o < nthreads; o++) {
+            const int i = reverse_order ? nthreads - 1 - o : o;
             if (fibers[i].state != RUNNING) continue;
             current = i;
             threadIdx = fibers[i].tid;

@@ -9,7 +9,8 @@
 // warp at different barriers, a shuffle some lanes skip) stops the program with a message
 // instead of hanging, and bad launch configurations give the error the runtime would. Memory is
 // host memory; streams and events are synchronous. bf16 is round-to-nearest-even, as the
-// hardware converts.
+// hardware converts. GEMC_EMU_ORDER=reverse runs the threads between barriers in the opposite
+// order: a kernel whose results change with it has a race.
 //
 // Only compiled with -DGEMC_CUDA_EMU (C++17, any host compiler); never part of ./gemc.
 #ifndef GEMC_CUDA_EMU_H
