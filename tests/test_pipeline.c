@@ -66,8 +66,9 @@ static int exists(const char *dir, const char *name) {
 }
 
 // Every step 1..STEPS has exactly one metrics line, and its group_ids are exactly the step's
-// groups (t-1)*BATCH .. t*BATCH-1: none lost, none used twice. The shards on disk hold the same.
-static void check_groups_once(const char *dir) {
+// groups (t-1)*BATCH .. t*BATCH-1: none lost, none used twice. The shards of the gens generators
+// on disk hold the same.
+static void check_groups_once(const char *dir, int gens) {
     char *path = rpath("%s/%s/metrics.jsonl", dir);
     char *text = read_text_file(path, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
@@ -89,16 +90,16 @@ static void check_groups_once(const char *dir) {
     }
     for (int t = 1; t <= STEPS; t++) CU_ASSERT_EQUAL(seen_step[t], 1);
     for (int g = 0; g < STEPS * BATCH; g++) CU_ASSERT_EQUAL(seen_id[g], 1);
-    // the shards: two generators, each with its half of every step's groups
+    // the shards: each generator with its share of every step's groups
     char *shards = rpath("%s/%s/shards", dir);
     for (int t = 1; t <= STEPS; t++)
-        for (int gen = 0; gen < 2; gen++) {
+        for (int gen = 0; gen < gens; gen++) {
             char *sp = shard_path(shards, t, gen);
             Shard s;
             CU_ASSERT_EQUAL_FATAL(shard_read(sp, &s, 0), 0);
-            CU_ASSERT_EQUAL(s.n_groups, BATCH / 2);
+            CU_ASSERT_EQUAL(s.n_groups, BATCH / gens);
             for (int g = 0; g < s.n_groups; g++)
-                CU_ASSERT_EQUAL(s.group_id[g], (t - 1) * BATCH + gen * (BATCH / 2) + g);
+                CU_ASSERT_EQUAL(s.group_id[g], (t - 1) * BATCH + gen * (BATCH / gens) + g);
             shard_free(&s);
             free(sp);
         }
@@ -192,7 +193,7 @@ static void test_four_ranks_tp2(void) {
     free(out), free(err);
     CU_ASSERT(exists("p_a", "final/model.safetensors"));
     CU_ASSERT(exists("p_a", "checkpoints/step_000004/optimizer_tp1.bin"));
-    check_groups_once("p_a");
+    check_groups_once("p_a", 2);
     // the shards explain themselves to h5ls and to gemc inspect
     char *shard = rpath("%s/%s/shards/step_000003.gen_1.h5", "p_a");
     snprintf(cmd, sizeof cmd, "h5ls -r %s", shard);
@@ -230,7 +231,7 @@ static void test_sigkill_and_resume_is_exact(void) {
     CU_ASSERT(!exists("p_b", "final/model.safetensors")); // it was stopped mid-run
     CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);           // run.resume: auto
     CU_ASSERT(same_final("p_a", "p_b"));
-    check_groups_once("p_b");
+    check_groups_once("p_b", 2);
 }
 
 // SIGTERM (Slurm preemption) to every rank: a checkpoint at the next step boundary and a clean
@@ -254,7 +255,7 @@ static void test_sigterm_checkpoints_and_exits(void) {
     CU_ASSERT(!exists("p_c", "final/model.safetensors"));
     CU_ASSERT_EQUAL_FATAL(test_run_ok(run), 0);
     CU_ASSERT(same_final("p_a", "p_c"));
-    check_groups_once("p_c");
+    check_groups_once("p_c", 2);
 }
 
 // A rank that stops answering: the others give up after pipeline.timeout with a clear line.
@@ -386,6 +387,45 @@ static void test_full_disk_stops_cleanly(void) {
     free(shards);
 }
 
+// The pipeline on the CUDA backend (GEMC_CUDA_BIN: build/gemc_emu, the emulated device, under
+// `make test`; ./gemc on a GPU): 1 generator and 2 data-parallel learners. The learners share the
+// one device, so their gradients go through host memory over MPI, and every group is used once.
+// pipeline.collectives=nccl refuses the shared device with a HINT; with tp = 2, run.device=cuda
+// is refused.
+static void test_pipeline_on_cuda(void) {
+    const char *bin = getenv("GEMC_CUDA_BIN");
+    if (!bin || !*bin) {
+        printf("(skipped: GEMC_CUDA_BIN names no CUDA build) ");
+        return;
+    }
+    setup();
+    char cmd[4096], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 3 %s train %s train.dir=%s/p_cuda pipeline.generators=1 "
+                    "pipeline.learners=2 run.device=cuda",
+             bin, base, root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    check_groups_once("p_cuda", 1);
+    CU_ASSERT(exists("p_cuda", "checkpoints/step_000004/optimizer_tp0.bin"));
+    CU_ASSERT(exists("p_cuda", "final/model.safetensors"));
+
+    const char *refused[][2] = {
+        {"pipeline.learners=2 pipeline.collectives=nccl", "shares a GPU with another"},
+        {"pipeline.learners=2 pipeline.tp=2", "the CUDA backend runs whole models only"},
+    };
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 MPIRUN "-np 3 %s train %s train.dir=%s/p_cuda_bad%d pipeline.generators=1 "
+                        "run.device=cuda %s",
+                 bin, base, root, i, refused[i][0]);
+        const int rc = test_run(cmd, &out, &err);
+        CU_ASSERT(rc != 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, refused[i][1]));
+        if (rc == 0 || !strstr(err, refused[i][1])) fprintf(stderr, "\n  %s\n%s", cmd, err);
+        free(out), free(err);
+    }
+}
+
 void register_pipeline_tests(void) {
     static const TestCase tests[] = {
         {"launch: ranks must match the config", test_launch_errors},
@@ -402,6 +442,8 @@ void register_pipeline_tests(void) {
          test_foreign_and_corrupt_shards},
         {"the embedded default on mpirun -np 4 (2 generators, tp 2)", test_embedded_default_np4},
         {"a full disk: a clear error, no partial shard", test_full_disk_stops_cleanly},
+        {"on the CUDA backend: data-parallel GPU learners, and what is refused",
+         test_pipeline_on_cuda},
         {NULL, NULL},
     };
     add_suite("pipeline", tests);
