@@ -169,6 +169,13 @@ void gemm(Gemm *, int trans_a, int trans_b, int M, int N, int K, const bf16 *A, 
           const bf16 *B, int ldb, float beta, const void *Cin, void *D, int ldd, GemmOut out,
           const bf16 *bias, cudaStream_t) {
     if (bias && out != GEMM_OUT_BF16) emu::fail("gemm: a bias needs a bf16 output");
+    if (emu::capturing()) { // a graph node: the same call, replayed
+        emu::capture([=]() {
+            gemm(nullptr, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, Cin, D, ldd, out, bias,
+                 nullptr);
+        });
+        return;
+    }
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float s = 0.0f;

@@ -20,31 +20,34 @@ extern "C" {
 struct GpuDecode {
     GpuModel *g;
     int B, Np, rows, gen_cap;
-    int first_draw;               // the next draw reads the prefill's logits
-    std::vector<int> prompt_len;  // [B]
-    std::vector<int> slot_prompt; // [rows]
-    std::vector<int> slot_len;    // [rows] tokens in each slot's own cache
-    std::vector<int> staging;     // host side of `ints`
-    void *slab;                   // every device buffer below points into it
-    int *prompt_off;              // [B+1]
-    int *slot_prompt_d;           // [rows]
-    int *ints;                    // [4, rows]: tokens, slots, pos, slot_len before the step
-    int max_keys;                 // most keys one query sees: the longest prompt + gen_cap
-    float *att_scratch;           // decode_attention's split-key partial results
-    bf16 *gk, *gv;                // [L, rows, gen_cap, Hkv*D]
-    float *x;                     // [rows, C] residual stream
-    bf16 *ln;                     // [rows, C]
-    float *rstd;                  // [rows]
-    bf16 *q, *att;                // [rows, Hq*D]
-    bf16 *kn, *vn;                // [rows, Hkv*D]
-    bf16 *gate, *up, *act;        // [rows, I]
-    bf16 *last;                   // [B, C] the final norm of each prompt's last position
-    float *prefill_logits;        // [B, V]
-    float *logits;                // [rows, V] logits row r is draw r's
-    float *u;                     // [rows]
-    SampleOut out;                // [rows] each (head.cuh)
-    std::vector<int> tok_h;
-    std::vector<float> lp_s, lp_r, ent_s, ent_r;
+    int first_draw;      // the next draw reads the prefill's logits
+    int use_graphs;      // replay decode steps as CUDA graphs (GEMC_CUDA_GRAPHS != 0)
+    int last_n, graph_n; // the last step's slot count; the captured graph's (0: none)
+    cudaGraphExec_t graph;
+    std::vector<int> prompt_len;   // [B]
+    std::vector<int> slot_prompt;  // [rows]
+    std::vector<int> slot_len;     // [rows] tokens in each slot's own cache
+    std::vector<int> staging;      // host side of `ints`
+    void *slab;                    // every device buffer below points into it
+    int *prompt_off;               // [B+1]
+    int *slot_prompt_d;            // [rows]
+    int *ints;                     // [4, rows]: tokens, slots, pos, slot_len before the step
+    int max_keys;                  // most keys one query sees: the longest prompt + gen_cap
+    float *att_scratch;            // decode_attention's split-key partial results
+    bf16 *gk, *gv;                 // [L, rows, gen_cap, Hkv*D]
+    float *x;                      // [rows, C] residual stream
+    bf16 *ln;                      // [rows, C]
+    float *rstd;                   // [rows]
+    bf16 *q, *att;                 // [rows, Hq*D]
+    bf16 *kn, *vn;                 // [rows, Hkv*D]
+    bf16 *gate, *up, *act;         // [rows, I]
+    bf16 *last;                    // [B, C] the final norm of each prompt's last position
+    float *prefill_logits;         // [B, V]
+    float *logits;                 // [rows, V] logits row r is draw r's
+    float *u;                      // [rows]
+    SampleOut out;                 // [rows] each (head.cuh)
+    void *draws;                   // [5, rows] 4-byte words: out's five arrays, back to back
+    std::vector<uint32_t> draws_h; // their host copy
 };
 
 // dst row r = src row idx[r] (rows of n elements).
@@ -84,6 +87,9 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
     GpuDecode *d = new GpuDecode;
     d->g = g, d->B = B, d->Np = Np, d->rows = rows, d->gen_cap = gen_cap > 0 ? gen_cap : 1;
     d->first_draw = 1;
+    const char *graphs = getenv("GEMC_CUDA_GRAPHS");
+    d->use_graphs = !(graphs && !strcmp(graphs, "0"));
+    d->last_n = d->graph_n = 0;
     d->prompt_len.resize(B);
     for (int b = 0; b < B; b++) d->prompt_len[b] = prompts->offsets[b + 1] - prompts->offsets[b];
     d->slot_prompt.assign(slot_prompt, slot_prompt + rows);
@@ -93,8 +99,7 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
     for (int b = 0; b < B; b++) longest = d->prompt_len[b] > longest ? d->prompt_len[b] : longest;
     d->max_keys = longest + d->gen_cap;
     if (c->sliding_window > 0 && c->sliding_window < d->max_keys) d->max_keys = c->sliding_window;
-    d->tok_h.resize(rows), d->lp_s.resize(rows), d->lp_r.resize(rows);
-    d->ent_s.resize(rows), d->ent_r.resize(rows);
+    d->draws_h.resize((size_t)5 * rows);
 
     const size_t r = (size_t)rows, cache = (size_t)L * r * d->gen_cap * KV;
     const size_t mr = r > (size_t)B ? r : (size_t)B;
@@ -120,16 +125,16 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
         {(void **)&d->prefill_logits, (size_t)B * V * 4},
         {(void **)&d->logits, r * V * 4},
         {(void **)&d->u, r * 4},
-        {(void **)&d->out.token, r * 4},
-        {(void **)&d->out.logp_sample, r * 4},
-        {(void **)&d->out.logp_raw, r * 4},
-        {(void **)&d->out.entropy_sample, r * 4},
-        {(void **)&d->out.entropy_raw, r * 4},
+        {&d->draws, 5 * r * 4},
     };
     char what[96];
     snprintf(what, sizeof what, "decoding %d candidates of up to %d tokens", rows, d->gen_cap + 1);
     d->slab = dev_slab(bufs, (int)(sizeof bufs / sizeof bufs[0]), what,
                        "lower sampling.max_new_tokens or the batch size");
+    // the draws' five arrays in one block, so one copy a step brings them to the host
+    float *w = (float *)d->draws;
+    d->out = {(int *)w, w + r, w + 2 * r, w + 3 * r, w + 4 * r};
+    cudaCheck(cudaMemsetAsync(d->draws, 0, 5 * r * sizeof(float), s)); // rows past n are copied too
     cudaCheck(cudaMemcpyAsync(d->prompt_off, prompts->offsets, (B + 1) * sizeof(int),
                               cudaMemcpyHostToDevice, s));
     cudaCheck(
@@ -168,28 +173,23 @@ extern "C" void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const flo
     const int nd = n_draw > 0 && n_draw < V ? n_draw : V;
     sample_rows(d->out, d->logits, d->u, n, V, nd, sc->temperature, sc->top_k, sc->top_p,
                 with_entropy, s);
-    cudaCheck(
-        cudaMemcpyAsync(d->tok_h.data(), d->out.token, n * sizeof(int), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaMemcpyAsync(d->lp_s.data(), d->out.logp_sample, n * sizeof(float),
-                              cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaMemcpyAsync(d->lp_r.data(), d->out.logp_raw, n * sizeof(float),
-                              cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaMemcpyAsync(d->ent_s.data(), d->out.entropy_sample, n * sizeof(float),
-                              cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaMemcpyAsync(d->ent_r.data(), d->out.entropy_raw, n * sizeof(float),
+    const size_t R = (size_t)d->rows;
+    cudaCheck(cudaMemcpyAsync(d->draws_h.data(), d->draws, 5 * R * sizeof(uint32_t),
                               cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
+    const uint32_t *h = d->draws_h.data();
     for (int r = 0; r < n; r++) {
-        out[r].token = d->tok_h[r];
-        out[r].logp_sample = d->lp_s[r];
-        out[r].logp_raw = d->lp_r[r];
-        out[r].entropy_sample = d->ent_s[r];
-        out[r].entropy_raw = d->ent_r[r];
+        out[r].token = (int)h[r];
+        std::memcpy(&out[r].logp_sample, h + R + r, 4);
+        std::memcpy(&out[r].logp_raw, h + 2 * R + r, 4);
+        std::memcpy(&out[r].entropy_sample, h + 3 * R + r, 4);
+        std::memcpy(&out[r].entropy_raw, h + 4 * R + r, 4);
     }
 }
 
-extern "C" void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int *tokens) {
-    if (n <= 0) return;
+// The layers and the head of one decode step over the n slots whose tokens, slots, positions
+// and cache lengths are in d->ints: kernels and GEMMs only, so a graph can capture it.
+static void step_body(GpuDecode *d, int n) {
     GpuModel *g = d->g;
     const ModelConfig *c = &g->cfg;
     const int L = c->num_layers, C = c->hidden_size, I = c->intermediate_size;
@@ -197,24 +197,8 @@ extern "C" void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int
     const int Q = Hq * D, KV = Hkv * D, R = d->rows;
     const float eps = c->rms_norm_eps;
     cudaStream_t s = g->stream;
-    cudaCheck(cudaSetDevice(g->device));
-
-    // the step's tokens, slots, positions and the slots' cache lengths before it, in one copy
-    int *h = d->staging.data();
-    for (int r = 0; r < n; r++) {
-        const int slot = slots[r];
-        if (d->slot_len[slot] >= d->gen_cap)
-            gemc_fatal("gpu_decode_step: slot %d has no room left (%d tokens)", slot, d->gen_cap);
-        h[r] = tokens[r];
-        h[R + r] = slot;
-        h[2 * R + r] = d->prompt_len[d->slot_prompt[slot]] + d->slot_len[slot];
-    }
-    for (int i = 0; i < R; i++) h[3 * R + i] = d->slot_len[i];
-    for (int r = 0; r < n; r++) d->slot_len[slots[r]]++;
-    cudaCheck(cudaMemcpyAsync(d->ints, h, (size_t)4 * R * sizeof(int), cudaMemcpyHostToDevice, s));
     const int *tok = d->ints, *slot = d->ints + R, *pos = d->ints + 2 * R;
     const int *len = d->ints + 3 * R;
-
     const size_t layer_cache = (size_t)R * d->gen_cap * KV;
     const size_t np = (size_t)d->Np;
     embedding_forward(d->x, tok, param_at(g, g->params, P_WTE, 0), n, C, s);
@@ -243,12 +227,56 @@ extern "C" void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int
     rmsnorm_forward(d->ln, d->rstd, d->x, param_at(g, g->params, P_LNF, 0), n, C, eps, s);
     gemm(g->gemm, 0, 1, n, V, C, d->ln, C, param_at(g, g->params, head_kind(g), 0), C, 0.0f,
          nullptr, d->logits, V, GEMM_OUT_F32, nullptr, s);
+}
+
+extern "C" void gpu_decode_step(GpuDecode *d, int n, const int *slots, const int *tokens) {
+    if (n <= 0) return;
+    GpuModel *g = d->g;
+    const int R = d->rows;
+    cudaStream_t s = g->stream;
+    cudaCheck(cudaSetDevice(g->device));
+
+    // the step's tokens, slots, positions and the slots' cache lengths before it, in one copy
+    int *h = d->staging.data();
+    for (int r = 0; r < n; r++) {
+        const int slot = slots[r];
+        if (d->slot_len[slot] >= d->gen_cap)
+            gemc_fatal("gpu_decode_step: slot %d has no room left (%d tokens)", slot, d->gen_cap);
+        h[r] = tokens[r];
+        h[R + r] = slot;
+        h[2 * R + r] = d->prompt_len[d->slot_prompt[slot]] + d->slot_len[slot];
+    }
+    for (int i = 0; i < R; i++) h[3 * R + i] = d->slot_len[i];
+    for (int r = 0; r < n; r++) d->slot_len[slots[r]]++;
+    cudaCheck(cudaMemcpyAsync(d->ints, h, (size_t)4 * R * sizeof(int), cudaMemcpyHostToDevice, s));
+
+    // A decode step is some 15 launches per layer, too short for the GPU to hide their CPU
+    // cost; a CUDA graph launches them all at once. Its launches bake in n, so a step with the
+    // same n as the last one (all of them, until candidates end) replays the graph captured for
+    // that n. GEMC_CUDA_GRAPHS=0 turns graphs off.
+    if (!d->use_graphs || (n != d->graph_n && n != d->last_n)) {
+        step_body(d, n);
+    } else {
+        if (n != d->graph_n) {
+            if (d->graph_n) cudaCheck(cudaGraphExecDestroy(d->graph));
+            cudaGraph_t graph;
+            cudaCheck(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            step_body(d, n);
+            cudaCheck(cudaStreamEndCapture(s, &graph));
+            cudaCheck(cudaGraphInstantiate(&d->graph, graph, 0));
+            cudaCheck(cudaGraphDestroy(graph));
+            d->graph_n = n;
+        }
+        cudaCheck(cudaGraphLaunch(d->graph, s));
+    }
+    d->last_n = n;
     d->first_draw = 0;
 }
 
 extern "C" void gpu_decode_end(GpuDecode *d) {
     if (!d) return;
     cudaCheck(cudaStreamSynchronize(d->g->stream));
+    if (d->graph_n) cudaCheck(cudaGraphExecDestroy(d->graph));
     cudaCheck(cudaFree(d->slab));
     delete d;
 }

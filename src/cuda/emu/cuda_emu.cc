@@ -260,7 +260,20 @@ double now_ms() {
 
 } // namespace
 
+struct CUgraph_st {
+    std::vector<std::function<void()>> nodes;
+};
+static CUgraph_st *recording = nullptr;
+
 namespace emu {
+
+bool capturing() {
+    return recording != nullptr;
+}
+
+void capture(std::function<void()> fn) {
+    recording->nodes.push_back(std::move(fn));
+}
 
 void fail(const char *what) {
     std::fprintf(stderr, "gemc: error: CUDA emulator: %s\n", what);
@@ -460,5 +473,33 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) {
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+    if (recording) return cudaErrorInvalidValue;
+    recording = new CUgraph_st;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *graph) {
+    if (!recording) return cudaErrorInvalidValue;
+    *graph = recording;
+    recording = nullptr;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    *exec = new CUgraph_st(*graph);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+    for (const std::function<void()> &fn : exec->nodes) fn();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete exec;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete graph;
     return cudaSuccess;
 }

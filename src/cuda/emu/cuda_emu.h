@@ -85,6 +85,13 @@ typedef enum {
 typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraph_st *cudaGraphExec_t; // the emulator instantiates a graph as itself
+typedef enum {
+    cudaStreamCaptureModeGlobal,
+    cudaStreamCaptureModeThreadLocal,
+    cudaStreamCaptureModeRelaxed
+} cudaStreamCaptureMode;
 
 struct cudaUUID_t {
     char bytes[16];
@@ -125,6 +132,15 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 template <class F> cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int value);
+// Graphs: between begin and end capture, launches (and emulated GEMMs) are recorded instead of
+// run, and a launch of the graph runs them in order.
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 // ---- bf16 ------------------------------------------------------------------------------------
 
@@ -254,11 +270,26 @@ template <class T> T shfl_from(T v, int src) {
 void run_launch(dim3 grid, dim3 block, size_t smem, const void *kernel,
                 const std::function<void()> &fn);
 
+// During a stream capture: records work for the graph (fn keeps copies of what it needs).
+bool capturing();
+void capture(std::function<void()> fn);
+
 template <class K> struct Launcher {
     dim3 grid, block;
     size_t smem;
     K *kernel;
     template <class... A> void operator()(A &&...args) const {
+        if (capturing()) {
+            // the arguments by value, as a graph node keeps them
+            const dim3 g = grid, b = block;
+            const size_t sm = smem;
+            K *k = kernel;
+            capture([=]() {
+                std::function<void()> fn = [&]() { k(args...); };
+                run_launch(g, b, sm, (const void *)k, fn);
+            });
+            return;
+        }
         std::function<void()> fn = [&]() { kernel(args...); };
         run_launch(grid, block, smem, (const void *)kernel, fn);
     }
