@@ -79,6 +79,17 @@ float model_clip_grad_norm(Model *m, float max_norm);
 // One AdamW step (PyTorch's torch.optim.AdamW update), then m->adam_t += 1.
 void model_adamw_step(Model *m, const AdamWConfig *opt);
 
+// The scalars of AdamW step t (1-based) as torch computes them: in double as Python does, rounded
+// where torch hands them to a float operation. Both backends' per-element updates take them.
+typedef struct {
+    float neg_step;  // -lr / (1 - beta1^t)
+    float bc2_sqrt;  // sqrt(1 - beta2^t)
+    float w1, w2;    // 1 - beta1, 1 - beta2
+    float b2, eps;   // beta2, eps
+    float decay_mul; // 1 - lr * weight_decay, for matrices (norms and biases take 1)
+} AdamWScalars;
+void adamw_scalars(const AdamWConfig *opt, long t, AdamWScalars *s);
+
 // Moves the model's compute to CUDA device `device` (its weights and AdamW state are copied
 // there). Returns 0, or -1 with the reason in gemc_error() (no device, a build without CUDA,
 // not enough memory).

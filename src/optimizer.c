@@ -106,19 +106,25 @@ void model_adamw_step(Model *m, const AdamWConfig *opt) {
         m->adam_v = callocCheck(total, sizeof(float));
     }
     const long t = m->adam_t + 1;
-    const double lr = opt->lr, b1 = opt->beta1, b2 = opt->beta2, wd = opt->weight_decay;
-    const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    const float neg_step = (float)(-(lr / bc1));
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
+    AdamWScalars a;
+    adamw_scalars(opt, t, &a);
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         const ParamSpec *s = &m->layout.p[k];
         if (!s->size) continue;
         // decoupled weight decay on matrices only (never norms or biases)
-        const float decay_mul = s->ndim == 2 ? (float)(1.0 - lr * wd) : 1.0f;
         adamw_block(m->params + s->offset, m->grads + s->offset, m->adam_m + s->offset,
-                    m->adam_v + s->offset, s->size, decay_mul, w1, (float)b2, w2, bc2_sqrt,
-                    opt->eps, neg_step);
+                    m->adam_v + s->offset, s->size, s->ndim == 2 ? a.decay_mul : 1.0f, a.w1, a.b2,
+                    a.w2, a.bc2_sqrt, a.eps, a.neg_step);
     }
     m->adam_t = t;
+}
+
+void adamw_scalars(const AdamWConfig *opt, long t, AdamWScalars *s) {
+    const double lr = opt->lr, b1 = opt->beta1, b2 = opt->beta2, wd = opt->weight_decay;
+    const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+    s->neg_step = (float)(-(lr / bc1));
+    s->bc2_sqrt = (float)sqrt(bc2);
+    s->w1 = (float)(1.0 - b1), s->w2 = (float)(1.0 - b2);
+    s->b2 = (float)b2, s->eps = opt->eps;
+    s->decay_mul = (float)(1.0 - lr * wd);
 }

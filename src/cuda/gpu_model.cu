@@ -11,7 +11,6 @@
 
 extern "C" {
 #include "common.h"
-#include "rope.h"
 }
 
 // Rows of logits per head window: the [N, V] logits never exist at once (151,936 x 1024 fp32
@@ -486,21 +485,16 @@ extern "C" float gpu_model_clip_grad_norm(GpuModel *g, float max_norm) {
 
 extern "C" void gpu_model_adamw_step(GpuModel *g, const AdamWConfig *opt, long t) {
     cudaCheck(cudaSetDevice(g->device));
-    // the scalars exactly as model_adamw_step computes them
-    const double lr = opt->lr, b1 = opt->beta1, b2 = opt->beta2, wd = opt->weight_decay;
-    const double bc1 = 1.0 - std::pow(b1, (double)t), bc2 = 1.0 - std::pow(b2, (double)t);
-    const float neg_step = (float)(-(lr / bc1));
-    const float bc2_sqrt = (float)std::sqrt(bc2);
-    const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
+    AdamWScalars a; // as model_adamw_step takes them
+    adamw_scalars(opt, t, &a);
     ensure_grads(g);
     ensure_adam(g);
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         const ParamSpec *sp = &g->layout.p[k];
         if (!sp->size) continue;
-        const float decay_mul = sp->ndim == 2 ? (float)(1.0 - lr * wd) : 1.0f;
         const size_t o = sp->offset;
         adamw_update(g->master + o, g->params + o, g->grads + o, g->adam_m + o, g->adam_v + o,
-                     sp->size, decay_mul, w1, (float)b2, w2, bc2_sqrt, opt->eps, neg_step,
-                     g->stream);
+                     sp->size, sp->ndim == 2 ? a.decay_mul : 1.0f, a.w1, a.b2, a.w2, a.bc2_sqrt,
+                     a.eps, a.neg_step, g->stream);
     }
 }
