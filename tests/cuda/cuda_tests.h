@@ -15,6 +15,7 @@ extern "C" {
 #include "tests.h"
 }
 
+void register_cuda_gemm_tests(void);      // test_gemm.cu: the row-major cuBLASLt wrapper
 void register_cuda_layer_tests(void);     // test_layers.cu: norms, rope, swiglu, embedding, adamw
 void register_cuda_attention_tests(void); // test_attention.cu: training and decode attention
 void register_cuda_head_tests(void);      // test_head.cu: log-prob/entropy head and sampling

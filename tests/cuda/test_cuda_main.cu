@@ -20,6 +20,7 @@ int main(int argc, char **argv) {
     char dev[256];
     if (gpu_describe(0, dev, sizeof dev) == 0) std::printf("GPU tests on %s\n", dev);
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    register_cuda_gemm_tests();
     register_cuda_layer_tests();
     register_cuda_attention_tests();
     register_cuda_head_tests();
