@@ -1,8 +1,26 @@
 // Device discovery for the CUDA backend (gpu.h).
+#ifndef GEMC_CUDA_EMU
+#include <dlfcn.h>
+#endif
+
 #include "cuda_common.cuh"
 #include "gpu.h"
 
+// The runtime needs the driver's libcuda.so.1. Without it there is no device, and asking the
+// runtime anyway would only leave its half-made state behind (allocations it never frees, which
+// a sanitizer build reports as leaks at exit).
+static bool driver_present() {
+#ifdef GEMC_CUDA_EMU
+    return true;
+#else
+    void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (h) dlclose(h);
+    return h != nullptr;
+#endif
+}
+
 extern "C" int gpu_device_count(void) {
+    if (!driver_present()) return 0;
     int n = 0;
     // no driver or no device is a normal condition on CPU machines, not an error
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -23,6 +41,12 @@ extern "C" int gpu_describe(int index, char *buf, size_t n) {
 
 extern "C" const char *gpu_unavailable(void) {
     static char why[256];
+    if (!driver_present()) {
+        std::snprintf(why, sizeof why,
+                      "no CUDA device: the NVIDIA driver (libcuda.so.1) is not installed (HINT: "
+                      "install the driver, or set run.device=cpu)");
+        return why;
+    }
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     (void)cudaGetLastError();
