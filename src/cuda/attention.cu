@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "attention.cuh"
 #include "cuda_mma.cuh"
@@ -46,6 +47,39 @@ typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBT; // transposed
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+
+// Calls f(std::integral_constant<int, D>()) when D is a head size the tensor-core kernels are
+// instantiated for (16, 32, ..., 128) and returns true; false for any other D (plain kernels).
+template <class F> static bool with_mma_head_dim(int D, const F &f) {
+    switch (D) {
+    case 16:
+        f(std::integral_constant<int, 16>());
+        return true;
+    case 32:
+        f(std::integral_constant<int, 32>());
+        return true;
+    case 48:
+        f(std::integral_constant<int, 48>());
+        return true;
+    case 64:
+        f(std::integral_constant<int, 64>());
+        return true;
+    case 80:
+        f(std::integral_constant<int, 80>());
+        return true;
+    case 96:
+        f(std::integral_constant<int, 96>());
+        return true;
+    case 112:
+        f(std::integral_constant<int, 112>());
+        return true;
+    case 128:
+        f(std::integral_constant<int, 128>());
+        return true;
+    default:
+        return false;
+    }
+}
 
 // One warp: dst [16, 16] (fp32, row stride lds) = a [16, D] b [16, D]^T, a and b bf16 rows of
 // stride ldb in shared memory. The scores S = Q K^T and their gradients dP = dout V^T of the
@@ -785,32 +819,11 @@ void attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, cons
     const void *ptrs[] = {out, q, k, v};
     att_check("attention_forward", ptrs, 4, N, Hq, Hkv, D, mma);
     const float sl2 = (float)(1.4426950408889634 / sqrt((double)D));
-    switch (mma ? D : 0) {
-    case 16:
-        fwd_mma<16>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 32:
-        fwd_mma<32>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 48:
-        fwd_mma<48>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 64:
-        fwd_mma<64>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 80:
-        fwd_mma<80>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 96:
-        fwd_mma<96>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 112:
-        fwd_mma<112>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    case 128:
-        fwd_mma<128>(out, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, stream);
-        break;
-    default:
+    const bool done = mma && with_mma_head_dim(D, [&](auto d) {
+                          fwd_mma<decltype(d)::value>(out, lse, q, k, v, offsets, B, N, Hq, Hkv,
+                                                      window, sl2, stream);
+                      });
+    if (!done) {
         LAUNCH(ceil_div((long)N * Hq, ATT_WARPS), ATT_THREADS, 0, stream, att_fwd_simple)
         (out, lse, q, k, v, offsets, B, N, Hq, Hkv, D, window, sl2);
         cudaCheckLaunch();
@@ -866,22 +879,11 @@ void attention_backward(float *dq, float *dk, float *dv, const bf16 *dout, const
     LAUNCH(ceil_div((long)N * Hq, ATT_WARPS), ATT_THREADS, 0, stream, att_bwd_di)
     (dq, dout, out, N, Hq, D);
     cudaCheckLaunch();
-    switch (mma ? D : 0) {
-#define BWD_CASE(DD)                                                                               \
-    case DD:                                                                                       \
-        bwd_mma<DD>(dq, dk, dv, dout, lse, q, k, v, offsets, B, N, Hq, Hkv, window, sl2, sc,       \
-                    stream);                                                                       \
-        break;
-        BWD_CASE(16)
-        BWD_CASE(32)
-        BWD_CASE(48)
-        BWD_CASE(64)
-        BWD_CASE(80)
-        BWD_CASE(96)
-        BWD_CASE(112)
-        BWD_CASE(128)
-#undef BWD_CASE
-    default:
+    const bool done = mma && with_mma_head_dim(D, [&](auto d) {
+                          bwd_mma<decltype(d)::value>(dq, dk, dv, dout, lse, q, k, v, offsets, B, N,
+                                                      Hq, Hkv, window, sl2, sc, stream);
+                      });
+    if (!done) {
         LAUNCH(ceil_div((long)N * Hkv, ATT_WARPS), ATT_THREADS, 0, stream, att_bwd_dkdv_simple)
         (dk, dv, dq, dout, lse, q, k, v, offsets, B, N, Hq, Hkv, D, window, sl2, sc);
         cudaCheckLaunch();
