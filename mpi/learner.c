@@ -344,6 +344,8 @@ int learner_run(Pipeline *pl) {
     int *prompt_lens = mallocCheck(sizeof(int) * (size_t)G);
     long *group_ids = mallocCheck(sizeof(long) * (size_t)G);
     double t_loop = now_seconds();
+    NonFiniteGuard guard = {.quiet = !L.root};
+    int rc = 0;
     for (long t = start + 1; t <= steps; t++) {
         double t_wait;
         Shard *sh = read_step(&L, t, &t_wait);
@@ -364,14 +366,20 @@ int learner_run(Pipeline *pl) {
         // a SIGTERM to any learner stops them all at this step boundary
         float stop_f = stage_stop_requested ? 1.0f : 0.0f;
         comm_allreduce_max_f32(pl->learners, &stop_f, 1);
-        const int stop = stop_f > 0 && t < steps;
         float norm = 0, lr = stage_lr(&c->optim, c->train.lr, (int)t, (int)steps);
-        if (sums[1] > 0) norm = stage_optimizer_step(&L.shard, &c->optim, lr);
+        int updated = 0;
+        if (sums[1] > 0) norm = stage_optimizer_step(&L.shard, &c->optim, lr, sums[0], &updated);
         double t_train = now_seconds() - t0;
+        // every learner holds the same allreduced loss and gradient norm, so all of them skip
+        // (and give up) together; only the root logs
+        const int gave_up = sums[1] > 0 && nonfinite_guard_step(&guard, &c->optim, "train", (int)t,
+                                                                updated, sums[0], norm);
+        const int stop = gave_up || (stop_f > 0 && t < steps);
 
         const int send = t <= last_sent;
         const int save =
-            t < steps && ((c->run.save_every > 0 && t % c->run.save_every == 0) || stop);
+            gave_up ||
+            (t < steps && ((c->run.save_every > 0 && t % c->run.save_every == 0) || stop));
         if (send || save || t == steps) gather_full(&L);
         if (L.root && send) weights_send(pl, L.p.model.params, L.p.model.layout.total, t, stop);
 
@@ -390,7 +398,7 @@ int learner_run(Pipeline *pl) {
             metrics_num(&m, "time_train", t_train);
             metrics_num(&m, "time_wait_shards", t_wait);
             metrics_num(&m, "mfu", NAN);
-            metrics_int(&m, "updated", sums[1] > 0);
+            metrics_int(&m, "updated", updated);
             StrBuf ids = {0};
             ids_json(group_ids, gb.G, &ids);
             metrics_raw(&m, "group_ids", ids.p);
@@ -412,6 +420,12 @@ int learner_run(Pipeline *pl) {
         for (int i = 0; i < c->pipeline.generators; i++) shard_free(&sh[i]);
         free(sh);
         if (save) checkpoint(&L, t);
+        if (gave_up) {
+            rc = nonfinite_guard_stop(&guard, "train", c->train.dir, t, 0);
+            // one line for the job: mpirun's rank 0 is a generator, which ends cleanly
+            if (L.root) fprintf(stderr, "gemc: error: %s\n", gemc_error());
+            break;
+        }
         if (stop) {
             if (L.root)
                 printf("train: SIGTERM: stopped after step %ld with a checkpoint; the same "
@@ -433,5 +447,5 @@ int learner_run(Pipeline *pl) {
         model_free(&L.ref_shard);
         policy_free(&L.ref);
     }
-    return 0;
+    return rc;
 }

@@ -80,6 +80,7 @@ typedef struct {
     LrSchedule schedule;     // constant
     float min_lr_ratio;      // cosine/linear decay floor, as a fraction of lr (0.0)
     int micro_batch_tokens;  // tokens per forward/backward; gradients are accumulated (8192)
+    int max_nonfinite_steps; // updates skipped in a row for a NaN/Inf before the stage stops (5)
 } OptimConfig;
 
 typedef struct {

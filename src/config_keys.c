@@ -158,6 +158,9 @@ const KeyDef KEYS[] = {
         "cosine/linear floor, as a share of lr"),
     INT("optim.micro_batch_tokens", optim.micro_batch_tokens, "8192", AT_LEAST(1),
         "tokens per forward/backward; gradients are accumulated"),
+    INT("optim.max_nonfinite_steps", optim.max_nonfinite_steps, "5", AT_LEAST(0),
+        "a NaN/Inf loss or gradient skips the update; after this many in a row the run stops "
+        "with a checkpoint; 0 = never stop"),
 
     INT("pipeline.generators", pipeline.generators, "1", AT_LEAST(1),
         "ranks that sample, score and write shards (mpirun)"),

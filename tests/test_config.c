@@ -154,6 +154,7 @@ static void test_defaults_are_the_spec(void) {
     CU_ASSERT_EQUAL(c.optim.schedule, LR_CONSTANT);
     CU_ASSERT_EQUAL(c.optim.min_lr_ratio, 0.0f);
     CU_ASSERT_EQUAL(c.optim.micro_batch_tokens, 8192);
+    CU_ASSERT_EQUAL(c.optim.max_nonfinite_steps, 5);
     // the stages
     CU_ASSERT_STRING_EQUAL(c.sft.model, "");
     CU_ASSERT_STRING_EQUAL(c.sft.dir, "runs/sft");
@@ -509,6 +510,8 @@ static void test_ranges(void) {
         {"optim.min_lr_ratio=1", 1},
         {"optim.min_lr_ratio=1.5", 0},
         {"optim.micro_batch_tokens=0", 0},
+        {"optim.max_nonfinite_steps=0", 1},
+        {"optim.max_nonfinite_steps=-1", 0},
         {"sft.steps=0", 0},
         {"train.batch_size=0", 0},
         {"dpo.lr=0", 0},
@@ -643,6 +646,7 @@ static const char *const EVERY_KEY[] = {
     "optim.schedule=linear",
     "optim.min_lr_ratio=0.1",
     "optim.micro_batch_tokens=4096",
+    "optim.max_nonfinite_steps=2",
     "sft.model='null'",
     "sft.dir=runs/s",
     "sft.data=p.jsonl",

@@ -9,6 +9,7 @@
 #include "common.h"
 #include "model.h"
 #include "rng.h"
+#include "stages/stage.h"
 #include "tests.h"
 
 static float *kind(Model *m, ParamKind k) {
@@ -159,6 +160,60 @@ static void test_clip_grad_norm(void) {
     model_free(&m);
 }
 
+// A NaN or Inf in the gradients, or a non-finite loss: no update at all (weights, moments and
+// step count keep their bits), the gradients are dropped, and the guard counts it.
+static void test_nonfinite_step_skipped(void) {
+    ModelConfig cfg;
+    test_tiny_config(&cfg, MODEL_QWEN2);
+    Model m;
+    test_random_model(&m, &cfg, 3);
+    const size_t n = m.layout.total, bytes = n * sizeof(float);
+    m.grads = callocCheck(n, sizeof(float));
+    const OptimConfig o = {
+        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_clip = 1.0f, .max_nonfinite_steps = 3};
+    Rng rng;
+    rng_seed(&rng, 4);
+    int updated;
+    for (size_t i = 0; i < n; i++) m.grads[i] = rng_normal(&rng);
+    CU_ASSERT(isfinite(stage_optimizer_step(&m, &o, 1e-3f, 2.5, &updated)));
+    CU_ASSERT_EQUAL(updated, 1);
+    CU_ASSERT_EQUAL(m.adam_t, 1);
+    float *p0 = mallocCheck(bytes), *m0 = mallocCheck(bytes), *v0 = mallocCheck(bytes);
+    memcpy(p0, m.params, bytes), memcpy(m0, m.adam_m, bytes), memcpy(v0, m.adam_v, bytes);
+    const struct {
+        float bad_grad;
+        double loss;
+    } cases[] = {{NAN, 1.0}, {INFINITY, 1.0}, {-INFINITY, 1.0}, {0.5f, NAN}, {0.5f, INFINITY}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (size_t i = 0; i < n; i++) m.grads[i] = rng_normal(&rng);
+        m.grads[n / 2] = cases[c].bad_grad;
+        float norm = stage_optimizer_step(&m, &o, 1e-3f, cases[c].loss, &updated);
+        CU_ASSERT_EQUAL(updated, 0);
+        CU_ASSERT_EQUAL(isfinite(norm), isfinite(cases[c].bad_grad));
+        CU_ASSERT_EQUAL(m.adam_t, 1);
+        CU_ASSERT(memcmp(p0, m.params, bytes) == 0);
+        CU_ASSERT(memcmp(m0, m.adam_m, bytes) == 0);
+        CU_ASSERT(memcmp(v0, m.adam_v, bytes) == 0);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < n; i++) nonzero += m.grads[i] != 0.0f;
+        CU_ASSERT_EQUAL(nonzero, 0);
+    }
+    free(p0), free(m0), free(v0);
+    model_free(&m);
+
+    // skipped, skipped, updated, then three skipped in a row: the stop comes at the sixth
+    NonFiniteGuard g = {.quiet = 1};
+    const int upd[] = {0, 0, 1, 0, 0, 0}, stop[] = {0, 0, 0, 0, 0, 1};
+    for (int s = 0; s < 6; s++)
+        CU_ASSERT_EQUAL(nonfinite_guard_step(&g, &o, "sft", s + 1, upd[s], NAN, NAN), stop[s]);
+    CU_ASSERT_EQUAL(g.in_a_row, 3);
+    CU_ASSERT_EQUAL(g.first_step, 4);
+    CU_ASSERT_EQUAL(g.last_step, 6);
+    CU_ASSERT_EQUAL(g.total, 5);
+    const OptimConfig never = {.max_nonfinite_steps = 0};
+    CU_ASSERT_EQUAL(nonfinite_guard_step(&g, &never, "sft", 7, 0, NAN, NAN), 0);
+}
+
 // 30 AdamW steps on one sequence of a tiny random model: the loss must fall far.
 static void test_overfit_one_sequence(void) {
     ModelConfig cfg;
@@ -202,6 +257,7 @@ void register_optimizer_tests(void) {
         {"adamw two steps by hand", test_adamw_two_steps},
         {"weight decay on matrices only", test_weight_decay_matrices_only},
         {"clip grad norm", test_clip_grad_norm},
+        {"a NaN/Inf loss or gradient skips the update", test_nonfinite_step_skipped},
         {"overfit one sequence", test_overfit_one_sequence},
         {NULL, NULL},
     };

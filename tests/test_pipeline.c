@@ -3,6 +3,7 @@
 // tp = 2, exact restart after a SIGKILL, SIGTERM preemption, the timeout of a hung rank, and
 // shards that must not be used (corrupt, or from another configuration).
 #include <cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "safetensors.h"
 #include "shard.h"
 #include "tests.h"
 
@@ -426,6 +428,61 @@ static void test_pipeline_on_cuda(void) {
     }
 }
 
+// ROOT/nan_ref: ROOT/sft/final with a NaN in the final norm's weight (every logit NaN).
+static void write_nan_model(void) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/nan_ref && cp -r %s/sft/final %s/nan_ref", root, root,
+             root);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    char *path = rpath("%s/%s/model.safetensors", "nan_ref");
+    StFile f;
+    CU_ASSERT_EQUAL_FATAL(st_open(&f, path), 0);
+    const StTensor *t = st_find(&f, "model.norm.weight");
+    CU_ASSERT_FATAL(t && t->dtype == DT_F32);
+    const long at = (long)(t->data - f.map);
+    st_close(&f);
+    FILE *fp = fopen(path, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    const float nan = NAN;
+    CU_ASSERT(fseek(fp, at, SEEK_SET) == 0 && fwrite(&nan, sizeof nan, 1, fp) == 1);
+    fclose(fp);
+    free(path);
+}
+
+// Non-finite losses on data-parallel learners (the KL term to a reference that answers NaN):
+// every learner skips the same updates, and optim.max_nonfinite_steps in a row stop the job
+// with a checkpoint it resumes from, and exactly one error line (from the learners' root, not
+// from mpirun's rank 0).
+static void test_nonfinite_stop_on_learners(void) {
+    setup();
+    write_nan_model();
+    char cmd[4096], *out, *err, keys[1024];
+    snprintf(keys, sizeof keys,
+             "sega.kl_coef=0.1 model.ref=%s/nan_ref optim.max_nonfinite_steps=2 run.save_every=0",
+             root);
+    train_cmd(cmd, sizeof cmd, 3, "p_nan", keys);
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    int lines = 0, warnings = 0;
+    for (const char *e = err; (e = strstr(e, "gemc: error:")); e++) lines++;
+    for (const char *e = err; (e = strstr(e, "update skipped")); e++) warnings++;
+    CU_ASSERT_EQUAL(lines, 1);
+    CU_ASSERT_EQUAL(warnings, 2); // logged once, by the root learner
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gemc: error: train: 2 updates in a row skipped for a "
+                                       "non-finite loss or gradient (steps 1 to 2; last loss nan"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "p_nan/checkpoints/step_000002. HINT:"));
+    if (lines != 1 || warnings != 2) fprintf(stderr, "\n  %s\n  stderr: %s\n", cmd, err);
+    free(out), free(err);
+    CU_ASSERT(exists("p_nan", "checkpoints/step_000002/DONE"));
+    CU_ASSERT(exists("p_nan", "checkpoints/step_000002/optimizer_tp0.bin"));
+    CU_ASSERT(!exists("p_nan", "final/model.safetensors"));
+    // the same command resumes from it (and stops again two steps later)
+    CU_ASSERT_NOT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "resuming from checkpoint step 2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(steps 3 to 4;"));
+    free(out), free(err);
+    CU_ASSERT(exists("p_nan", "checkpoints/step_000004/DONE"));
+}
+
 void register_pipeline_tests(void) {
     static const TestCase tests[] = {
         {"launch: ranks must match the config", test_launch_errors},
@@ -442,6 +499,8 @@ void register_pipeline_tests(void) {
          test_foreign_and_corrupt_shards},
         {"the embedded default on mpirun -np 4 (2 generators, tp 2)", test_embedded_default_np4},
         {"a full disk: a clear error, no partial shard", test_full_disk_stops_cleanly},
+        {"NaN/Inf loss: every learner skips, then one stop with a checkpoint",
+         test_nonfinite_stop_on_learners},
         {"on the CUDA backend: data-parallel GPU learners, and what is refused",
          test_pipeline_on_cuda},
         {NULL, NULL},

@@ -460,6 +460,63 @@ static void test_stages_on_cuda(void) {
     free(out);
 }
 
+// A step whose loss or gradient is not finite makes no update (lr 1e30 blows the weights up in
+// one step, the next gradients are NaN); optim.max_nonfinite_steps of them in a row stop the
+// stage with a checkpoint and one error line.
+static void test_nonfinite_updates_skipped_then_stop(void) {
+    setup_e2e();
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             GEMC " sft %s/cfg.yaml sft.dir=%s/sft_nan sft.lr=1e30 sft.steps=10 "
+                  "optim.max_nonfinite_steps=3",
+             root, root);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "sft step 2: update skipped"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(3 in a row)"));
+    CU_ASSERT_PTR_NULL(strstr(err, "(4 in a row)"));
+    const char *e = strstr(err, "gemc: error: ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "sft: 3 updates in a row skipped for a non-finite loss or "
+                                     "gradient (steps 2 to 4;"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "sft_nan/checkpoints/step_000004. HINT: "));
+    CU_ASSERT_PTR_NULL(strstr(e + 1, "gemc: error: ")); // one error line
+    free(out), free(err);
+    char *dir = in_root("sft_nan"), *metrics = path_join(dir, "metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 1"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 0"), 3);
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"grad_norm\": null"), 3);
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000004/model.safetensors"));
+    CU_ASSERT(!file_exists(dir, "final/model.safetensors"));
+    free(dir), free(metrics);
+
+    // GEM on one process: the checkpoint it stops with resumes (here with a sane lr)
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.lr=1e30 train.steps=6 "
+                  "optim.max_nonfinite_steps=1",
+             root, root);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gemc: error: train: 1 updates in a row skipped"));
+    free(out), free(err);
+    dir = in_root("gem_nan");
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000002/optimizer_tp0.bin"));
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.steps=3", root,
+             root);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "resuming from checkpoint step 2"));
+    free(out), free(err);
+    CU_ASSERT(file_exists(dir, "final/model.safetensors"));
+    free(dir);
+
+    // 0: skipped updates never stop the run
+    snprintf(cmd, sizeof cmd,
+             GEMC " dpo %s/cfg.yaml dpo.dir=%s/dpo_nan dpo.lr=1e30 dpo.steps=4 "
+                  "optim.max_nonfinite_steps=0",
+             root, root);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dpo step 4: update skipped"));
+    free(out), free(err);
+}
+
 void register_stage_tests(void) {
     static const TestCase tests[] = {
         {"micro-batches change no log-prob and no gradient", test_micro_batches},
@@ -470,6 +527,8 @@ void register_stage_tests(void) {
         {"dpo on data pairs and on entropy pairs", test_dpo_both_pair_sources},
         {"eval table and generate output", test_eval_and_generate},
         {"stage errors: one line, exit 1", test_stage_errors},
+        {"NaN/Inf: updates skipped, then a stop with a checkpoint",
+         test_nonfinite_updates_skipped_then_stop},
         {"stage --help lists the config keys", test_stage_help},
         {"sft, train and generate on the CUDA backend", test_stages_on_cuda},
         {NULL, NULL},

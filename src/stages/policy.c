@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "checkpoint.h"
 #include "gpu.h"
 #include "stage.h"
 #include "utf8.h"
@@ -183,16 +184,53 @@ float stage_lr(const OptimConfig *o, float lr, int step, int steps) {
     return (float)(floor_lr + (lr - floor_lr) * shape);
 }
 
-float stage_optimizer_step(Model *m, const OptimConfig *o, float lr) {
+float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated) {
     float norm = model_clip_grad_norm(m, o->grad_clip);
-    AdamWConfig opt = {.lr = lr,
-                       .beta1 = o->beta1,
-                       .beta2 = o->beta2,
-                       .eps = o->eps,
-                       .weight_decay = o->weight_decay};
-    model_adamw_step(m, &opt);
+    // a NaN or Inf anywhere in the gradients makes their norm NaN or Inf: one test covers both
+    *updated = isfinite(loss) && isfinite(norm);
+    if (*updated) {
+        AdamWConfig opt = {.lr = lr,
+                           .beta1 = o->beta1,
+                           .beta2 = o->beta2,
+                           .eps = o->eps,
+                           .weight_decay = o->weight_decay};
+        model_adamw_step(m, &opt);
+    }
     model_zero_grad(m);
     return norm;
+}
+
+int nonfinite_guard_step(NonFiniteGuard *g, const OptimConfig *o, const char *stage, int step,
+                         int updated, double loss, float norm) {
+    if (updated) {
+        g->in_a_row = 0;
+        return 0;
+    }
+    if (g->in_a_row++ == 0) g->first_step = step;
+    g->last_step = step;
+    g->total++;
+    // printf writes a NaN with its sign bit as "-nan": one spelling in the log
+    g->loss = isnan(loss) ? NAN : loss;
+    g->norm = isnan(norm) ? NAN : norm;
+    if (!g->quiet)
+        fprintf(stderr,
+                "gemc: warning: %s step %d: update skipped: loss %g, grad norm %g (%d in a row)\n",
+                stage, step, g->loss, (double)g->norm, g->in_a_row);
+    return o->max_nonfinite_steps > 0 && g->in_a_row >= o->max_nonfinite_steps;
+}
+
+int nonfinite_guard_stop(const NonFiniteGuard *g, const char *stage, const char *run_dir, long step,
+                         int save_rc) {
+    if (save_rc != 0) return -1; // the checkpoint's own error says more
+    char *ckpt = ckpt_path(run_dir, step, 0);
+    gemc_set_error(
+        "%s: %d updates in a row skipped for a non-finite loss or gradient (steps %d "
+        "to %d; last loss %g, grad norm %g); stopped with a checkpoint in %s. HINT: lower "
+        "the learning rate or optim.grad_clip, or look for a bad batch; "
+        "optim.max_nonfinite_steps sets how many in a row stop the run",
+        stage, g->in_a_row, g->first_step, g->last_step, g->loss, (double)g->norm, ckpt);
+    free(ckpt);
+    return -1;
 }
 
 // ---- data order ------------------------------------------------------------------------------

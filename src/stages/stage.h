@@ -141,8 +141,29 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
 // The learning rate of `step` (1-based) of `steps`: linear warmup over optim.warmup_steps, then
 // constant, cosine or linear decay to lr * min_lr_ratio.
 float stage_lr(const OptimConfig *o, float lr, int step, int steps);
-// Clips, steps AdamW with the scheduled lr and zeroes the gradients. Returns the grad norm.
-float stage_optimizer_step(Model *m, const OptimConfig *o, float lr);
+// Clips, steps AdamW with the scheduled lr and zeroes the gradients. A step whose loss or gradient
+// norm is not finite makes no update: the weights, the AdamW moments and its step count stay as
+// they were and *updated is 0. Returns the grad norm.
+float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated);
+
+// The numeric guard of sft, train and dpo: updates skipped in a row for a NaN or Inf.
+typedef struct {
+    int in_a_row;              // the current run of skipped updates (steps without one between)
+    int first_step, last_step; // where it began and ended
+    long total;                // skipped updates of this process
+    double loss;               // the last skipped step's loss and grad norm, for the message
+    float norm;
+    int quiet; // no stderr line (the learners other than the root)
+} NonFiniteGuard;
+// Counts a step in g (a skipped update is logged on stderr). Returns 1 when it makes
+// optim.max_nonfinite_steps skipped in a row: the stage saves a checkpoint and stops, with
+// nonfinite_guard_stop() as its return value.
+int nonfinite_guard_step(NonFiniteGuard *g, const OptimConfig *o, const char *stage, int step,
+                         int updated, double loss, float norm);
+// Records the error of a stage the guard stopped, naming the checkpoint of `step` it saved in
+// run_dir (save_rc: how that save went; its own error stands when it failed). Returns -1.
+int nonfinite_guard_stop(const NonFiniteGuard *g, const char *stage, const char *run_dir, long step,
+                         int save_rc);
 
 // ---- preemption
 

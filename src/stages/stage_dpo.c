@@ -81,6 +81,7 @@ int stage_dpo(const GemConfig *c) {
     SeqRef *seqs = mallocCheck(sizeof(SeqRef) * 2 * (size_t)B);
     double *refs = mallocCheck(sizeof(double) * 2 * (size_t)B);
     int *idx = mallocCheck(sizeof(int) * (size_t)B);
+    NonFiniteGuard guard = {0};
     double t_loop = now_seconds();
     for (int step = 1; step <= c->dpo.steps && rc == 0; step++) {
         double t0 = now_seconds();
@@ -115,11 +116,12 @@ int stage_dpo(const GemConfig *c) {
         DpoCtx ctx = {seqs, refs, c->dpo_beta, n_pairs, 0, 0};
         double loss = 0;
         float norm = 0, lr = stage_lr(&c->optim, c->dpo.lr, step, c->dpo.steps);
+        int updated = 0;
         if (n_pairs > 0) {
             ref_sums(&ref.model, seqs, 2 * n_pairs, c->optim.micro_batch_tokens, refs);
             loss = seq_forward_backward(&p.model, seqs, 2 * n_pairs, 2, c->optim.micro_batch_tokens,
                                         NULL, dpo_grad, &ctx);
-            norm = stage_optimizer_step(&p.model, &c->optim, lr);
+            norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
         }
         double t_train = now_seconds() - t1;
 
@@ -129,6 +131,7 @@ int stage_dpo(const GemConfig *c) {
         metrics_num(&m, "grad_norm", norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "pairs", n_pairs);
+        metrics_int(&m, "updated", updated);
         metrics_num(&m, "reward_margin", n_pairs ? ctx.margin_sum / n_pairs : NAN);
         metrics_num(&m, "reward_accuracy", n_pairs ? ctx.wins / n_pairs : NAN);
         if (entropy_pairs) groups_metrics(&gb, &m, NULL, NULL, NULL);
@@ -144,6 +147,11 @@ int stage_dpo(const GemConfig *c) {
                              (tokens + gb.new_tokens) / (now_seconds() - t0), t_loop);
         }
         groups_free(&gb);
+        if (n_pairs > 0 &&
+            nonfinite_guard_step(&guard, &c->optim, "dpo", step, updated, loss, norm)) {
+            rc = nonfinite_guard_stop(&guard, "dpo", c->dpo.dir, step, rundir_save(&r, &p, step));
+            break;
+        }
         if (c->run.save_every > 0 && step % c->run.save_every == 0 && step < c->dpo.steps)
             rc = rundir_save(&r, &p, step);
     }

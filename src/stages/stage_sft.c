@@ -49,6 +49,7 @@ int stage_sft(const GemConfig *c) {
     const int B = c->sft.batch_size;
     SeqRef *seqs = mallocCheck(sizeof(SeqRef) * (size_t)B);
     int rc = 0;
+    NonFiniteGuard guard = {0};
     double t_loop = now_seconds();
     for (int step = 1; step <= c->sft.steps && rc == 0; step++) {
         double t0 = now_seconds();
@@ -64,7 +65,8 @@ int stage_sft(const GemConfig *c) {
         double loss = seq_forward_backward(&p.model, seqs, B, 1, c->optim.micro_batch_tokens, NULL,
                                            sft_grad, &ctx);
         float lr = stage_lr(&c->optim, c->sft.lr, step, c->sft.steps);
-        float norm = stage_optimizer_step(&p.model, &c->optim, lr);
+        int updated;
+        float norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
         double dt = now_seconds() - t0;
 
         Metrics m;
@@ -77,11 +79,16 @@ int stage_sft(const GemConfig *c) {
         metrics_num(&m, "train_tok_s", tokens / dt);
         metrics_num(&m, "time_train", dt);
         metrics_int(&m, "epoch", order.epoch);
+        metrics_int(&m, "updated", updated);
         metrics_end(&m, &r);
         if (step % c->run.log_every == 0 || step == c->sft.steps) {
             char f[160];
             snprintf(f, sizeof f, "loss %.4f | grad norm %.3f | lr %.2e", loss, norm, lr);
             stage_print_step("sft", step, c->sft.steps, f, tokens / dt, t_loop);
+        }
+        if (nonfinite_guard_step(&guard, &c->optim, "sft", step, updated, loss, norm)) {
+            rc = nonfinite_guard_stop(&guard, "sft", c->sft.dir, step, rundir_save(&r, &p, step));
+            break;
         }
         if (c->run.save_every > 0 && step % c->run.save_every == 0 && step < c->sft.steps)
             rc = rundir_save(&r, &p, step);

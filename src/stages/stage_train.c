@@ -176,6 +176,7 @@ int stage_train(const GemConfig *c) {
     double t_loop = now_seconds();
     stage_catch_sigterm();
     int stopped = 0;
+    NonFiniteGuard guard = {0};
     for (int step = (int)start + 1; step <= c->train.steps && rc == 0 && !stopped; step++) {
         for (int g = 0; g < G; g++) idx[g] = order_next(&order);
         GroupBatch gb;
@@ -194,7 +195,8 @@ int stage_train(const GemConfig *c) {
         double loss = sega_accumulate(&p.model, use_ref ? &ref.model : NULL, c, &gb, prompts,
                                       prompt_lens, 1, 0, p.model.adam_t, &n, &tokens);
         float norm = 0, lr = stage_lr(&c->optim, c->train.lr, step, c->train.steps);
-        if (n > 0) norm = stage_optimizer_step(&p.model, &c->optim, lr);
+        int updated = 0;
+        if (n > 0) norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
         double t_train = now_seconds() - t0;
 
         Metrics m;
@@ -210,7 +212,7 @@ int stage_train(const GemConfig *c) {
         metrics_num(&m, "train_tok_s", t_train > 0 && n ? tokens / t_train : NAN);
         metrics_num(&m, "time_train", t_train);
         metrics_num(&m, "mfu", NAN); // model FLOPs utilisation is a GPU figure: null on the CPU
-        metrics_int(&m, "updated", n > 0);
+        metrics_int(&m, "updated", updated);
         metrics_end(&m, &r);
         if (step % c->run.log_every == 0 || step == c->train.steps) {
             char f[200];
@@ -225,6 +227,11 @@ int stage_train(const GemConfig *c) {
             printf("train step %d: every group was skipped (fewer than 2 valid candidates or equal "
                    "scores), no update\n",
                    step);
+        if (n > 0 && nonfinite_guard_step(&guard, &c->optim, "train", step, updated, loss, norm)) {
+            rc = nonfinite_guard_stop(&guard, "train", c->train.dir, step,
+                                      save_checkpoint(c, &p, step));
+            break;
+        }
         stopped = stage_stop_requested && step < c->train.steps;
         if (step < c->train.steps &&
             ((c->run.save_every > 0 && step % c->run.save_every == 0) || stopped))
