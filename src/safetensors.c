@@ -393,6 +393,16 @@ static int open_sharded(StCollection *c, const char *dir, const char *index_path
             cJSON_Delete(root);
             return -1;
         }
+        // a shard is a file of the model folder: a path could make gemc read anywhere
+        if (strchr(e->valuestring, '/') || strchr(e->valuestring, '\\') ||
+            e->valuestring[0] == '.') {
+            gemc_set_error("%s: weight_map entry '%s' names '%s', which is not a file of the "
+                           "model folder (HINT: shard names are plain file names next to the "
+                           "index)",
+                           index_path, e->string, e->valuestring);
+            cJSON_Delete(root);
+            return -1;
+        }
         n++;
     }
     if (n == 0) {

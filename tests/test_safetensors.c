@@ -322,6 +322,24 @@ static void test_index_tensor_not_in_shard(void) {
     free(dir);
 }
 
+// An index from an untrusted model folder cannot make gemc open files outside that folder.
+static void test_index_names_outside_folder(void) {
+    char *dir = test_tmpdir();
+    char *ip = path_join(dir, "model.safetensors.index.json");
+    const char *bad[] = {"../model.safetensors", "/etc/passwd", "sub/x.safetensors", ".."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char index[256];
+        snprintf(index, sizeof index, "{\"weight_map\": {\"model.a\": \"%s\"}}", bad[i]);
+        test_write_file(ip, index, strlen(index));
+        StCollection col;
+        CU_ASSERT_EQUAL(st_collection_open_dir(&col, dir), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(gemc_error(), "which is not a file of the model folder"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(gemc_error(), bad[i]));
+    }
+    free(ip);
+    free(dir);
+}
+
 static void test_write_failures_leave_nothing(void) {
     char *dir = test_tmpdir();
     char *sub = path_join(dir, "no/such/dir");
@@ -546,6 +564,7 @@ void register_safetensors_tests(void) {
         {"BF16 write-read-write is byte-identical", test_roundtrip_bf16},
         {"F16 write-read-write is byte-identical", test_roundtrip_f16},
         {"sharded folder via index.json", test_sharded_dir},
+        {"index.json naming a file outside the folder: refused", test_index_names_outside_folder},
         {"single-file folder", test_single_file_dir},
         {"folder without weights", test_dir_without_weights},
         {"index lists a missing shard", test_missing_index_shard},

@@ -517,6 +517,52 @@ static void test_nonfinite_updates_skipped_then_stop(void) {
     free(out), free(err);
 }
 
+// What a folder holds: "path size mtime" of every entry, sorted, one string.
+static char *listing(const char *dir, const char *prune) {
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             "find %s -path %s -prune -o -printf '%%p %%s %%T@\\n' | LC_ALL=C sort", dir, prune);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    free(err);
+    return out;
+}
+
+// Every stage writes under its run directory (generate: its output file) and nowhere else: not
+// into the model and data folders it reads, the working directory or $TMPDIR.
+static void test_writes_stay_in_run_dir(void) {
+    setup_e2e();
+    char *sandbox = in_root("sandbox"), *cwd = path_join(sandbox, "cwd"),
+         *tmp = path_join(sandbox, "tmp"), *runs = path_join(sandbox, "runs");
+    CU_ASSERT_EQUAL_FATAL(ensure_dir(cwd) | ensure_dir(tmp) | ensure_dir(runs), 0);
+    char *gemc = realpath(GEMC, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gemc);
+    char *before = listing(root, sandbox);
+    const char *stages[] = {
+        "sft %s/cfg.yaml sft.dir=%s/s run.save_every=1",
+        "train %s/cfg.yaml train.dir=%s/t run.save_every=1 filter.pairs=true",
+        "dpo %s/cfg.yaml dpo.dir=%s/d",
+        "eval %s/cfg.yaml eval.dir=%s/e",
+        "generate %s/cfg.yaml generate.model=%s/sft/final generate.prompts=%s/prompts.jsonl "
+        "generate.out=%s/g.jsonl generate.max_prompts=2",
+    };
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        char args[1024], cmd[4096];
+        if (i < 4)
+            snprintf(args, sizeof args, stages[i], root, runs);
+        else
+            snprintf(args, sizeof args, stages[i], root, root, root, runs);
+        snprintf(cmd, sizeof cmd, "cd %s && TMPDIR=%s %s %s", cwd, tmp, gemc, args);
+        CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    }
+    char *after = listing(root, sandbox);
+    CU_ASSERT_STRING_EQUAL(after, before);
+    CU_ASSERT_EQUAL(test_count_dir_entries(cwd), 0);
+    CU_ASSERT_EQUAL(test_count_dir_entries(tmp), 0);
+    CU_ASSERT_EQUAL(test_count_dir_entries(runs), 5); // s, t, d, e and g.jsonl
+    free(before), free(after), free(gemc);
+    free(sandbox), free(cwd), free(tmp), free(runs);
+}
+
 void register_stage_tests(void) {
     static const TestCase tests[] = {
         {"micro-batches change no log-prob and no gradient", test_micro_batches},
@@ -527,6 +573,7 @@ void register_stage_tests(void) {
         {"dpo on data pairs and on entropy pairs", test_dpo_both_pair_sources},
         {"eval table and generate output", test_eval_and_generate},
         {"stage errors: one line, exit 1", test_stage_errors},
+        {"every stage writes under its run directory only", test_writes_stay_in_run_dir},
         {"NaN/Inf: updates skipped, then a stop with a checkpoint",
          test_nonfinite_updates_skipped_then_stop},
         {"stage --help lists the config keys", test_stage_help},
