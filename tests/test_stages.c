@@ -399,6 +399,34 @@ static int read_losses(const char *path, double *loss, int max) {
     return got;
 }
 
+// sft at lr 1e30 with optim.max_nonfinite_steps=3 through `bin`: step 1 updates, steps 2-4 have
+// NaN gradients and are skipped, and the stage stops with a checkpoint of step 4.
+static void check_sft_nonfinite_stop(const char *bin, const char *run, const char *extra) {
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             "%s sft %s/cfg.yaml sft.dir=%s/%s sft.lr=1e30 sft.steps=10 "
+             "optim.max_nonfinite_steps=3 %s",
+             bin, root, root, run, extra);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "sft step 2: update skipped"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(3 in a row)"));
+    CU_ASSERT_PTR_NULL(strstr(err, "(4 in a row)"));
+    const char *e = strstr(err, "gemc: error: ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "sft: 3 updates in a row skipped for a non-finite loss or "
+                                     "gradient (steps 2 to 4;"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "/checkpoints/step_000004. HINT: "));
+    CU_ASSERT_PTR_NULL(strstr(e + 1, "gemc: error: ")); // one error line
+    free(out), free(err);
+    char *dir = in_root(run), *metrics = path_join(dir, "metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 1"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 0"), 3);
+    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"grad_norm\": null"), 3);
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000004/model.safetensors"));
+    CU_ASSERT(!file_exists(dir, "final/model.safetensors"));
+    free(dir), free(metrics);
+}
+
 // The stages on the CUDA backend, through the binary GEMC_CUDA_BIN names: build/gemc_emu (the
 // kernels on the CPU emulator) under `make test`, ./gemc on a machine with a GPU. sft's losses
 // step by step against the CPU run's (same weights, same batches: only bf16 rounding differs),
@@ -458,6 +486,8 @@ static void test_stages_on_cuda(void) {
     char *out = in_root("gen_cuda.jsonl");
     CU_ASSERT_EQUAL(test_count_lines(out, "\"entropy_raw\""), 24); // 8 prompts x k = 3
     free(out);
+    // the device's NaN gradient norm makes the same skips and the same stop
+    check_sft_nonfinite_stop(bin, "sft_nan_cuda", "run.device=cuda");
 }
 
 // A step whose loss or gradient is not finite makes no update (lr 1e30 blows the weights up in
@@ -465,29 +495,9 @@ static void test_stages_on_cuda(void) {
 // stage with a checkpoint and one error line.
 static void test_nonfinite_updates_skipped_then_stop(void) {
     setup_e2e();
+    check_sft_nonfinite_stop(GEMC, "sft_nan", "");
     char cmd[2048], *out, *err;
-    snprintf(cmd, sizeof cmd,
-             GEMC " sft %s/cfg.yaml sft.dir=%s/sft_nan sft.lr=1e30 sft.steps=10 "
-                  "optim.max_nonfinite_steps=3",
-             root, root);
-    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "sft step 2: update skipped"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(3 in a row)"));
-    CU_ASSERT_PTR_NULL(strstr(err, "(4 in a row)"));
-    const char *e = strstr(err, "gemc: error: ");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-    CU_ASSERT_PTR_NOT_NULL(strstr(e, "sft: 3 updates in a row skipped for a non-finite loss or "
-                                     "gradient (steps 2 to 4;"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(e, "sft_nan/checkpoints/step_000004. HINT: "));
-    CU_ASSERT_PTR_NULL(strstr(e + 1, "gemc: error: ")); // one error line
-    free(out), free(err);
-    char *dir = in_root("sft_nan"), *metrics = path_join(dir, "metrics.jsonl");
-    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 1"), 1);
-    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"updated\": 0"), 3);
-    CU_ASSERT_EQUAL(test_count_lines(metrics, "\"grad_norm\": null"), 3);
-    CU_ASSERT(file_exists(dir, "checkpoints/step_000004/model.safetensors"));
-    CU_ASSERT(!file_exists(dir, "final/model.safetensors"));
-    free(dir), free(metrics);
+    char *dir;
 
     // GEM on one process: the checkpoint it stops with resumes (here with a sane lr)
     snprintf(cmd, sizeof cmd,
