@@ -33,13 +33,16 @@ static void format_dims(char *buf, size_t n, const int64_t *shape, int ndim) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-// Copies every parameter tensor of the collection into m->params.
-static int load_params(Model *m, const StCollection *c, const char *dir) {
-    const ParamLayout *lay = &m->layout;
+// Checks every parameter tensor of the collection (present, shape, dtype) and, with params,
+// copies it there. The check runs before anything is allocated: once every tensor config.json
+// implies is in the files with its shape, the slab is no larger than the files, so a hostile
+// config.json cannot make gemc allocate more than the weights it comes with.
+static int load_params(const ModelConfig *cfg, const ParamLayout *lay, const StCollection *c,
+                       const char *dir, float *params) {
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         const ParamSpec *s = &lay->p[k];
         if (s->size == 0) continue; // not used by this config (tied head, no biases)
-        int nl = s->layered ? m->cfg.num_layers : 1;
+        int nl = s->layered ? cfg->num_layers : 1;
         for (int l = 0; l < nl; l++) {
             char name[128];
             param_hf_name((ParamKind)k, l, name, sizeof name);
@@ -48,7 +51,7 @@ static int load_params(Model *m, const StCollection *c, const char *dir) {
             if (!t) {
                 const char *where = c->nfiles == 1 ? c->files[0].path : dir;
                 gemc_set_error("%s: missing tensor '%s' (HINT: %s)", where, name,
-                               missing_hint(&m->cfg, (ParamKind)k));
+                               missing_hint(cfg, (ParamKind)k));
                 return -1;
             }
             int64_t want[2] = {s->shape[0], s->shape[1]};
@@ -70,8 +73,8 @@ static int load_params(Model *m, const StCollection *c, const char *dir) {
                                file, name, dtype_name(t->dtype));
                 return -1;
             }
-            float *dst = m->params + s->offset + (size_t)l * s->per_layer;
-            if (st_tensor_to_f32(t, dst) != 0) return -1;
+            if (params && st_tensor_to_f32(t, params + s->offset + (size_t)l * s->per_layer) != 0)
+                return -1;
         }
     }
     return 0;
@@ -94,14 +97,16 @@ int model_load_hf(Model *m, const char *dir) {
     if (rc != 0) return -1;
     StCollection c;
     if (st_collection_open_dir(&c, dir) != 0) return -1;
-    model_init(m, &cfg);
-    rc = load_params(m, &c, dir);
-    st_collection_close(&c);
-    if (rc != 0) {
-        model_free(m);
-        return -1;
+    ParamLayout lay;
+    param_layout_init(&lay, &cfg);
+    rc = load_params(&cfg, &lay, &c, dir, NULL);
+    if (rc == 0) {
+        model_init(m, &cfg);
+        rc = load_params(&cfg, &lay, &c, dir, m->params);
+        if (rc != 0) model_free(m);
     }
-    return 0;
+    st_collection_close(&c);
+    return rc;
 }
 
 int model_save_hf(const Model *m, const char *dir, DType dtype) {

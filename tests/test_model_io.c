@@ -307,6 +307,13 @@ static void test_shape_mismatch(void) {
     other.vocab_size = 40;
     write_config(dir, &other);
     expect_load_fails(dir, "'model.embed_tokens.weight' has shape [37, 16]", "[40, 16]");
+    // a config.json that claims a huge (but possible) model next to tiny weights: refused before
+    // anything is allocated (the slab would be 2^36 floats, 256 GiB)
+    other = m.cfg;
+    other.vocab_size = 1 << 20;
+    other.hidden_size = 1 << 16;
+    write_config(dir, &other);
+    expect_load_fails(dir, "'model.embed_tokens.weight' has shape [37, 16]", "[1048576, 65536]");
     model_free(&m);
     free(p);
     free(dir);
