@@ -3,6 +3,7 @@
 // on a tiny model: the run directory they leave, bit-identical reruns, label-free training and
 // the errors a user meets.
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,41 +491,46 @@ static void test_stages_on_cuda(void) {
     check_sft_nonfinite_stop(bin, "sft_nan_cuda", "run.device=cuda");
 }
 
+// Runs the command printf(fmt, ...) builds and checks its exit status and that stdout holds
+// in_out and stderr in_err (each unless NULL).
+static void expect_exit(int status, const char *in_out, const char *in_err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void expect_exit(int status, const char *in_out, const char *in_err, const char *fmt, ...) {
+    char cmd[4096], *out, *err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = test_run(cmd, &out, &err);
+    CU_ASSERT_EQUAL(rc, status);
+    if (in_out) CU_ASSERT_PTR_NOT_NULL(strstr(out, in_out));
+    if (in_err) CU_ASSERT_PTR_NOT_NULL(strstr(err, in_err));
+    if (rc != status) fprintf(stderr, "\n  %s\n  exit %d, stderr: %s\n", cmd, rc, err);
+    free(out), free(err);
+}
+
 // A step whose loss or gradient is not finite makes no update (lr 1e30 blows the weights up in
 // one step, the next gradients are NaN); optim.max_nonfinite_steps of them in a row stop the
 // stage with a checkpoint and one error line.
 static void test_nonfinite_updates_skipped_then_stop(void) {
     setup_e2e();
     check_sft_nonfinite_stop(GEMC, "sft_nan", "");
-    char cmd[2048], *out, *err;
-    char *dir;
-
     // GEM on one process: the checkpoint it stops with resumes (here with a sane lr)
-    snprintf(cmd, sizeof cmd,
-             GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.lr=1e30 train.steps=6 "
-                  "optim.max_nonfinite_steps=1",
-             root, root);
-    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gemc: error: train: 1 updates in a row skipped"));
-    free(out), free(err);
-    dir = in_root("gem_nan");
+    expect_exit(1, NULL, "gemc: error: train: 1 updates in a row skipped",
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.lr=1e30 train.steps=6 "
+                     "optim.max_nonfinite_steps=1",
+                root, root);
+    char *dir = in_root("gem_nan");
     CU_ASSERT(file_exists(dir, "checkpoints/step_000002/optimizer_tp0.bin"));
-    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.steps=3", root,
-             root);
-    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(out, "resuming from checkpoint step 2"));
-    free(out), free(err);
+    expect_exit(0, "resuming from checkpoint step 2", NULL,
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_nan train.steps=3", root, root);
     CU_ASSERT(file_exists(dir, "final/model.safetensors"));
     free(dir);
-
     // 0: skipped updates never stop the run
-    snprintf(cmd, sizeof cmd,
-             GEMC " dpo %s/cfg.yaml dpo.dir=%s/dpo_nan dpo.lr=1e30 dpo.steps=4 "
-                  "optim.max_nonfinite_steps=0",
-             root, root);
-    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dpo step 4: update skipped"));
-    free(out), free(err);
+    expect_exit(0, NULL, "dpo step 4: update skipped",
+                GEMC " dpo %s/cfg.yaml dpo.dir=%s/dpo_nan dpo.lr=1e30 dpo.steps=4 "
+                     "optim.max_nonfinite_steps=0",
+                root, root);
 }
 
 // What a folder holds: "path size mtime" of every entry, sorted, one string.
