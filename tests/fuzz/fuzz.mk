@@ -23,11 +23,13 @@ $(FUZZ_REPLAY)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o
 .PHONY: fuzz-replay fuzz
 fuzz-replay: $(FUZZ_REPLAY_BINS)
 	@for n in $(FUZZ_NAMES); do \
-	  LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 ./$(FUZZ_REPLAY)/fuzz_$$n tests/fuzz/corpus/$$n \
+	  GEMC_FUZZ_SHARD_RAW=1 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
+	  ./$(FUZZ_REPLAY)/fuzz_$$n tests/fuzz/corpus/$$n \
 	    $$(test -d tests/fuzz/regressions/$$n && echo tests/fuzz/regressions/$$n) || exit 1; \
 	done
 
-# `make test` replays them too (seconds)
+# `make test` replays them too (seconds). GEMC_FUZZ_SHARD_RAW=1: the real shards of the seed corpus
+# are read as they are (fuzz_shard.c)
 test-run: fuzz-replay
 
 -include $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.d) $(BUILD)/tests/fuzz/replay.d
