@@ -5,6 +5,7 @@
 # the coverage build (build/fuzz/cov_NAME) and writes tests/fuzz/RESULTS.md from the records of
 # every harness run so far (build/fuzz/results/NAME.row).
 #   sh tools/fuzz_run.sh NAME...        (the binaries must be built: make fuzz does it)
+#   sh tools/fuzz_run.sh --table        (rewrites RESULTS.md from the recorded rows only)
 set -eu
 
 OUT=${FUZZ_OUT:-build/fuzz}
@@ -80,6 +81,7 @@ run_one() {
     status="$((after - before)) new"
     [ "$rc" -eq 0 ] || status="$status (fuzzer exit $rc)"
     cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+    cpu="$cpu, $(nproc) cores"
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
         "$(date -u +%Y-%m-%d)" "$cpu" "$((end - start))" "${execs:-?}" "${eps:-?}" \
         "${covft:-?}" "$files" "$status" "$lines" "$branches" "$srcs" >"$OUT/results/$name.row"
@@ -94,7 +96,11 @@ fi
 [ $# -gt 0 ] || set -- safetensors model_config tokenizer config_yaml data shard
 
 fail=0
-printf '%s\n' "$@" | xargs -P "$JOBS" -n 1 sh "$0" --one || fail=1
+if [ "${1:-}" = --table ]; then
+    shift # only rewrite RESULTS.md from the recorded rows
+else
+    printf '%s\n' "$@" | xargs -P "$JOBS" -n 1 sh "$0" --one || fail=1
+fi
 
 {
     echo "# Fuzzing results"
@@ -104,7 +110,8 @@ printf '%s\n' "$@" | xargs -P "$JOBS" -n 1 sh "$0" --one || fail=1
     echo "corpus through the clang -fprofile-instr-generate build (llvm-cov report): lines and"
     echo "branches covered of the total."
     echo
-    echo "Command: \`make fuzz FUZZ_SECONDS=$SECONDS_EACH FUZZ_JOBS=$JOBS\` (FUZZ_TARGETS=\"$*\")"
+    echo "Command: \`make fuzz FUZZ_SECONDS=$SECONDS_EACH FUZZ_JOBS=$JOBS\` (the harnesses may come"
+    echo "from separate runs with FUZZ_TARGETS=...; each row has its own date and seconds)."
     echo
     echo "| harness | date | machine | seconds | executions | exec/s | cov / ft | corpus files | crashes | lines | branches | files measured |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
