@@ -234,6 +234,7 @@ help:
 	@sed -n '2,9p' Makefile
 
 -include $(DEPFILES)
+-include tests/fuzz/fuzz.mk
 
 # CPU training-throughput benchmark (tools/bench/README.md): gemc next to PyTorch, plus the
 # machine's roofline. Not part of `make test`; nothing in it asserts a time.

@@ -555,11 +555,14 @@ static int attr_read_string(Reader *r, const char *name, char *out, size_t n) {
     if (H5Aexists(r->f, name) <= 0) return rfail(r, "no '%s' attribute", name);
     hid_t a = H5Aopen(r->f, name, H5P_DEFAULT);
     hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
     int rc = 0;
-    if (a < 0 || t < 0) {
+    if (a < 0 || t < 0 || sp < 0) {
         rc = rfail(r, "cannot open the '%s' attribute", name);
-    } else if (H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) != 0) {
-        rc = rfail(r, "the '%s' attribute is not a fixed-length string", name);
+    } else if (H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) != 0 ||
+               H5Sget_simple_extent_npoints(sp) != 1) {
+        // one string only: H5Aread writes every element, and buf holds one
+        rc = rfail(r, "the '%s' attribute is not a single fixed-length string", name);
     } else {
         size_t size = H5Tget_size(t);
         if (size == 0 || size > r->file_size) {
@@ -573,6 +576,7 @@ static int attr_read_string(Reader *r, const char *name, char *out, size_t n) {
             free(buf);
         }
     }
+    if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Aclose(a);
     return rc;

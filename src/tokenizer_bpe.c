@@ -297,5 +297,8 @@ void bpe_encode_word(Tokenizer *t, const char *word, size_t len, IntVec *out) {
         intvec_push(out, whole);
     else
         merge_word(t, word, len, out);
-    if (cacheable) wordcache_store(&t->cache, h, word, len, out->v + start, out->n - start);
+    // a word can give no ids (a vocabulary without its bytes and no unk): out->v may be NULL
+    if (cacheable)
+        wordcache_store(&t->cache, h, word, len, out->n > start ? out->v + start : NULL,
+                        out->n - start);
 }

@@ -415,7 +415,8 @@ static int parse_model(Loader *L, const cJSON *model) {
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (d < 0 || d != (double)(int)d || d > (1 << 30)) {
+        // the range first: (int)d of a value an int cannot hold is undefined
+        if (d < 0 || d > (1 << 30) || d != (double)(int)d) {
             gemc_set_error("%s: model.vocab[\"%s\"] is not a non-negative integer id", L->path,
                            e->string);
             return -1;
@@ -449,7 +450,10 @@ static int parse_model(Loader *L, const cJSON *model) {
     cJSON_ArrayForEach(e, merges) {
         const char *a, *b;
         size_t alen, blen;
-        if (merge_parts(L, e, rank, &a, &alen, &b, &blen)) return -1;
+        if (merge_parts(L, e, rank, &a, &alen, &b, &blen)) {
+            free(joined.p);
+            return -1;
+        }
         int ia = strmap_get(&t->vocab, t->arena, a, alen);
         int ib = strmap_get(&t->vocab, t->arena, b, blen);
         joined.len = 0;
