@@ -81,8 +81,15 @@ static void regex_spans(Tokenizer *t, const pcre2_code *re, const char *s, size_
     while (pos <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, t->md, NULL);
         if (rc < 0) {
-            if (rc != PCRE2_ERROR_NOMATCH)
-                gemc_fatal("%s: PCRE2 match failed with code %d", t->path, rc);
+            if (rc != PCRE2_ERROR_NOMATCH) {
+                // a pattern that backtracks without end reaches PCRE2's match limit here
+                PCRE2_UCHAR msg[160];
+                pcre2_get_error_message(rc, msg, sizeof msg);
+                gemc_fatal("%s: a pre-tokenizer regex failed on the text at byte %zu: %s (HINT: "
+                           "the tokenizer's Split or ByteLevel pattern does not suit this text; "
+                           "use the model's original tokenizer.json)",
+                           t->path, pos, (const char *)msg);
+            }
             break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);

@@ -345,6 +345,23 @@ static void test_split_behaviors(void) {
                  "a-b", "a|-b");
 }
 
+// A Split regex that backtracks without end (a hostile tokenizer.json) stops at PCRE2's match
+// limit with one error line, in about a second, instead of hanging.
+static void test_split_regex_match_limit(void) {
+    TokSpec s = {.vocab = ABC_VOCAB,
+                 .pre = "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a|aa)+$\"}, "
+                        "\"behavior\": \"Isolated\", \"invert\": false}"};
+    char *json = spec_json(&s), *dir = test_tmpdir(), *path = path_join(dir, "tokenizer.json");
+    test_write_file(path, json, strlen(json));
+    char cmd[1024], text[64];
+    memset(text, 'a', 60);
+    strcpy(text + 60, "b");
+    snprintf(cmd, sizeof cmd, "./gemc tokenize --tokenizer %s --text %s", dir, text);
+    test_expect_cli_error(cmd, "a pre-tokenizer regex failed on the text at byte 0: match limit",
+                          "HINT");
+    free(json), free(dir), free(path);
+}
+
 static void test_digits(void) {
     expect_split("{\"type\": \"Digits\", \"individual_digits\": true}", "a123", "a|1|2|3");
     expect_split("{\"type\": \"Digits\", \"individual_digits\": false}", "a123", "a|123");
@@ -640,6 +657,7 @@ void register_tokenizer_tests(void) {
         {"BPE agrees with the quadratic reference on random merges", test_bpe_matches_reference},
         {"a 20,000-letter word", test_long_word},
         {"Split: the five behaviours, invert, regex", test_split_behaviors},
+        {"Split: a regex that backtracks without end is one error", test_split_regex_match_limit},
         {"Digits pre-tokenizer", test_digits},
         {"ByteLevel: mapping, GPT-2 split, prefix space", test_bytelevel},
         {"added tokens: leftmost-longest, lstrip, rstrip, single_word", test_added_tokens},
