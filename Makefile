@@ -204,7 +204,8 @@ test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUIL
 # tests/valgrind.supp holds the suppressions (third-party code only). One OpenMP thread: valgrind
 # runs one thread at a time anyway. OpenBLAS picks its kernels from the CPU valgrind reports
 # (Haswell's at most), whose sgemm gives a row other bits inside a taller matrix, which the
-# packing test of the parity suite refuses; Sandybridge's kernels do not.
+# packing test of the parity suite refuses; Sandybridge's kernels do not. Not part of `make test`
+# or CI: well over half an hour on two cores, most of it in kernel_grad and model_grad.
 VALGRIND_SKIP ?= tp,pipeline
 VALGRIND_FLAGS := --tool=memcheck --error-exitcode=1 --leak-check=full \
                   --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
