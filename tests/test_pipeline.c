@@ -16,12 +16,8 @@
 #include "tests.h"
 
 // Open MPI refuses root without these flags; 4 ranks on a 2-core machine need --oversubscribe.
-// In a SAN=1 build the ranks' leak check ignores what Open MPI keeps until exit (its plugins stay
-// loaded, so that their frames have names the suppressions can match).
-#define MPIRUN                                                                                     \
-    "mpirun --allow-run-as-root --oversubscribe --mca mca_base_component_disable_dlclose 1 "       \
-    "-x OMP_NUM_THREADS=1 "                                                                        \
-    "-x LSAN_OPTIONS=suppressions=tests/lsan_mpi.supp:print_suppressions=0 "
+// In a SAN=1 build the ranks' leak check ignores what Open MPI keeps until exit (TEST_MPI_SAN_X).
+#define MPIRUN "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 " TEST_MPI_SAN_X " "
 
 enum { STEPS = 6, BATCH = 4 };
 

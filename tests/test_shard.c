@@ -395,6 +395,7 @@ static void test_write_failure_leaves_nothing(void) {
         ssize_t w = write(fds[1], e, strlen(e));
         (void)w;
         shard_free(&s);
+        free(path), free(dir);
         // the library shuts down cleanly after the failure (HDF5 1.10 crashes here when a
         // write fails inside it), as a generator rank that exits with the error does
         H5close();

@@ -122,17 +122,18 @@ static int parse_cot(const char *text, Cot *cot) {
     for (;;) {
         nl = strchr(p, '\n');
         if (!nl) break;
-        Line l;
+        // parsed in place, so that its padding stays zero for check_pair's memcmp
+        Line *l = &cot->line[cot->n];
         char again[128], line[128];
         size_t len = (size_t)(nl - p);
         if (len >= sizeof line || cot->n == MAX_LINES) return -1;
         memcpy(line, p, len);
         line[len] = 0;
-        if (sscanf(line, "%ld %c %ld = %ld", &l.a, &l.op, &l.b, &l.c) != 4) return -1;
+        if (sscanf(line, "%ld %c %ld = %ld", &l->a, &l->op, &l->b, &l->c) != 4) return -1;
         // the form is exact: printing the numbers back gives the same line
-        snprintf(again, sizeof again, "%ld %c %ld = %ld", l.a, l.op, l.b, l.c);
-        if (strcmp(again, line) != 0 || !strchr("+-*", l.op)) return -1;
-        cot->line[cot->n++] = l;
+        snprintf(again, sizeof again, "%ld %c %ld = %ld", l->a, l->op, l->b, l->c);
+        if (strcmp(again, line) != 0 || !strchr("+-*", l->op)) return -1;
+        cot->n++;
         p = nl + 1;
     }
     char *end;

@@ -224,7 +224,7 @@ static const char *mpi_prog(void) {
 
 // "mpirun -np NP ... PROG ARGS" with the ranks on one OpenMP thread each (and the collectives in
 // chunks of `chunk` elements when chunk > 0); Open MPI's mpirun wants to be allowed to run as
-// root and to put more ranks than cores.
+// root and to put more ranks than cores, and hands a SAN=1 build its leak-check settings.
 static int run_mpi(int np, int chunk, const char *args, char **out, char **err) {
     const char *prog = mpi_prog();
     if (!prog) return -1;
@@ -244,7 +244,8 @@ static int run_mpi(int np, int chunk, const char *args, char **out, char **err) 
     snprintf(cmd, sizeof cmd,
              "OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 %s "
              "mpirun %s %s -np %d %s %s",
-             env, ompi ? "--oversubscribe -x OMP_NUM_THREADS" : "", fwd, np, prog, args);
+             env, ompi ? "--oversubscribe -x OMP_NUM_THREADS " TEST_MPI_SAN_X : "", fwd, np, prog,
+             args);
     return test_run(cmd, out, err);
 }
 
