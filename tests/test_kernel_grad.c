@@ -52,6 +52,14 @@ typedef double (*LossFn)(void *ctx); // runs the forward on the current inputs, 
 // Central differences on every stride-th element of every input; fails on a relative error of
 // FD_TOL or more, and when an input's gradient is zero everywhere (the check would then prove
 // little). Returns the largest relative error.
+// Under valgrind (make test-valgrind, which checks memory, not numerics) long double is computed
+// in double precision, and the finite differences of the longest attention losses come out near
+// 1e-5 relative: there the bound is looser.
+static double fd_tol(void) {
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload") ? 1e-4 : FD_TOL;
+}
+
 static double fd_check_stride(const char *kernel, const FdVar *vars, int nv, LossFn loss, void *ctx,
                               size_t stride) {
     double worst = 0;
@@ -67,13 +75,13 @@ static double fd_check_stride(const char *kernel, const FdVar *vars, int nv, Los
             double fd = (lp - lm) / (2 * FD_H);
             double e = rel_err(vars[v].grad[i], fd);
             if (e > var_worst) var_worst = e;
-            if (e >= FD_TOL) // name the coordinates that fail
+            if (e >= fd_tol()) // name the coordinates that fail
                 printf("\n    %s d/d%s[%zu]: analytic %.17g, finite differences %.17g", kernel,
                        vars[v].name, i, vars[v].grad[i], fd);
             if (fabs(fd) > gmax) gmax = fabs(fd);
         }
         CU_ASSERT(gmax > 1e-3); // the loss really depends on this input
-        CU_ASSERT(var_worst < FD_TOL);
+        CU_ASSERT(var_worst < fd_tol());
         printf("\n    %-10s d/d%-6s max rel err %.2e", kernel, vars[v].name, var_worst);
         if (var_worst > worst) worst = var_worst;
     }
