@@ -27,5 +27,6 @@ int main(int argc, char **argv) {
     register_shard_tests();
     register_tp_tests();
     register_pipeline_tests();
+    register_tb_tests();
     return test_run_suites(argc, argv);
 }
