@@ -15,6 +15,7 @@
 #include "pipeline_internal.h"
 #include "shard.h"
 #include "stages/checkpoint.h"
+#include "run_report.h"
 #include "stages/stage.h"
 #include "tensor_parallel.h"
 
@@ -380,7 +381,9 @@ int learner_run(Pipeline *pl) {
         const int save =
             gave_up ||
             (t < steps && ((c->run.save_every > 0 && t % c->run.save_every == 0) || stop));
-        if (send || save || t == steps) gather_full(&L);
+        // eval.every: the root evaluates the whole model (the generators wait for the weights)
+        const int eval_now = stage_eval_due(c, t, steps);
+        if (send || save || t == steps || eval_now) gather_full(&L);
         if (L.root && send) weights_send(pl, L.p.model.params, L.p.model.layout.total, t, stop);
 
         if (L.root) {
@@ -392,17 +395,21 @@ int learner_run(Pipeline *pl) {
             metrics_num(&m, "lr", lr);
             groups_metrics(&gb, &m, &reward, &fork, &final);
             metrics_int(&m, "candidates_trained", (long)sums[1]);
+            metrics_int(&m, "tokens", (long)sums[2]);
             metrics_int(&m, "policy_version", t);
             metrics_int(&m, "version_lag", t - 1 - pipeline_version_for_step(c, t));
             metrics_num(&m, "train_tok_s", t_train > 0 && sums[1] > 0 ? sums[2] / t_train : NAN);
             metrics_num(&m, "time_train", t_train);
             metrics_num(&m, "time_wait_shards", t_wait);
-            metrics_num(&m, "mfu", NAN);
+            metrics_num(
+                &m, "mfu",
+                stage_mfu(c, L.p.model.layout.total, sums[2], t_train, c->pipeline.learners));
             metrics_int(&m, "updated", updated);
             StrBuf ids = {0};
             ids_json(group_ids, gb.G, &ids);
             metrics_raw(&m, "group_ids", ids.p);
             free(ids.p);
+            if (eval_now && stage_eval_in_training(c, &L.p, &L.run, &m, t) != 0) pipeline_fail(pl);
             metrics_end(&m, &L.run);
             int skipped = 0;
             for (int g = 0; g < gb.G; g++) skipped += gb.rank[g].skipped;
@@ -438,6 +445,7 @@ int learner_run(Pipeline *pl) {
             printf("train: wrote %s/final\n", c->train.dir);
         }
     }
+    if (L.root && rc == 0) run_report_print(c->train.dir, stdout);
     fflush(stdout);
     free(prompts), free(prompt_lens), free(group_ids), free(L.grads_host);
     if (L.root) rundir_close(&L.run);

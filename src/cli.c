@@ -160,6 +160,39 @@ void cli_print_help(const CliCommand *cmd, FILE *out) {
     if (cmd->details) fprintf(out, "\n%s\n", cmd->details);
 }
 
+int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const char **pos,
+                         int max_pos, int *n_pos) {
+    char **rest = mallocCheck(sizeof(char *) * (size_t)(argc + 1));
+    int n_rest = 0;
+    const char *extra = NULL;
+    *n_pos = 0;
+    rest[n_rest++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1]) {
+            rest[n_rest++] = argv[i];
+            for (const CliOpt *o = cmd->opts; o->name && !strchr(a, '='); o++)
+                if (o->type != OPT_FLAG && !strncmp(a, "--", 2) && !strcmp(a + 2, o->name) &&
+                    i + 1 < argc) {
+                    rest[n_rest++] = argv[++i];
+                    break;
+                }
+        } else if (*n_pos < max_pos) {
+            pos[(*n_pos)++] = a;
+        } else if (!extra) {
+            extra = a;
+        }
+    }
+    int rc = cli_parse(cmd, n_rest, rest);
+    free(rest);
+    if (rc == 0 && extra) {
+        gemc_set_error("%s: unexpected argument '%s' (HINT: see '%s --help')", cli_title(cmd),
+                       extra, cli_title(cmd));
+        rc = -1;
+    }
+    return rc;
+}
+
 int cli_parse_ids(const char *text, const char *opt_name, int **ids_out, int *n_out) {
     int cap = 16, n = 0;
     int *ids = mallocCheck(sizeof(int) * cap);

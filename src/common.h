@@ -63,6 +63,8 @@ char *path_join(const char *dir, const char *name);
 
 // Wall-clock seconds (monotonic).
 double now_seconds(void);
+// Seconds since the Unix epoch (timestamps in logs; TensorBoard's wall_time).
+double epoch_seconds(void);
 // FNV-1a 64 of n bytes (hash tables, provenance hashes).
 uint64_t fnv1a64(const void *data, size_t n);
 

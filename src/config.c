@@ -308,15 +308,16 @@ uint64_t config_shard_hash(const GemConfig *c) {
 
 typedef struct {
     const char *name;
-    const char *sections[9]; // NULL-terminated
+    const char *sections[12]; // NULL-terminated
 } StageSections;
 
 static const StageSections STAGES[] = {
-    {"sft", {"run", "model", "optim", "sft"}},
+    {"sft", {"run", "log", "model", "optim", "sft", "eval"}},
     {"train",
-     {"run", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline"}},
-    {"dpo", {"run", "model", "optim", "dpo", "sampling", "score", "filter"}},
-    {"eval", {"run", "model", "sampling", "score", "eval"}},
+     {"run", "log", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline",
+      "eval"}},
+    {"dpo", {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter", "eval"}},
+    {"eval", {"run", "log", "model", "sampling", "score", "eval"}},
     {"generate", {"run", "model", "sampling", "score", "generate"}},
 };
 #define N_STAGES ((int)(sizeof STAGES / sizeof STAGES[0]))
@@ -454,6 +455,18 @@ static int check_eval_models(const GemConfig *c) {
     return 0;
 }
 
+// eval.every in a training stage: the evaluations need something to evaluate on.
+static int check_eval_every(const GemConfig *c, const char *stage) {
+    if (c->eval.every == 0 || !strcmp(stage, "eval") || !strcmp(stage, "generate")) return 0;
+    if (is_unset(c->eval.pairs) && is_unset(c->eval.prompts)) {
+        gemc_set_error("eval.every is %d, but neither eval.prompts nor eval.pairs is set (HINT: "
+                       "eval.prompts=PATH of held-out prompts with answers, or eval.every=0)",
+                       c->eval.every);
+        return -1;
+    }
+    return 0;
+}
+
 int config_check(const GemConfig *c, const char *stage) {
     find_stage(stage);
     char why[WHY_MAX];
@@ -463,6 +476,7 @@ int config_check(const GemConfig *c, const char *stage) {
             return -1;
         }
     }
+    if (check_eval_every(c, stage)) return -1;
     if (!strcmp(stage, "sft")) return require_stage(&c->sft, "sft", "path/to/pairs.jsonl");
     if (!strcmp(stage, "train")) {
         if (require_stage(&c->train, "train", "path/to/prompts.jsonl")) return -1;

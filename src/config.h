@@ -93,6 +93,12 @@ typedef struct {
     DeviceChoice device; // auto: the GPU when there is one (gpu.h), else the CPU
 } RunConfig;
 
+// What a run directory gets besides metrics.jsonl.
+typedef struct {
+    int tensorboard;   // TensorBoard event files in RUN_DIR/tb (true)
+    float peak_tflops; // one device's peak, for the MFU figure; 0 = unknown, no MFU (0)
+} LogConfig;
+
 // The distributed pipeline of `mpirun -np N gemc train` (design.md, "Ranks and data flow").
 typedef struct {
     int generators;                // ranks that sample, score and write shards (1)
@@ -137,6 +143,8 @@ typedef struct {
         int signal_k;    // > 0: how well Eq. 1 ranks k sampled candidates by correctness
         int max_prompts; // 0 = all
         int max_pairs;   // 0 = all
+        int every;       // sft, train, dpo: evaluate the policy every N steps (0 = never)
+        int every_max;   // at most this many prompts and pairs in those evaluations (0 = all)
     } eval;
     struct {
         char *model;
@@ -145,6 +153,7 @@ typedef struct {
         int max_prompts;
     } generate;
     RunConfig run;
+    LogConfig log;
     ModelSectionConfig model;
     SamplingConfig sampling;
     ScoreConfig score;

@@ -73,9 +73,9 @@ static const Choice SCHEDULES[] = {
 static const Choice DPO_PAIRS[] = {{"data", DPO_PAIRS_DATA}, {"entropy", DPO_PAIRS_ENTROPY}, {0}};
 
 // Sections in the order config.yaml lists them; the table below keeps each one's keys together.
-const char *const SECTIONS[] = {"run",  "model", "sampling", "score", "filter",
-                                "sega", "optim", "pipeline", "sft",   "train",
-                                "dpo",  "eval",  "generate"};
+const char *const SECTIONS[] = {"run",    "log",  "model", "sampling", "score",
+                                "filter", "sega", "optim", "pipeline", "sft",
+                                "train",  "dpo",  "eval",  "generate"};
 const int N_SECTIONS = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
 
 // The stages' shared keys (model, dir, data, steps, batch_size, lr) with the defaults of each.
@@ -100,6 +100,11 @@ const KeyDef KEYS[] = {
          "where models compute; auto: the GPU when gemc has CUDA and sees one, else the CPU"),
     ENUM("run.resume", run.resume, "auto", RESUME,
          "auto: continue from the run dir's newest complete checkpoint; none: refuse a used dir"),
+
+    BOOL("log.tensorboard", log.tensorboard, "true",
+         "TensorBoard event files of every metric in RUN_DIR/tb (tensorboard --logdir RUN_DIR)"),
+    FLT("log.peak_tflops", log.peak_tflops, "0", AT_LEAST(0),
+        "peak TFLOP/s of one device (H100 SXM bf16 dense: 989) for the mfu metric; 0 = none"),
 
     KEY("model.chat_template", K_STR, FIELD(model.chat_template, char *), "auto", CHAT_TEMPLATES, 0,
         "how prompts are wrapped; auto: from the model's tokenizer_config.json", ANY),
@@ -198,6 +203,10 @@ const KeyDef KEYS[] = {
         " and bottom-ranked against the mean (0 = off)"),
     INT("eval.max_prompts", eval.max_prompts, "0", AT_LEAST(0), "0 = all"),
     INT("eval.max_pairs", eval.max_pairs, "0", AT_LEAST(0), "0 = all"),
+    INT("eval.every", eval.every, "0", AT_LEAST(0),
+        "sft, train, dpo: task and preference accuracy every N steps and at the end; 0 = never"),
+    INT("eval.every_max", eval.every_max, "64", AT_LEAST(0),
+        "prompts and pairs in each of those evaluations (the first ones of each file); 0 = all"),
 
     STR("generate.model", generate.model, "", "model folder to sample from"),
     STR("generate.prompts", generate.prompts, "", "prompts JSONL"),

@@ -28,6 +28,8 @@ static const Subcommand commands[] = {
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"check-data", cmd_check_data, "check a JSONL file against a model's tokenizer and context"},
     {"inspect", cmd_inspect, "print an HDF5 shard: provenance, prompts, ranked candidates"},
+    {"report", cmd_report, "summary of a run directory: steps, time per phase, metrics, evals"},
+    {"plot", cmd_plot, "draw the curves of one or more runs on one sheet (PNG or SVG)"},
 };
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

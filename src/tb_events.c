@@ -146,12 +146,6 @@ size_t tb_encode_scalars_event(long step, double wall_time, int n, const char *c
 
 // ---- writing ---------------------------------------------------------------------------------
 
-double tb_wall_time(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // One TFRecord around the event, written with a single fwrite so that a killed writer leaves at
 // most one partial record at the end.
 static int write_record(TbWriter *w, const uint8_t *data, size_t n) {

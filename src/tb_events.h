@@ -28,9 +28,6 @@ typedef struct {
     char *path; // DIR/events.out.tfevents.<unix seconds>.<hostname>.<pid>
 } TbWriter;
 
-// Unix time in seconds, the clock TensorBoard expects in wall_time (now_seconds() is monotonic).
-double tb_wall_time(void);
-
 // Creates dir (and parents), opens a new event file there and writes the first event (wall_time,
 // step 0, file_version "brain.Event:2"). Returns 0, or -1 with the error set.
 int tb_open(TbWriter *w, const char *dir, double wall_time);

@@ -403,7 +403,7 @@ static void test_unknown_keys(void) {
     expect_yaml_error("filter:\n  zzzzzzzzzz: 1\n", "2", "unknown key 'filter.zzzzzzzzzz'",
                       "the keys of filter are drop_truncated, trim_bottom, pairs");
     expect_yaml_error("zzzzzzzzzz: 1\n", "1", "unknown section 'zzzzzzzzzz'",
-                      "the sections are run, model, sampling");
+                      "the sections are run, log, model, sampling");
     // the same on the command line
     expect_override_error("sampling.topk=3", "unknown key 'sampling.topk'",
                           "(did you mean 'sampling.top_k'?)");
@@ -678,6 +678,10 @@ static const char *const EVERY_KEY[] = {
     "eval.signal_k=5",
     "eval.max_prompts=10",
     "eval.max_pairs=20",
+    "eval.every=25",
+    "eval.every_max=0",
+    "log.tensorboard=false",
+    "log.peak_tflops=989",
     "generate.model=g",
     "generate.prompts=z.jsonl",
     "generate.out=out.jsonl",
@@ -708,7 +712,7 @@ static void test_write_load_round_trip(void) {
     // every key line differs from the default's: the list above covers the whole table, so a
     // new key without a round-trip value fails here
     CU_ASSERT_EQUAL(count_lines(dy), count_lines(cy));
-    CU_ASSERT_EQUAL(count_lines(dy), 1 + 13 + N_EVERY_KEY); // header, sections, keys
+    CU_ASSERT_EQUAL(count_lines(dy), 1 + 14 + N_EVERY_KEY); // header, sections, keys
     char *sd, *sc;
     char *ld = strtok_r(dy, "\n", &sd), *lc = strtok_r(cy, "\n", &sc);
     for (; ld && lc; ld = strtok_r(NULL, "\n", &sd), lc = strtok_r(NULL, "\n", &sc)) {

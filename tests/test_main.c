@@ -28,5 +28,6 @@ int main(int argc, char **argv) {
     register_tp_tests();
     register_pipeline_tests();
     register_tb_tests();
+    register_report_tests();
     return test_run_suites(argc, argv);
 }

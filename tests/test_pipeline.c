@@ -177,6 +177,14 @@ static void test_two_ranks_equal_single_process(void) {
     CU_ASSERT(exists("p_two", "checkpoints/step_000002/DONE"));
     CU_ASSERT(exists("p_two", "checkpoints/step_000004/optimizer_tp0.bin"));
     CU_ASSERT(exists("p_two", "shards/step_000006.gen_0.h5"));
+    // eval.every on the first learner: the accuracies in its lines, the weights unchanged
+    train_cmd(cmd, sizeof cmd, 2, "p_eval", "eval.every=4 eval.every_max=2");
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    CU_ASSERT(same_final("p_two", "p_eval"));
+    char *m = rpath("%s/%s/metrics.jsonl", "p_eval");
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"eval_task_accuracy\": "), 2); // steps 4 and 6
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"eval_pref_accuracy\": "), 2);
+    free(m);
 }
 
 // The CI layout: 2 generators, 2 learners in one tp=2 group, generators one version ahead.

@@ -247,7 +247,7 @@ static void test_sft_run_dir(void) {
     CU_ASSERT(file_exists(dir, "final/config.json"));
     CU_ASSERT(file_exists(dir, "final/model.safetensors"));
     CU_ASSERT(file_exists(dir, "final/tokenizer.json")); // the checkpoint loads in transformers
-    CU_ASSERT_EQUAL(test_count_dir_entries(dir), 3);     // no temporary folder left behind
+    CU_ASSERT_EQUAL(test_count_dir_entries(dir), 4);     // and tb/; no temporary folder left
     free(dir), free(metrics);
     // run.save_every: a checkpoint every 2 steps before the final one
     char cmd[2048];

@@ -30,6 +30,7 @@ void register_shard_tests(void);
 void register_tp_tests(void);
 void register_pipeline_tests(void); // test_stages.c
 void register_tb_tests(void);       // test_tb.c
+void register_report_tests(void);   // test_report.c
 
 // Open MPI's mpirun options that hand the ranks of a SAN=1 build their leak-check settings (the
 // variables are ignored by an uninstrumented build). Open MPI dlclose()s its plugins (and PMIx

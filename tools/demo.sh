@@ -6,6 +6,9 @@
 # 4. train: GEM from the SFT model, label-free (entropy-scored candidates, SEGA)
 # 5. dpo:  the DPO baseline from the same SFT model, same number of steps and prompts per step
 # 6. eval: held-out task accuracy and preference accuracy after SFT, GEM and DPO
+# 7. plot: GEM against DPO on one sheet (runs/demo/gem_vs_dpo.png)
+# Every stage ends with its summary table (gemc report RUN_DIR prints it again) and logs its
+# metrics for TensorBoard too: tensorboard --logdir runs/demo.
 # Extra key=value arguments go to every stage (e.g. `make demo ARGS="run.seed=2"`).
 set -eu
 config=${DEMO_CONFIG:-configs/demo.yaml}
@@ -25,7 +28,7 @@ echo "== 2. a random tiny model with the task's tokenizer"
 
 echo
 echo "== 3. SFT"
-./gemc sft "$config" "$@"
+./gemc sft "$config" eval.every=100 "$@"
 stamp
 echo
 echo "== 4. GEM (label-free)"
@@ -39,3 +42,7 @@ echo
 echo "== 6. evaluation on the held-out split"
 ./gemc eval "$config" "$@"
 stamp
+echo
+echo "== 7. GEM against DPO"
+./gemc plot runs/demo/gem runs/demo/dpo --out runs/demo/gem_vs_dpo.png
+echo "the curves of both runs: runs/demo/gem_vs_dpo.png (tensorboard --logdir runs/demo shows them too)"

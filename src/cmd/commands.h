@@ -15,6 +15,8 @@ int cmd_dpo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 // Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
 #include "dtype.h"

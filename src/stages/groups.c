@@ -129,6 +129,7 @@ void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, doubl
     metrics_num(m, "truncated", n ? (double)truncated / n : 0);
     metrics_int(m, "groups", gb->G);
     metrics_int(m, "groups_skipped", skipped);
+    metrics_int(m, "sampled_tokens", gb->new_tokens);
     metrics_num(m, "sample_tok_s", gb->t_sample > 0 ? gb->new_tokens / gb->t_sample : NAN);
     metrics_num(m, "time_sample", gb->t_sample);
     metrics_num(m, "time_score", gb->t_score);

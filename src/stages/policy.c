@@ -184,6 +184,11 @@ float stage_lr(const OptimConfig *o, float lr, int step, int steps) {
     return (float)(floor_lr + (lr - floor_lr) * shape);
 }
 
+double stage_mfu(const GemConfig *c, long n_params, double tokens, double seconds, int devices) {
+    if (c->log.peak_tflops <= 0 || seconds <= 0 || tokens <= 0) return NAN;
+    return 6.0 * (double)n_params * tokens / seconds / (c->log.peak_tflops * 1e12 * devices);
+}
+
 float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated) {
     float norm = model_clip_grad_norm(m, o->grad_clip);
     // a NaN or Inf anywhere in the gradients makes their norm NaN or Inf: one test covers both

@@ -1,4 +1,5 @@
 // The run directory of a stage (config.yaml, metrics.jsonl, checkpoints) and the console.
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "cmd/commands.h"
 #include "common.h"
+#include "metrics_log.h"
 #include "stage.h"
 
 // Keeps the lines of path whose "step" is at most keep (a resumed run rewrites the steps after
@@ -30,6 +32,29 @@ static int metrics_keep_through(const char *path, long keep) {
     return rc;
 }
 
+// RUN_DIR/tb holds one event file, the events of metrics.jsonl as it stands: the files of an
+// earlier run in the folder go (they would draw over this one's curves), and a resumed run's
+// file is written afresh from the lines metrics.jsonl kept, so the steps it redoes appear once.
+static int tb_start(RunDir *r, const char *metrics_path, long resume_step) {
+    char *tb_dir = path_join(r->dir, "tb");
+    DIR *d = opendir(tb_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, "events.out.tfevents.", 20) != 0) continue;
+        char *old = path_join(tb_dir, e->d_name);
+        remove(old);
+        free(old);
+    }
+    if (d) closedir(d);
+    int rc = tb_open(&r->tb, tb_dir, epoch_seconds());
+    free(tb_dir);
+    if (rc != 0 || resume_step < 0) return rc;
+    MetricsLog log;
+    if (metrics_log_read(metrics_path, &log) != 0) return 0; // no log yet: nothing to replay
+    for (int i = 0; i < log.n && rc == 0; i++) rc = metrics_row_to_tb(&r->tb, &log.rows[i]);
+    metrics_log_free(&log);
+    return rc;
+}
+
 int rundir_open_at(RunDir *r, const char *dir, const GemConfig *c, const char *stage,
                    long resume_step) {
     memset(r, 0, sizeof *r);
@@ -48,13 +73,15 @@ int rundir_open_at(RunDir *r, const char *dir, const GemConfig *c, const char *s
         free(path);
         return -1;
     }
-    free(path);
     r->dir = strdup(dir);
     r->cfg = c;
     r->stage = stage;
     r->t_start = now_seconds();
     r->progress = c->run.progress < 0 ? isatty(STDERR_FILENO) : c->run.progress;
-    return 0;
+    int rc = c->log.tensorboard ? tb_start(r, path, resume_step) : 0;
+    free(path);
+    if (rc != 0) rundir_close(r);
+    return rc;
 }
 
 int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stage) {
@@ -63,6 +90,7 @@ int rundir_open(RunDir *r, const char *dir, const GemConfig *c, const char *stag
 
 void rundir_close(RunDir *r) {
     if (r->metrics) fclose(r->metrics);
+    tb_close(&r->tb);
     free(r->dir);
     memset(r, 0, sizeof *r);
 }
@@ -153,10 +181,25 @@ void metrics_str(Metrics *m, const char *key, const char *v) {
 }
 
 void metrics_end(Metrics *m, RunDir *r) {
-    strbuf_puts(&m->buf, "}\n");
+    // when the step ended, its evaluation included (gemc report measures the run with it)
+    char b[64];
+    snprintf(b, sizeof b, ", \"wall_time\": %.3f}\n", epoch_seconds());
+    strbuf_puts(&m->buf, b);
     if (r && r->metrics) {
         fwrite(m->buf.p, 1, m->buf.len, r->metrics);
         fflush(r->metrics);
+    }
+    // TensorBoard gets what the line says, through the reader that replays it on a resume
+    MetricsRow row;
+    if (r && r->tb.f && metrics_row_parse(m->buf.p, m->buf.len - 1, &row) == 0) {
+        if (metrics_row_to_tb(&r->tb, &row) != 0) {
+            fprintf(stderr,
+                    "gemc: warning: %s; TensorBoard events stop here, metrics.jsonl goes "
+                    "on\n",
+                    gemc_error());
+            tb_close(&r->tb);
+        }
+        metrics_row_free(&row);
     }
     free(m->buf.p);
     memset(m, 0, sizeof *m);

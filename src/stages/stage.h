@@ -19,6 +19,7 @@
 #include "rng.h"
 #include "shard.h"
 #include "strbuf.h"
+#include "tb_events.h"
 #include "tokenizer.h"
 
 typedef struct RunDir RunDir;
@@ -145,6 +146,10 @@ float stage_lr(const OptimConfig *o, float lr, int step, int steps);
 // norm is not finite makes no update: the weights, the AdamW moments and its step count stay as
 // they were and *updated is 0. Returns the grad norm.
 float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated);
+// Model FLOPs utilisation of a step that trained `tokens` tokens of a model of n_params in
+// `seconds` on `devices` devices of log.peak_tflops each: 6 FLOPs per parameter per token
+// (forward and backward) over the peak. NAN when log.peak_tflops is 0 (unknown).
+double stage_mfu(const GemConfig *c, long n_params, double tokens, double seconds, int devices);
 
 // The numeric guard of sft, train and dpo: updates skipped in a row for a NaN or Inf.
 typedef struct {
@@ -177,6 +182,7 @@ void stage_catch_sigterm(void);
 struct RunDir {
     char *dir;
     FILE *metrics; // metrics.jsonl, one object per step, flushed line by line
+    TbWriter tb;   // RUN_DIR/tb/events.out.tfevents.* (log.tensorboard), the same metrics
     const GemConfig *cfg;
     const char *stage;
     double t_start;
@@ -197,7 +203,8 @@ int rundir_save(RunDir *r, const Policy *p, int step);
 // The DType of run.dtype.
 DType save_dtype(SaveDtype d);
 
-// A metrics line being built: {"step": N, "stage": "...", key: value, ...}.
+// A metrics line being built: {"step": N, "stage": "...", key: value, ..., "wall_time": T}, T
+// the Unix time of metrics_end.
 struct Metrics {
     StrBuf buf;
 };
@@ -221,5 +228,14 @@ void format_count(double v, char *buf, size_t n);
 void progress_bar(void *run_dir, long done, long total);
 void progress_set_label(const char *label);
 void progress_done(RunDir *r);
+
+// ---- evaluation during training (stage_eval.c)
+
+// eval.every: is step one of the steps a training stage evaluates at (every N, and the last)?
+int stage_eval_due(const GemConfig *c, long step, long steps);
+// The evaluation of eval.every: task accuracy on the first eval.every_max prompts of
+// eval.prompts, preference accuracy on as many pairs of eval.pairs, as the step's
+// eval_task_accuracy and eval_pref_accuracy (and time_eval), plus a console line. 0 or -1.
+int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "run_report.h"
 #include "stage.h"
 
 typedef struct {
@@ -131,13 +132,20 @@ int stage_dpo(const GemConfig *c) {
         metrics_num(&m, "grad_norm", norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "pairs", n_pairs);
+        metrics_int(&m, "tokens", tokens);
         metrics_int(&m, "updated", updated);
         metrics_num(&m, "reward_margin", n_pairs ? ctx.margin_sum / n_pairs : NAN);
         metrics_num(&m, "reward_accuracy", n_pairs ? ctx.wins / n_pairs : NAN);
         if (entropy_pairs) groups_metrics(&gb, &m, NULL, NULL, NULL);
         metrics_num(&m, "train_tok_s", t_train > 0 && n_pairs ? tokens / t_train : NAN);
         metrics_num(&m, "time_train", t_train);
+        metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, t_train, 1));
+        if (stage_eval_due(c, step, c->dpo.steps)) rc = stage_eval_in_training(c, &p, &r, &m, step);
         metrics_end(&m, &r);
+        if (rc != 0) {
+            groups_free(&gb);
+            break;
+        }
         if (step % c->run.log_every == 0 || step == c->dpo.steps) {
             char f[200];
             snprintf(f, sizeof f, "loss %.4f | margin %+.3f | pair acc %.2f | grad norm %.3f", loss,
@@ -157,6 +165,7 @@ int stage_dpo(const GemConfig *c) {
     }
     if (rc == 0) rc = rundir_save(&r, &p, -1);
     if (rc == 0) printf("dpo: wrote %s/final\n", c->dpo.dir);
+    if (rc == 0) run_report_print(c->dpo.dir, stdout);
     free(seqs), free(refs), free(idx);
     order_free(&order);
     rundir_close(&r);

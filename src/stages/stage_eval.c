@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "run_report.h"
 #include "stage.h"
 
 typedef struct {
@@ -294,6 +295,37 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
     free(pm), free(pj), free(md.p), free(js.p);
 }
 
+int stage_eval_due(const GemConfig *c, long step, long steps) {
+    return c->eval.every > 0 && (step % c->eval.every == 0 || step == steps);
+}
+
+int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step) {
+    GemConfig ec = *c; // read-only copy: the subset, and no signal or reference model
+    ec.eval.max_prompts = ec.eval.max_pairs = c->eval.every_max;
+    ec.eval.signal_k = 0;
+    ec.eval.use_ref = 0;
+    EvalRow row = {0};
+    double t0 = now_seconds();
+    if (ec.eval.pairs[0] && eval_preference(&ec, p, NULL, &row) != 0) return -1;
+    if (ec.eval.prompts[0] && eval_prompts(&ec, p, r, &row) != 0) return -1;
+    char line[256];
+    int len = snprintf(line, sizeof line, "%s step %ld: eval", r->stage, step);
+    if (row.task_n) {
+        metrics_num(m, "eval_task_accuracy", (double)row.task_correct / row.task_n);
+        len += snprintf(line + len, sizeof line - (size_t)len, " | task accuracy %.1f%% of %d",
+                        100.0 * row.task_correct / row.task_n, row.task_n);
+    }
+    if (row.pref_n) {
+        metrics_num(m, "eval_pref_accuracy", row.pref_wins / row.pref_n);
+        snprintf(line + len, sizeof line - (size_t)len, " | pref accuracy %.1f%% of %d",
+                 100.0 * row.pref_wins / row.pref_n, row.pref_n);
+    }
+    metrics_num(m, "time_eval", now_seconds() - t0);
+    printf("%s\n", line);
+    fflush(stdout);
+    return 0;
+}
+
 int stage_eval(const GemConfig *c) {
     const int n = c->eval.models.n;
     if (c->eval.use_ref && !c->model.ref[0]) {
@@ -336,6 +368,7 @@ int stage_eval(const GemConfig *c) {
         policy_free(&p);
     }
     if (rc == 0) write_results(c, rows, n);
+    if (rc == 0) run_report_print(c->eval.dir, stdout);
     if (c->eval.use_ref) policy_free(&ref);
     free(rows);
     rundir_close(&r);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "run_report.h"
 #include "stage.h"
 
 typedef struct {
@@ -78,9 +79,12 @@ int stage_sft(const GemConfig *c) {
         metrics_int(&m, "response_tokens", resp);
         metrics_num(&m, "train_tok_s", tokens / dt);
         metrics_num(&m, "time_train", dt);
+        metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, dt, 1));
         metrics_int(&m, "epoch", order.epoch);
         metrics_int(&m, "updated", updated);
+        if (stage_eval_due(c, step, c->sft.steps)) rc = stage_eval_in_training(c, &p, &r, &m, step);
         metrics_end(&m, &r);
+        if (rc != 0) break;
         if (step % c->run.log_every == 0 || step == c->sft.steps) {
             char f[160];
             snprintf(f, sizeof f, "loss %.4f | grad norm %.3f | lr %.2e", loss, norm, lr);
@@ -95,6 +99,7 @@ int stage_sft(const GemConfig *c) {
     }
     if (rc == 0) rc = rundir_save(&r, &p, -1);
     if (rc == 0) printf("sft: wrote %s/final\n", c->sft.dir);
+    if (rc == 0) run_report_print(c->sft.dir, stdout);
     free(seqs);
     order_free(&order);
     rundir_close(&r);

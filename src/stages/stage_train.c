@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "checkpoint.h"
+#include "run_report.h"
 #include "stage.h"
 
 typedef struct {
@@ -207,13 +208,20 @@ int stage_train(const GemConfig *c) {
         metrics_num(&m, "lr", lr);
         groups_metrics(&gb, &m, &reward, &fork, &final);
         metrics_int(&m, "candidates_trained", n);
+        metrics_int(&m, "tokens", tokens);
         metrics_int(&m, "policy_version", (long)p.model.adam_t);
         metrics_int(&m, "version_lag", 0); // one process: the sampler always has the newest weights
         metrics_num(&m, "train_tok_s", t_train > 0 && n ? tokens / t_train : NAN);
         metrics_num(&m, "time_train", t_train);
-        metrics_num(&m, "mfu", NAN); // model FLOPs utilisation is a GPU figure: null on the CPU
+        metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, t_train, 1));
         metrics_int(&m, "updated", updated);
+        if (stage_eval_due(c, step, c->train.steps))
+            rc = stage_eval_in_training(c, &p, &r, &m, step);
         metrics_end(&m, &r);
+        if (rc != 0) {
+            groups_free(&gb);
+            break;
+        }
         if (step % c->run.log_every == 0 || step == c->train.steps) {
             char f[200];
             snprintf(f, sizeof f, "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
@@ -243,6 +251,7 @@ int stage_train(const GemConfig *c) {
     }
     if (rc == 0 && !stopped) rc = rundir_save(&r, &p, -1);
     if (rc == 0 && !stopped) printf("train: wrote %s/final\n", c->train.dir);
+    if (rc == 0) run_report_print(c->train.dir, stdout); // a SIGTERM stop too
     if (pairs) fclose(pairs);
     free(idx), free(prompts), free(prompt_lens);
     order_free(&order);
