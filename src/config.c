@@ -309,16 +309,22 @@ uint64_t config_shard_hash(const GemConfig *c) {
 typedef struct {
     const char *name;
     const char *sections[12]; // NULL-terminated
+    const char *const *keys;  // single keys of the eval section it reads too (NULL-terminated)
 } StageSections;
 
+// What sft, train and dpo read of the eval section: the evaluations of eval.every.
+static const char *const EVAL_EVERY_KEYS[] = {
+    "eval.every", "eval.every_max", "eval.prompts", "eval.pairs", "eval.majority_k", NULL};
+
 static const StageSections STAGES[] = {
-    {"sft", {"run", "log", "model", "optim", "sft", "eval"}},
+    {"sft", {"run", "log", "model", "optim", "sft"}, EVAL_EVERY_KEYS},
     {"train",
-     {"run", "log", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline",
-      "eval"}},
-    {"dpo", {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter", "eval"}},
-    {"eval", {"run", "log", "model", "sampling", "score", "eval"}},
-    {"generate", {"run", "model", "sampling", "score", "generate"}},
+     {"run", "log", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline"},
+     EVAL_EVERY_KEYS},
+    {"dpo", {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter"},
+     EVAL_EVERY_KEYS},
+    {"eval", {"run", "log", "model", "sampling", "score", "eval"}, NULL},
+    {"generate", {"run", "model", "sampling", "score", "generate"}, NULL},
 };
 #define N_STAGES ((int)(sizeof STAGES / sizeof STAGES[0]))
 
@@ -329,33 +335,38 @@ static const StageSections *find_stage(const char *stage) {
     gemc_fatal("config: unknown stage '%s'", stage);
 }
 
+// "  key  default  help (range or names)"
+static void print_key_help(const GemConfig *d, const KeyDef *k, FILE *f) {
+    StrBuf val = {0};
+    format_value(d, k, &val);
+    char extra[256] = "";
+    if (k->choices) {
+        char names[200];
+        choice_list(k->choices, "|", names, sizeof names);
+        snprintf(extra, sizeof extra, " (%s)", names);
+    } else if (k->range.flags) {
+        char r[64];
+        range_inequality(&k->range, r, sizeof r);
+        snprintf(extra, sizeof extra, " (%s)", r);
+    }
+    fprintf(f, "  %-28s %-14s %s%s\n", k->name, val.p, k->help, extra);
+    free(val.p);
+}
+
 void config_print_help(const char *stage, FILE *f) {
     const StageSections *st = find_stage(stage);
     GemConfig d;
     config_defaults(&d);
     fprintf(f, "configuration keys read by `gemc %s` (key, default, meaning):\n", stage);
-    StrBuf val = {0};
     for (int s = 0; st->sections[s]; s++) {
         fprintf(f, "\n%s:\n", st->sections[s]);
-        for (int i = 0; i < N_KEYS; i++) {
-            const KeyDef *k = &KEYS[i];
-            if (!in_section(k, st->sections[s])) continue;
-            val.len = 0;
-            format_value(&d, k, &val);
-            char extra[256] = "";
-            if (k->choices) {
-                char names[200];
-                choice_list(k->choices, "|", names, sizeof names);
-                snprintf(extra, sizeof extra, " (%s)", names);
-            } else if (k->range.flags) {
-                char r[64];
-                range_inequality(&k->range, r, sizeof r);
-                snprintf(extra, sizeof extra, " (%s)", r);
-            }
-            fprintf(f, "  %-28s %-14s %s%s\n", k->name, val.p, k->help, extra);
-        }
+        for (int i = 0; i < N_KEYS; i++)
+            if (in_section(&KEYS[i], st->sections[s])) print_key_help(&d, &KEYS[i], f);
     }
-    free(val.p);
+    if (st->keys) fprintf(f, "\neval (the evaluations of eval.every):\n");
+    for (int j = 0; st->keys && st->keys[j]; j++)
+        for (int i = 0; i < N_KEYS; i++)
+            if (!strcmp(KEYS[i].name, st->keys[j])) print_key_help(&d, &KEYS[i], f);
     config_free(&d);
 }
 

@@ -946,6 +946,8 @@ static void test_help(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(train, "(0 < x <= 1)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(train, "(x >= 1)"));
     CU_ASSERT_PTR_NULL(strstr(train, "eval.models"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(train, "eval.every ")); // its evaluations during training
+    CU_ASSERT_PTR_NOT_NULL(strstr(sft, "log.tensorboard "));
     CU_ASSERT_PTR_NOT_NULL(strstr(eval, "eval.models"));
     CU_ASSERT_PTR_NOT_NULL(strstr(eval, "[]"));
     CU_ASSERT_PTR_NULL(strstr(eval, "optim."));
