@@ -160,8 +160,8 @@ void cli_print_help(const CliCommand *cmd, FILE *out) {
     if (cmd->details) fprintf(out, "\n%s\n", cmd->details);
 }
 
-int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const char **pos,
-                         int max_pos, int *n_pos) {
+int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const char *what,
+                         const char **pos, int max_pos, int *n_pos) {
     char **rest = mallocCheck(sizeof(char *) * (size_t)(argc + 1));
     int n_rest = 0;
     const char *extra = NULL;
@@ -188,6 +188,12 @@ int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const cha
     if (rc == 0 && extra) {
         gemc_set_error("%s: unexpected argument '%s' (HINT: see '%s --help')", cli_title(cmd),
                        extra, cli_title(cmd));
+        rc = -1;
+    }
+    if (rc == 0 && *n_pos == 0) {
+        const char *nl = strchr(cmd->summary, '\n');
+        int usage = nl ? (int)(nl - cmd->summary) : (int)strlen(cmd->summary);
+        gemc_set_error("%s: missing %s (HINT: %.*s)", cli_title(cmd), what, usage, cmd->summary);
         rc = -1;
     }
     return rc;

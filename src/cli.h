@@ -28,12 +28,13 @@ typedef struct {
 // option suggests the closest known one).
 int cli_parse(const CliCommand *cmd, int argc, char **argv);
 void cli_print_help(const CliCommand *cmd, FILE *out);
-// The same for a command that also takes positional arguments (paths): up to max_pos of them
+// The same for a command that also takes positional arguments (paths): 1 to max_pos of them
 // are stored in pos[] (*n_pos of them), the options around them go to cli_parse. An option that
-// takes a value keeps it, even a value that looks like a path. More than max_pos positionals
-// is an error naming the first extra one.
-int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const char **pos,
-                         int max_pos, int *n_pos);
+// takes a value keeps it, even a value that looks like a path. None is an error saying what is
+// missing (`what`: "the shard file") with the usage line (the summary's first line) as the
+// HINT; more than max_pos an error naming the first extra one.
+int cli_parse_with_paths(const CliCommand *cmd, int argc, char **argv, const char *what,
+                         const char **pos, int max_pos, int *n_pos);
 
 // "1,2,3" -> malloc'd ids. Returns -1 with the error set on anything else.
 int cli_parse_ids(const char *text, const char *opt_name, int **ids_out, int *n_out);

@@ -313,15 +313,16 @@ typedef struct {
 } StageSections;
 
 // What sft, train and dpo read of the eval section: the evaluations of eval.every.
-static const char *const EVAL_EVERY_KEYS[] = {
-    "eval.every", "eval.every_max", "eval.prompts", "eval.pairs", "eval.majority_k", NULL};
+static const char *const EVAL_EVERY_KEYS[] = {"eval.every", "eval.every_max",  "eval.prompts",
+                                              "eval.pairs", "eval.majority_k", NULL};
 
 static const StageSections STAGES[] = {
     {"sft", {"run", "log", "model", "optim", "sft"}, EVAL_EVERY_KEYS},
     {"train",
      {"run", "log", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline"},
      EVAL_EVERY_KEYS},
-    {"dpo", {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter"},
+    {"dpo",
+     {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter"},
      EVAL_EVERY_KEYS},
     {"eval", {"run", "log", "model", "sampling", "score", "eval"}, NULL},
     {"generate", {"run", "model", "sampling", "score", "generate"}, NULL},

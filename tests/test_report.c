@@ -240,6 +240,16 @@ static void test_eval_every(void) {
 
 // ---- gemc report -----------------------------------------------------------------------------
 
+// What `gemc report DIR` prints (malloc'd); it must succeed with nothing on stderr.
+static char *report_of(const char *dir) {
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd, GEMC " report %s", dir);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    CU_ASSERT_STRING_EQUAL(err, "");
+    free(err);
+    return out;
+}
+
 static void test_report_command(void) {
     const char *root = test_e2e_root();
     char cmd[2048], *out, *err, *run = path_join(root, "rep");
@@ -252,8 +262,7 @@ static void test_report_command(void) {
     CU_ASSERT(contains(out, "== "));
     CU_ASSERT(contains(out, "steps        1 to 3 (3 logged)"));
     free(out), free(err);
-    snprintf(cmd, sizeof cmd, GEMC " report %s", run);
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    out = report_of(run);
     CU_ASSERT(contains(out, ": train =="));
     CU_ASSERT(contains(out, "steps        1 to 3 (3 logged), "));
     CU_ASSERT(contains(out, "tokens trained"));
@@ -268,33 +277,32 @@ static void test_report_command(void) {
     CU_ASSERT(
         contains(out, "checkpoints  checkpoints/step_000001, checkpoints/step_000002, final"));
     CU_ASSERT(!contains(out, "note:"));
-    CU_ASSERT_STRING_EQUAL(err, "");
-    free(out), free(err);
+    free(out);
     // killed mid-line: the whole lines, and a note
     snprintf(cmd, sizeof cmd, "printf '{\"step\": 4, \"stage\": \"tr' >> %s/metrics.jsonl", run);
     CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
-    snprintf(cmd, sizeof cmd, GEMC " report %s", run);
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    out = report_of(run);
     CU_ASSERT(contains(out, "steps        1 to 3 (3 logged)"));
     CU_ASSERT(contains(out, "note: "));
     CU_ASSERT(contains(out, "metrics.jsonl: line 4 is cut off"));
-    free(out), free(err);
+    free(out);
     // an eval run: one row per model
     snprintf(cmd, sizeof cmd,
              GEMC " eval %s/cfg.yaml eval.dir=%s/rep_eval eval.max_prompts=2 eval.max_pairs=2 "
                   "eval.models=sft=%s/sft/final,again=%s/sft/final",
              root, root, root, root);
     CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
-    snprintf(cmd, sizeof cmd, GEMC " report %s/rep_eval", root);
-    CU_ASSERT_EQUAL_FATAL(test_run(cmd, &out, &err), 0);
+    char *eval_run = path_join(root, "rep_eval");
+    out = report_of(eval_run);
     CU_ASSERT(contains(out, "eval: model"));
     CU_ASSERT(contains(out, "\n  sft "));
     CU_ASSERT(contains(out, "\n  again "));
-    free(out), free(err);
+    free(out), free(eval_run);
     // no run there: one error line naming the file
     snprintf(cmd, sizeof cmd, GEMC " report %s/nothing_here", root);
     test_expect_cli_error(cmd, "nothing_here/metrics.jsonl", NULL);
-    test_expect_cli_error(GEMC " report", "missing the run directory", NULL);
+    test_expect_cli_error(GEMC " report", "missing the run directory",
+                          "HINT: gemc report RUN_DIR [RUN_DIR ...]");
     free(run);
 }
 
@@ -357,6 +365,7 @@ static void test_plot_command(void) {
     test_expect_cli_error(cmd, "gnuplot not found", "apt-get install gnuplot-nox");
     snprintf(cmd, sizeof cmd, GEMC " plot %s/none --out %s/z.png", root, dir);
     test_expect_cli_error(cmd, "none/metrics.jsonl", NULL);
+    test_expect_cli_error(GEMC " plot --out x.png", "missing the run directory", "HINT");
     snprintf(cmd, sizeof cmd, GEMC " plot %s/plot_gem --out %s/no/such/dir/a.png", root, dir);
     test_expect_cli_error(cmd, "a.png: cannot write (No such file or directory)", "HINT");
     CU_ASSERT_EQUAL(test_count_dir_entries(dir), 2);

@@ -205,16 +205,10 @@ int cmd_inspect(int argc, char **argv) {
         NULL,
     };
 
-    // PATH.h5 is the one positional argument
     const char *path = NULL;
     int n_pos = 0;
-    int rc = cli_parse_with_paths(&cmd, argc, argv, &path, 1, &n_pos);
+    int rc = cli_parse_with_paths(&cmd, argc, argv, "the shard file", &path, 1, &n_pos);
     if (rc) return rc > 0 ? 0 : cmd_fail();
-    if (!path) {
-        gemc_set_error("gemc inspect: missing the shard file (HINT: gemc inspect PATH.h5 "
-                       "[--group I] [--tokens] [--model DIR])");
-        return cmd_fail();
-    }
 
     Shard s;
     if (shard_read(path, &s, 0) != 0) return cmd_fail();

@@ -313,13 +313,8 @@ int cmd_plot(int argc, char **argv) {
     };
     const char *dirs[MAX_RUNS];
     int n = 0;
-    int rc = cli_parse_with_paths(&cmd, argc, argv, dirs, MAX_RUNS, &n);
+    int rc = cli_parse_with_paths(&cmd, argc, argv, "the run directory", dirs, MAX_RUNS, &n);
     if (rc) return rc > 0 ? 0 : cmd_fail();
-    if (n == 0) {
-        gemc_set_error("gemc plot: missing the run directory (HINT: gemc plot RUN_DIR [RUN_DIR "
-                       "...] [--out FILE.png])");
-        return cmd_fail();
-    }
     char *def = out ? NULL : path_join(dirs[0], "plot.png");
     rc = plot_runs(dirs, n, out ? out : def);
     if (rc == 0) printf("wrote %s\n", out ? out : def);

@@ -27,13 +27,8 @@ int cmd_report(int argc, char **argv) {
     };
     const char *dirs[MAX_RUNS];
     int n = 0;
-    int rc = cli_parse_with_paths(&cmd, argc, argv, dirs, MAX_RUNS, &n);
+    int rc = cli_parse_with_paths(&cmd, argc, argv, "the run directory", dirs, MAX_RUNS, &n);
     if (rc) return rc > 0 ? 0 : cmd_fail();
-    if (n == 0) {
-        gemc_set_error("gemc report: missing the run directory (HINT: gemc report RUN_DIR, e.g. "
-                       "gemc report runs/demo/gem)");
-        return cmd_fail();
-    }
     for (int i = 0; i < n; i++)
         if (run_report_print(dirs[i], stdout) != 0) return cmd_fail();
     return 0;
