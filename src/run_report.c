@@ -183,7 +183,7 @@ static void print_checkpoints(const char *dir, FILE *out) {
     }
     if (d) closedir(d);
     free(ck_dir);
-    qsort(names, (size_t)n, sizeof(char *), by_name);
+    if (n > 1) qsort(names, (size_t)n, sizeof(char *), by_name); // names is NULL when n == 0
     char *final = path_join(dir, "final/model.safetensors");
     int has_final = path_exists(final);
     free(final);
