@@ -1,5 +1,6 @@
 // metrics.jsonl read back line by line with cJSON, and the TensorBoard tags of its keys.
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,11 @@ int metrics_row_parse(const char *line, size_t len, MetricsRow *row) {
     cJSON *o = cJSON_ParseWithLength(line, len);
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
     const cJSON *stage = cJSON_GetObjectItemCaseSensitive(o, "stage");
-    if (!cJSON_IsObject(o) || !cJSON_IsNumber(step) || !cJSON_IsString(stage)) {
+    // cJSON keeps numbers as doubles: a step beyond long's range (1e300 in a damaged line) would
+    // make the cast below undefined, so such a line is not a metrics object. -(double)LONG_MIN is
+    // 2^63 exactly, where (double)LONG_MAX would round up to it and let 2^63 through.
+    if (!cJSON_IsObject(o) || !cJSON_IsNumber(step) || !cJSON_IsString(stage) ||
+        !(step->valuedouble >= (double)LONG_MIN && step->valuedouble < -(double)LONG_MIN)) {
         cJSON_Delete(o);
         return -1;
     }

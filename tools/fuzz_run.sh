@@ -23,6 +23,8 @@ sources_of() {
     config_yaml) echo src/config_yaml.c src/config.c src/config_keys.c ;;
     data) echo src/data.c ;;
     shard) echo src/shard.c ;;
+    metrics) echo src/metrics_log.c ;;
+    tb_events) echo src/tb_events.c ;;
     *) echo "fuzz_run.sh: unknown harness '$1'" >&2; exit 2 ;;
     esac
 }
@@ -93,7 +95,7 @@ if [ "${1:-}" = --one ]; then
     run_one "$2"
     exit $?
 fi
-[ $# -gt 0 ] || set -- safetensors model_config tokenizer config_yaml data shard
+[ $# -gt 0 ] || set -- safetensors model_config tokenizer config_yaml data shard metrics tb_events
 
 fail=0
 if [ "${1:-}" = --table ]; then
@@ -115,7 +117,7 @@ fi
     echo
     echo "| harness | date | machine | seconds | executions | exec/s | cov / ft | corpus files | crashes | lines | branches | files measured |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-    for n in safetensors model_config tokenizer config_yaml data shard; do
+    for n in safetensors model_config tokenizer config_yaml data shard metrics tb_events; do
         [ -f "$OUT/results/$n.row" ] && cat "$OUT/results/$n.row"
     done
     echo

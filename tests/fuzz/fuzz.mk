@@ -1,11 +1,11 @@
 # Fuzzing of gemc's parsers (tests/fuzz/README.md). Included by the top-level Makefile.
-#   make fuzz-replay   the six harnesses built with the normal toolchain (and SAN=1), run over
+#   make fuzz-replay   the harnesses built with the normal toolchain (and SAN=1), run over
 #                      their seed corpus and regressions; part of `make test`
 #   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="shard data"] [FUZZ_JOBS=2]
 #                      libFuzzer runs with clang + ASan/UBSan, then line/branch coverage of each
 #                      parser from the final corpus; writes tests/fuzz/RESULTS.md
 
-FUZZ_NAMES   := safetensors model_config tokenizer config_yaml data shard
+FUZZ_NAMES   := safetensors model_config tokenizer config_yaml data shard metrics tb_events
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FUZZ_SECONDS ?= 600
 FUZZ_JOBS    ?= 2
