@@ -162,7 +162,18 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-// checkpoints/step_N (complete ones: their weights are in place) and final.
+// A checkpoint folder that is whole: a training-state checkpoint of `train` once its DONE marker
+// is written (stages/checkpoint.c), an sft or dpo one once its weights are (it is renamed into
+// place complete).
+static int checkpoint_complete(const char *ck) {
+    char *done = path_join(ck, "DONE"), *state = path_join(ck, "trainer_state.json"),
+         *weights = path_join(ck, "model.safetensors");
+    int whole = path_exists(done) || (!path_exists(state) && path_exists(weights));
+    free(done), free(state), free(weights);
+    return whole;
+}
+
+// checkpoints/step_N (the complete ones) and final.
 static void print_checkpoints(const char *dir, FILE *out) {
     char *ck_dir = path_join(dir, "checkpoints");
     DIR *d = opendir(ck_dir);
@@ -170,16 +181,14 @@ static void print_checkpoints(const char *dir, FILE *out) {
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));) {
         if (strncmp(e->d_name, "step_", 5) != 0 || strchr(e->d_name, '.')) continue;
-        char rel[300];
-        snprintf(rel, sizeof rel, "checkpoints/%s/model.safetensors", e->d_name);
-        char *w = path_join(dir, rel);
-        if (path_exists(w)) {
+        char *ck = path_join(ck_dir, e->d_name);
+        if (checkpoint_complete(ck)) {
             char **grown = realloc(names, sizeof(char *) * (size_t)(n + 1));
             if (!grown) gemc_fatal("out of memory listing %s", ck_dir);
             names = grown;
             names[n++] = strdup(e->d_name);
         }
-        free(w);
+        free(ck);
     }
     if (d) closedir(d);
     free(ck_dir);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "strbuf.h"
 
 // ---- CRC-32C ---------------------------------------------------------------------------------
 
@@ -51,21 +52,11 @@ uint32_t crc32c_unmask(uint32_t masked) {
 
 // ---- encoding --------------------------------------------------------------------------------
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} Buf;
+// Messages are built in a StrBuf (strbuf.h), which holds any bytes.
+typedef StrBuf Buf;
 
 static void buf_put(Buf *b, const void *data, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) gemc_fatal("out of memory encoding a TensorBoard event");
-        b->p = p, b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, data, n);
-    b->len += n;
+    if (n) strbuf_put(b, (const char *)data, n); // an empty field's data may be NULL
 }
 
 static void put_varint(Buf *b, uint64_t v) {
@@ -112,7 +103,7 @@ static void put_event_head(Buf *b, double wall_time, long step) {
 }
 
 static size_t buf_finish(Buf *b, uint8_t **out) {
-    *out = b->p;
+    *out = (uint8_t *)b->p;
     return b->len;
 }
 

@@ -278,6 +278,12 @@ static void test_report_command(void) {
         contains(out, "checkpoints  checkpoints/step_000001, checkpoints/step_000002, final"));
     CU_ASSERT(!contains(out, "note:"));
     free(out);
+    // a training checkpoint without its DONE marker was cut short: not listed
+    snprintf(cmd, sizeof cmd, "rm %s/checkpoints/step_000002/DONE", run);
+    CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
+    out = report_of(run);
+    CU_ASSERT(contains(out, "checkpoints  checkpoints/step_000001, final"));
+    free(out);
     // killed mid-line: the whole lines, and a note
     snprintf(cmd, sizeof cmd, "printf '{\"step\": 4, \"stage\": \"tr' >> %s/metrics.jsonl", run);
     CU_ASSERT_EQUAL_FATAL(test_run_ok(cmd), 0);
