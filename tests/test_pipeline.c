@@ -369,8 +369,10 @@ static void test_embedded_default_np4(void) {
              MPIRUN "-np 4 ./gemc train configs/demo.yaml train.model=%s/demo_init "
                     "train.data=%s/arith/train_prompts.jsonl train.dir=%s/demo_np4 train.steps=2 "
                     "train.batch_size=4 sampling.max_new_tokens=24 run.progress=false "
-                    "pipeline.generators=2 pipeline.learners=2 pipeline.tp=2",
-             root, root, root);
+                    "pipeline.generators=2 pipeline.learners=2 pipeline.tp=2 "
+                    "eval.prompts=%s/arith/test_prompts.jsonl eval.pairs=%s/arith/test_pairs.jsonl "
+                    "eval.every_max=8",
+             root, root, root, root, root);
     int rc = test_run(cmd, &out, &err);
     if (rc) fprintf(stderr, "\n%s\n%s\n", out, err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -380,6 +382,8 @@ static void test_embedded_default_np4(void) {
     CU_ASSERT(exists("demo_np4", "shards/step_000002.gen_1.h5"));
     char *m = rpath("%s/%s/metrics.jsonl", "demo_np4");
     CU_ASSERT_EQUAL(test_count_lines(m, "\"group_ids\""), 2);
+    // demo.yaml's eval.every (10): the last step, evaluated by the root on the gathered tp model
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"eval_task_accuracy\": "), 1);
     free(m);
 }
 

@@ -236,6 +236,10 @@ static void test_eval_every(void) {
     snprintf(cmd, sizeof cmd, GEMC " sft %s/cfg.yaml eval.every=5 eval.prompts= eval.pairs=", root);
     test_expect_cli_error(cmd, "eval.every is 5, but neither eval.prompts nor eval.pairs is set",
                           "HINT");
+    // a file that is not there: said before the stage starts
+    snprintf(cmd, sizeof cmd, GEMC " train %s/cfg.yaml eval.every=5 eval.pairs=%s/no.jsonl", root,
+             root);
+    test_expect_cli_error(cmd, "eval.pairs: ", "no.jsonl: no such file (HINT: eval.every=5");
 }
 
 // ---- gemc report -----------------------------------------------------------------------------

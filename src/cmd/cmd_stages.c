@@ -80,6 +80,8 @@ static int run_stage(const char *name, int argc, char **argv) {
     int rc = config_load_yaml(&c, argv[1]);
     for (int i = 2; i < argc && rc == 0; i++) rc = config_override(&c, argv[i]);
     if (rc == 0) rc = config_check(&c, name);
+    if (rc == 0 && s->run != stage_eval && s->run != stage_generate)
+        rc = stage_eval_check_files(&c);
     if (rc == 0 && s->run == stage_train && launcher_world_size() > 1) {
         // under mpirun/srun: the distributed pipeline; alone: the single-process path
         rc = pipeline_check_launch(&c, launcher_world_size());

@@ -231,6 +231,9 @@ void progress_done(RunDir *r);
 
 // ---- evaluation during training (stage_eval.c)
 
+// eval.every: the files it evaluates on exist (checked before a training stage starts, so a
+// missing one is not found only at the first evaluation). 0, or -1 with the error set.
+int stage_eval_check_files(const GemConfig *c);
 // eval.every: is step one of the steps a training stage evaluates at (every N, and the last)?
 int stage_eval_due(const GemConfig *c, long step, long steps);
 // The evaluation of eval.every: task accuracy on the first eval.every_max prompts of

@@ -295,6 +295,19 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
     free(pm), free(pj), free(md.p), free(js.p);
 }
 
+int stage_eval_check_files(const GemConfig *c) {
+    const char *keys[2] = {"eval.prompts", "eval.pairs"};
+    const char *files[2] = {c->eval.prompts, c->eval.pairs};
+    for (int i = 0; i < 2 && c->eval.every > 0; i++)
+        if (files[i][0] && !path_exists(files[i])) {
+            gemc_set_error("%s: %s: no such file (HINT: eval.every=%d evaluates on it; name "
+                           "another file, or eval.every=0)",
+                           keys[i], files[i], c->eval.every);
+            return -1;
+        }
+    return 0;
+}
+
 int stage_eval_due(const GemConfig *c, long step, long steps) {
     return c->eval.every > 0 && (step % c->eval.every == 0 || step == steps);
 }

@@ -27,7 +27,7 @@ rm -rf "$DIR"
     --dtype f32 >/dev/null
 per_rank=$((THREADS / 2 > 0 ? THREADS / 2 : 1))
 common="configs/demo.yaml train.model=$DIR/init train.data=$DIR/task/train_prompts.jsonl \
-train.steps=$STEPS run.progress=false"
+train.steps=$STEPS run.progress=false eval.every=0"
 mpirun="mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=$per_rank -np 2"
 
 # timed NAME CMD...: wall seconds of CMD (its output in $LOGS/pipeline-NAME.log)
