@@ -142,27 +142,12 @@ static void write_script(StrBuf *b, const char *term, const char *out, const cha
     strbuf_puts(b, "unset multiplot\nset output\n");
 }
 
-// The gnuplot to run: $GEMC_GNUPLOT, else gnuplot from PATH. NULL when there is none.
-static char *find_gnuplot(void) {
-    const char *env = getenv("GEMC_GNUPLOT");
-    if (env && *env) return access(env, X_OK) == 0 ? strdup(env) : NULL;
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/bin:/bin";
-    for (const char *p = path; *p;) {
-        const char *colon = strchr(p, ':');
-        size_t n = colon ? (size_t)(colon - p) : strlen(p);
-        char *dir = strndup(n ? p : ".", n ? n : 1);
-        char *cand = path_join(dir, "gnuplot");
-        free(dir);
-        if (access(cand, X_OK) == 0) return cand;
-        free(cand);
-        p += n + (colon != NULL);
-    }
-    return NULL;
-}
+// The exit status of a child whose exec failed (the shell's "command not found").
+enum { EXEC_FAILED = 127 };
 
-// Runs gnuplot on the script (its stdin); what it prints goes to err_path. Returns its exit
-// status, or -1 when it could not be started.
+// Runs gnuplot (a path, or a name execvp looks up on PATH) on the script (its stdin); what it
+// prints goes to err_path. Returns its exit status (EXEC_FAILED when there is no such program),
+// or -1 when it could not be started.
 static int run_gnuplot(const char *gnuplot, const StrBuf *script, const char *err_path) {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -179,8 +164,8 @@ static int run_gnuplot(const char *gnuplot, const StrBuf *script, const char *er
         // gnuplot sends the image to stdout when it cannot open the output
         if (null >= 0) dup2(null, STDOUT_FILENO);
         close(fds[0]), close(fds[1]);
-        execl(gnuplot, "gnuplot", (char *)NULL);
-        _exit(127);
+        execlp(gnuplot, "gnuplot", (char *)NULL);
+        _exit(EXEC_FAILED);
     }
     close(fds[0]);
     for (size_t at = 0; at < script->len;) {
@@ -224,13 +209,7 @@ static int plot_runs(const char **dirs, int n_runs, const char *out) {
                        out);
         return -1;
     }
-    char *gnuplot = find_gnuplot();
-    if (!gnuplot) {
-        gemc_set_error("gemc plot: gnuplot not found%s (HINT: sudo apt-get install gnuplot-nox, "
-                       "or make deps)",
-                       getenv("GEMC_GNUPLOT") ? " at $GEMC_GNUPLOT" : " on PATH");
-        return -1;
-    }
+    const char *env = getenv("GEMC_GNUPLOT"), *gnuplot = env && *env ? env : "gnuplot";
     MetricsLog logs[MAX_RUNS] = {0};
     int rc = 0;
     for (int r = 0; r < n_runs && rc == 0; r++) {
@@ -265,7 +244,12 @@ static int plot_runs(const char **dirs, int n_runs, const char *out) {
         write_script(&script, term, tmp, dirs, logs, n_runs);
         int status = run_gnuplot(gnuplot, &script, err);
         struct stat st;
-        if (status != 0 || stat(tmp, &st) != 0 || st.st_size == 0) {
+        if (status == EXEC_FAILED) {
+            gemc_set_error("gemc plot: gnuplot not found%s (HINT: sudo apt-get install "
+                           "gnuplot-nox, or make deps)",
+                           env && *env ? " at $GEMC_GNUPLOT" : " on PATH");
+            rc = -1;
+        } else if (status != 0 || stat(tmp, &st) != 0 || st.st_size == 0) {
             char why[512];
             first_error_line(err, why, sizeof why);
             gemc_set_error("gemc plot: gnuplot (%s) failed with status %d writing %s: %s", gnuplot,
@@ -284,7 +268,6 @@ static int plot_runs(const char **dirs, int n_runs, const char *out) {
         free(script.p);
     }
     for (int r = 0; r < n_runs; r++) metrics_log_free(&logs[r]);
-    free(gnuplot);
     return rc;
 }
 
