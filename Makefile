@@ -6,13 +6,14 @@
 #   make format   clang-format every source file
 #   make test SAN=1      the same tests on an ASan + UBSan build (build/san), MPI ranks included
 #   make test-valgrind   the unit tests under valgrind's memcheck (build/valgrind)
+#   make NATIVE=1        -march=native instead of the portable x86-64-v3 (build/native)
 # Debug or sanitizer builds: make DEBUG=1, make SAN=1.
 
 CC      ?= cc
 MPICC   ?= mpicc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 BUILD   ?= build$(if $(filter 1,$(SAN)),/san)$(if $(filter 1,$(DEBUG)),/debug)$(if \
-           $(filter 1,$(VALGRIND)),/valgrind)
+           $(filter 1,$(VALGRIND)),/valgrind)$(if $(filter 1,$(NATIVE)),/native)
 
 # serial HDF5 is "hdf5" on Debian 12 and "hdf5-serial" on some Ubuntu releases
 HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf5-serial)
@@ -28,14 +29,23 @@ BLAS_LIBS  := $(shell PKG_CONFIG_PATH=$(BLAS_DIR)/pkgconfig pkg-config --libs op
               -Wl,-rpath,$(BLAS_DIR)
 CUNIT_LIBS := $(shell pkg-config --libs cunit 2>/dev/null)
 
-OPT := -O2 -march=native
+# The portable default: x86-64-v3 (AVX2 + FMA, every x86-64 CPU since 2013-2015), so a binary
+# built on an AVX-512 login node runs on an AVX2 compute node. gemc's GEMM picks its AVX-512
+# kernels at run time where the CPU has them (src/cpu/gemm.c), with the same bits.
+# make NATIVE=1 builds for this CPU only (-march=native, into build/native).
+ARCH := $(if $(filter x86_64,$(shell uname -m)),x86-64-v3)
+ifeq ($(NATIVE),1)
+ARCH := native
+endif
+OPT := -O2 $(if $(ARCH),-march=$(ARCH))
 ifeq ($(DEBUG),1)
 OPT := -O0 -g
 endif
 ifeq ($(SAN),1)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
-# for valgrind (make test-valgrind): no -march=native, as valgrind 3.19 cannot run AVX-512 code.
+# for valgrind (make test-valgrind): no -march, as valgrind 3.19 cannot run AVX-512 code (it
+# hides AVX-512 from the CPU flags, so gemc's GEMM runs its AVX2 kernels there).
 # gcc's -O1 guesses a "maybe uninitialized" where there is none (a stack buffer passed on with a
 # length of 0); memcheck checks every read of uninitialised memory as it happens instead.
 ifeq ($(VALGRIND),1)
@@ -43,11 +53,14 @@ OPT := -O1 -g -Wno-maybe-uninitialized
 endif
 
 # -ffp-contract=off: no fused multiply-adds behind our back, so the CPU results are the same
-# bits on every x86-64 machine with the same OpenBLAS kernel. -fno-math-errno: sqrt becomes one
-# instruction (same IEEE result) and the optimizer loops vectorise.
+# bits on every x86-64 machine (the GEMM's FMAs are explicit, src/cpu/gemm.h). -fno-math-errno:
+# sqrt becomes one instruction (same IEEE result) and the optimizer loops vectorise.
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
            -ffp-contract=off -fno-math-errno -fopenmp $(OPT) -Isrc -Impi $(PKG_CFLAGS) $(BLAS_CFLAGS)
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
+# what `gemc env` reports as the build's target
+$(BUILD)/src/cpu/cpu_env.o: CFLAGS += \
+  -DGEMC_BUILD_ARCH='"$(if $(findstring -march=,$(OPT)),$(ARCH),compiler default)"'
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm
 
 # The CUDA backend (src/cuda/*.cu, sm_90 plus the card present) where nvcc exists; otherwise
@@ -190,6 +203,8 @@ test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUIL
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
 	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi GEMC_CUDA_BIN=$(if $(filter 1,$(SAN)),,$(CUDA_BIN)) \
 	  ./$(BUILD)/test_gemc
+	$(if $(filter 1,$(SAN)),@echo "kernel-family matrix: in the plain make test",\
+	  sh tools/test_kernel_families.sh ./$(BUILD)/test_gemc)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu
 	$(if $(filter 1,$(SAN)),@echo "reverse-order emulated GPU tests: in the plain make test",\
 	  GEMC_EMU_ORDER=reverse OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cuda_emu)
@@ -202,10 +217,9 @@ test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUIL
 # ones (GEMC_TEST_SKIP); the programs the other suites start (./gemc, make_task) are the plain
 # build's and run natively. Any error, or a definite or indirect leak, fails it;
 # tests/valgrind.supp holds the suppressions (third-party code only). One OpenMP thread: valgrind
-# runs one thread at a time anyway. OpenBLAS picks its kernels from the CPU valgrind reports
-# (Haswell's at most), whose sgemm gives a row other bits inside a taller matrix, which the
-# packing test of the parity suite refuses; Sandybridge's kernels do not. Not part of `make test`
-# or CI: well over half an hour on two cores, most of it in kernel_grad and model_grad.
+# runs one thread at a time anyway. OpenBLAS (the float64 tests' dgemm) gets Sandybridge's
+# kernels, which valgrind runs at any CPU. Not part of `make test` or CI: well over half an hour
+# on two cores, most of it in kernel_grad and model_grad.
 VALGRIND_SKIP ?= tp,pipeline
 VALGRIND_FLAGS := --tool=memcheck --error-exitcode=1 --leak-check=full \
                   --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "cmd/commands.h"
 #include "common.h"
+#include "cpu/cpu_env.h"
 #include "launch.h"
 
 typedef struct {
@@ -30,6 +31,7 @@ static const Subcommand commands[] = {
     {"inspect", cmd_inspect, "print an HDF5 shard: provenance, prompts, ranked candidates"},
     {"report", cmd_report, "summary of a run directory: steps, time per phase, metrics, evals"},
     {"plot", cmd_plot, "draw the curves of one or more runs on one sheet (PNG or SVG)"},
+    {"env", cmd_env, "what runs here: build target, CPU, GEMM kernels, BLAS, threads"},
 };
 #define NUM_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -44,6 +46,13 @@ static void print_usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+#if defined(__x86_64__) && defined(__AVX2__)
+    // built for x86-64-v3 (the Makefile's default): say so, rather than die of SIGILL later
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        gemc_fatal("this gemc is built for x86-64-v3 (AVX2 and FMA), which this CPU lacks "
+                   "(HINT: rebuild on this machine with 'make clean && make NATIVE=1')");
+#endif
     // past a file-size limit (ulimit -f, a quota) a write then fails with EFBIG and gemc stops
     // with the file and the cause, as on a full disk, instead of dying of SIGXFSZ mid-write
     signal(SIGXFSZ, SIG_IGN);
@@ -57,7 +66,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(name, "--version")) {
-        printf("gemc %s\n", GEMC_VERSION);
+        CpuEnv e;
+        cpu_env_get(&e);
+        cpu_env_print(&e, stdout);
         return 0;
     }
     for (int i = 0; i < NUM_COMMANDS; i++) {

@@ -9,6 +9,9 @@ int main(int argc, char **argv) {
     register_safetensors_tests();
     register_model_config_tests();
     register_model_io_tests();
+    register_gemm_tests();
+    register_golden_tests();
+    register_exp_tests();
     register_kernel_grad_tests();
     register_model_grad_tests();
     register_optimizer_tests();

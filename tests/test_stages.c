@@ -242,12 +242,18 @@ static void test_sft_run_dir(void) {
     setup_e2e();
     char *dir = in_root("sft"), *metrics = path_join(dir, "metrics.jsonl");
     CU_ASSERT(file_exists(dir, "config.yaml"));
+    // what ran: the build, the CPU, the GEMM kernels, the BLAS and the threads (gemc env)
+    char *env = path_join(dir, "env.json");
+    CU_ASSERT_EQUAL(test_count_lines(env, "\"gemm_isa\""), 1);
+    CU_ASSERT_EQUAL(test_count_lines(env, "\"build_arch\""), 1);
+    CU_ASSERT_EQUAL(test_count_lines(env, "\"openmp_threads\""), 1);
+    free(env);
     CU_ASSERT_EQUAL(test_count_lines(metrics, "\"loss\""), 3); // one object per step
     CU_ASSERT_EQUAL(test_count_lines(metrics, "\"grad_norm\""), 3);
     CU_ASSERT(file_exists(dir, "final/config.json"));
     CU_ASSERT(file_exists(dir, "final/model.safetensors"));
     CU_ASSERT(file_exists(dir, "final/tokenizer.json")); // the checkpoint loads in transformers
-    CU_ASSERT_EQUAL(test_count_dir_entries(dir), 4);     // and tb/; no temporary folder left
+    CU_ASSERT_EQUAL(test_count_dir_entries(dir), 5);     // env.json, tb/; no temporary folder left
     free(dir), free(metrics);
     // run.save_every: a checkpoint every 2 steps before the final one
     char cmd[2048];

@@ -201,13 +201,31 @@ int test_run_suites(int argc, char **argv) {
             }
     }
     if (argc > 1) {
-        // one suite by name: build/test_gemc SUITE
-        CU_pSuite s = CU_get_suite(argv[1]);
-        if (!s) {
-            fprintf(stderr, "no suite named '%s'\n", argv[1]);
-            return 1;
-        }
-        CU_basic_run_suite(s);
+        // suites by name, or tests by SUITE:PREFIX (those whose name starts with PREFIX):
+        // build/test_gemc gemm "stages:micro-batches"
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 1; i < argc; i++) {
+                char suite[128];
+                const char *colon = strchr(argv[i], ':');
+                snprintf(suite, sizeof suite, "%.*s", colon ? (int)(colon - argv[i]) : 127,
+                         argv[i]);
+                CU_pSuite s = CU_get_suite(suite);
+                if (!s) {
+                    fprintf(stderr, "no suite named '%s'\n", suite);
+                    return 1;
+                }
+                int found = 0;
+                for (CU_pTest t = s->pTest; t; t = t->pNext) {
+                    if (colon && strncmp(t->pName, colon + 1, strlen(colon + 1)) != 0) continue;
+                    found = 1;
+                    if (pass == 1 && colon) CU_basic_run_test(s, t);
+                }
+                if (!found) {
+                    fprintf(stderr, "no test of suite '%s' starts with '%s'\n", suite, colon + 1);
+                    return 1;
+                }
+                if (pass == 1 && !colon) CU_basic_run_suite(s);
+            }
     } else {
         CU_basic_run_tests();
     }

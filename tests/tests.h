@@ -31,6 +31,9 @@ void register_tp_tests(void);
 void register_pipeline_tests(void); // test_stages.c
 void register_tb_tests(void);       // test_tb.c
 void register_report_tests(void);   // test_report.c
+void register_gemm_tests(void);     // test_gemm.c
+void register_golden_tests(void);   // test_golden.c
+void register_exp_tests(void);      // test_exp.c
 
 // Open MPI's mpirun options that hand the ranks of a SAN=1 build their leak-check settings (the
 // variables are ignored by an uninstrumented build). Open MPI dlclose()s its plugins (and PMIx
@@ -45,7 +48,8 @@ void register_report_tests(void);   // test_report.c
     "-x LSAN_OPTIONS=suppressions=tests/lsan_mpi.supp:print_suppressions=0 "                       \
     "-x ASAN_OPTIONS=\"$ASAN_OPTIONS:fast_unwind_on_malloc=0\""
 
-// Runs the registered suites (or the one argv[1] names) verbosely and cleans the registry up;
+// Runs the registered suites (or those argv[1..] name; SUITE:PREFIX names the tests of SUITE
+// whose name starts with PREFIX) verbosely and cleans the registry up;
 // the exit status of a test binary: 1 when a test failed or none ran. GEMC_TEST_SKIP names
 // suites to leave out (spaces or commas between the names).
 int test_run_suites(int argc, char **argv);

@@ -17,6 +17,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_env(int argc, char **argv);
 
 // Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
 #include "dtype.h"

@@ -10,14 +10,24 @@
 #include "common.h"
 #include "cpu_kernels.h"
 
+// OpenBLAS's dgemm: these tests compare values to a tolerance, not bits.
+void gemm_f64(int trans_a, int trans_b, int M, int N, int K, const double *A, int lda,
+              const double *B, int ldb, int accumulate, double *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0, A, lda, B, ldb,
+                accumulate ? 1.0 : 0.0, C, ldc);
+}
+
 #define real      double
 #define SFX(name) name##_f64
-#define GEMM      cblas_dgemm
 #define EXP       exp
 #define LOG       log
 #define SQRT      sqrt
 #define COS       cos
 #define SIN       sin
+#define FMA       fma
+#define VFMA(c, b, x) ((c) += (b) * (x)) // the float64 tests need accuracy, not bits
 
 #include "kernels.inc"
 #include "model.inc"

@@ -1,12 +1,9 @@
 // The KV-cache decode path of the CPU backend (see decode.h), on the f32 layer kernels of
-// cpu_kernels.h. The prefill goes through the same kernels as model_forward (matmul_forward
-// included), so a prompt's keys, values and last logits do not depend on the prompts packed
-// with it; the decode step calls BLAS directly for exactly its rows (gemm_rows).
+// cpu_kernels.h. The prefill and the decode steps go through the same kernels as model_forward,
+// matmul_forward included, whose rows do not depend on the other rows of the call (cpu/gemm.h):
+// a prompt's keys, values and logits do not depend on the prompts packed or decoded with it.
 #include "cpu/decode.h"
 
-#include <cblas.h>
-// cblas.h brings in complex.h, whose macro I would clash with the SwiGLU width I
-#undef I
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,21 +23,6 @@
 
 static const float *head_weights(const Model *m) { // [V, C]
     return m->cfg.tie_word_embeddings ? PARAM(m, P_WTE, 0) : PARAM(m, P_LM_HEAD, 0);
-}
-
-// out [n, OC] = inp [n, IC] w [OC, IC]^T (+ bias [OC]): a GEMM of exactly n rows.
-// Not matmul_forward_f32: it pads every GEMM to 128 rows so that a training row's bits do not
-// depend on the batch it is packed in. A decode step has one row per active candidate, often a
-// handful, so that padding would multiply its work by up to 128 / n. Here a row's bits may
-// depend on n (BLAS picks its kernel by shape), but n follows deterministically from the
-// sampler's request, so the same request still gives the same bits.
-static void gemm_rows(float *out, const float *inp, const float *w, const float *bias, int n,
-                      int IC, int OC) {
-    gemm_tiled_f32(0, 1, n, OC, IC, inp, IC, w, IC, 0.0f, out, OC);
-    if (!bias) return;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < OC; j++) out[(size_t)i * OC + j] += bias[j];
 }
 
 // Eight floats as one vector (GCC/Clang vector extension): element-wise arithmetic, so each
@@ -157,24 +139,21 @@ void decode_free(DecodeState *d) {
 
 // ---- the MLP block and the head, shared by the prefill and the decode step -----------------
 
-// x [n, C] += down(silu(gate(ln2(x))) * up(ln2(x))). matmul picks the GEMM (see gemm_rows).
-typedef void (*MatmulFn)(float *out, const float *inp, const float *w, const float *bias, int n,
-                         int IC, int OC);
-
-static void mlp_block(DecodeState *d, const Model *m, int l, int n, MatmulFn matmul) {
+// x [n, C] += down(silu(gate(ln2(x))) * up(ln2(x))).
+static void mlp_block(DecodeState *d, const Model *m, int l, int n) {
     const int C = d->C, I = d->I;
     rmsnorm_forward_f32(d->ln, d->rstd, d->x, PARAM(m, P_LN2, l), n, C, m->cfg.rms_norm_eps);
-    matmul(d->gate, d->ln, PARAM(m, P_WGATE, l), NULL, n, C, I);
-    matmul(d->up, d->ln, PARAM(m, P_WUP, l), NULL, n, C, I);
+    matmul_forward_f32(d->gate, d->ln, PARAM(m, P_WGATE, l), NULL, n, C, I);
+    matmul_forward_f32(d->up, d->ln, PARAM(m, P_WUP, l), NULL, n, C, I);
     swiglu_forward_f32(d->gate, d->gate, d->up, (size_t)n * I);
-    matmul(d->branch, d->gate, PARAM(m, P_WDOWN, l), NULL, n, I, C);
+    matmul_forward_f32(d->branch, d->gate, PARAM(m, P_WDOWN, l), NULL, n, I, C);
     residual_forward_f32(d->x, d->x, d->branch, (size_t)n * C);
 }
 
 // logits [n, V] from the residual rows x [n, C] (final norm, then the head).
 static void head_rows(DecodeState *d, const Model *m, const float *x, int n, float *logits) {
     rmsnorm_forward_f32(d->ln, d->rstd, x, PARAM(m, P_LNF, 0), n, d->C, m->cfg.rms_norm_eps);
-    gemm_rows(logits, d->ln, head_weights(m), NULL, n, d->C, d->V);
+    matmul_forward_f32(logits, d->ln, head_weights(m), NULL, n, d->C, d->V);
 }
 
 // ---- prefill -----------------------------------------------------------------------------
@@ -204,7 +183,7 @@ static void prefill_chunk(DecodeState *d, const Model *m, const int *tokens, int
         attention_forward_f32(d->att, d->lse, d->q, k, v, d->chunk_off, nb, Hq, Hkv, D, d->window);
         matmul_forward_f32(d->branch, d->att, PARAM(m, P_WO, l), PARAM(m, P_BO, l), n, Q, C);
         residual_forward_f32(d->x, d->x, d->branch, (size_t)n * C);
-        mlp_block(d, m, l, n, matmul_forward_f32);
+        mlp_block(d, m, l, n);
     }
     // only each prompt's last position needs logits: gather those rows of the residual stream
     for (int b = 0; b < nb; b++)
@@ -324,16 +303,16 @@ void decode_step(DecodeState *d, const Model *m, int n, const int *slots, const 
     embedding_forward_f32(d->x, tokens, PARAM(m, P_WTE, 0), n, C);
     for (int l = 0; l < d->L; l++) {
         rmsnorm_forward_f32(d->ln, d->rstd, d->x, PARAM(m, P_LN1, l), n, C, m->cfg.rms_norm_eps);
-        gemm_rows(d->q, d->ln, PARAM(m, P_WQ, l), PARAM(m, P_BQ, l), n, C, Q);
-        gemm_rows(d->kn, d->ln, PARAM(m, P_WK, l), PARAM(m, P_BK, l), n, C, KV);
-        gemm_rows(d->vn, d->ln, PARAM(m, P_WV, l), PARAM(m, P_BV, l), n, C, KV);
+        matmul_forward_f32(d->q, d->ln, PARAM(m, P_WQ, l), PARAM(m, P_BQ, l), n, C, Q);
+        matmul_forward_f32(d->kn, d->ln, PARAM(m, P_WK, l), PARAM(m, P_BK, l), n, C, KV);
+        matmul_forward_f32(d->vn, d->ln, PARAM(m, P_WV, l), PARAM(m, P_BV, l), n, C, KV);
         rope_forward_f32(d->q, d->q, d->cosv, d->sinv, n, Hq, D);
         rope_forward_f32(d->kn, d->kn, d->cosv, d->sinv, n, Hkv, D);
         store_new_kv(d, l, n, slots);
         decode_attention(d, l, n, slots);
-        gemm_rows(d->branch, d->att, PARAM(m, P_WO, l), PARAM(m, P_BO, l), n, Q, C);
+        matmul_forward_f32(d->branch, d->att, PARAM(m, P_WO, l), PARAM(m, P_BO, l), n, Q, C);
         residual_forward_f32(d->x, d->x, d->branch, (size_t)n * C);
-        mlp_block(d, m, l, n, gemm_rows);
+        mlp_block(d, m, l, n);
     }
     head_rows(d, m, d->x, n, logits);
     for (int r = 0; r < n; r++) d->slot_len[slots[r]]++;

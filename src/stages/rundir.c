@@ -1,4 +1,5 @@
-// The run directory of a stage (config.yaml, metrics.jsonl, checkpoints) and the console.
+// The run directory of a stage (config.yaml, env.json, metrics.jsonl, checkpoints) and the
+// console.
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -9,6 +10,8 @@
 
 #include "cmd/commands.h"
 #include "common.h"
+#include "cpu/cpu_env.h"
+#include "json_file.h"
 #include "metrics_log.h"
 #include "stage.h"
 
@@ -60,6 +63,13 @@ int rundir_open_at(RunDir *r, const char *dir, const GemConfig *c, const char *s
     memset(r, 0, sizeof *r);
     if (ensure_dir(dir) != 0) return -1;
     if (config_save(c, dir) != 0) return -1;
+    // what this run runs on (build, CPU, GEMM kernels, BLAS, threads), to compare runs by
+    CpuEnv env;
+    cpu_env_get(&env);
+    char *env_path = path_join(dir, "env.json");
+    int env_rc = json_write_file(env_path, cpu_env_json(&env));
+    free(env_path);
+    if (env_rc != 0) return -1;
     char *path = path_join(dir, "metrics.jsonl");
     // a fresh log per run: lines of an earlier run in the same folder would read as this one's;
     // a resumed run keeps the lines of the steps it continues from
