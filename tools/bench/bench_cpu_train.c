@@ -2,6 +2,7 @@
 //
 //   bench_cpu_train --config FILE [--batch B] [--seq T] [--steps S] [--warmup W] [--peak G]
 //   bench_cpu_train --roofline [--gemm-n N] [--stream-mb M]
+//   bench_cpu_train --gemm-shapes
 //
 // Training mode builds a model from a config.json with random weights (model_init_random),
 // makes a packed batch of B sequences of T random token ids (fixed seed), and times W warm-up
@@ -15,7 +16,12 @@
 // runs, OpenBLAS's own thread pool over all cores) and the memory bandwidth of a STREAM-triad
 // loop (a[i] = b[i] + s * c[i], OpenMP over all cores) on arrays much larger than the caches.
 //
-// The last line of either mode is "RESULT key=value ...", which tools/bench/run_cpu.sh reads.
+// GEMM mode times, on the shapes the models use (training, the LM head, decode rows), gemc's
+// own GEMM (src/cpu/gemm.h) in each kernel family the CPU has, next to one cblas_sgemm call
+// with OpenBLAS's kernels (OPENBLAS_CORETYPE): what the fixed per-element order costs.
+//
+// The last line of the first two modes is "RESULT key=value ...", which tools/bench/run_cpu.sh
+// reads.
 // This is a benchmark: nothing here asserts a time.
 #include <cblas.h>
 #include <math.h>
@@ -26,6 +32,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "cpu/gemm.h"
 #include "model.h"
 #include "rng.h"
 
@@ -47,7 +54,7 @@
 //                               seen are about W instead of T/2; not modelled here.)
 // Not counted, as usual: softmax, norms, rope, SwiGLU, the loss, the optimizer, and gemc's
 // recomputation of the head's logits in the backward (2 * V * C more per token: gemc never
-// holds the [N, V] logits, it recomputes them in windows of 128 rows).
+// holds the [N, V] logits, it recomputes them in chunks of 512 rows).
 static double matmul_params(const Model *m) {
     const ParamLayout *lay = &m->layout;
     const double head = (double)m->cfg.vocab_size * m->cfg.hidden_size;
@@ -187,10 +194,10 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, fl
            cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size,
            cfg.tie_word_embeddings ? "tied" : "untied");
     printf("gemc: %.2fM parameters (%.2fM in matmuls incl. the head), %.3f GFLOP per token, "
-           "batch %d x %d = %d tokens, %d warm-up + %d timed steps, %d OpenMP / %d OpenBLAS "
-           "threads\n",
+           "batch %d x %d = %d tokens, %d warm-up + %d timed steps, %d OpenMP threads, GEMM "
+           "kernels %s\n",
            m.layout.total / 1e6, matmul_params(&m) / 1e6, fpt / 1e9, B, T, N, warmup, steps,
-           omp_get_max_threads(), openblas_get_num_threads());
+           omp_get_max_threads(), gemm_isa_name(gemm_isa()));
     fflush(stdout);
 
     double loss = 0.0;
@@ -223,10 +230,11 @@ static int run_train(const char *config, int B, int T, int steps, int warmup, fl
            1e3 * best_step);
     printf("gemc: %.2f GFLOP/s achieved, MFU %.1f%% of the %.1f GFLOP/s sgemm peak\n", gflops,
            100.0 * gflops / peak, peak);
-    printf("RESULT impl=gemc tokens_per_s=%.3f step_ms=%.3f fwd_ms=%.3f bwd_ms=%.3f opt_ms=%.3f "
-           "gflops=%.3f mfu=%.4f peak_gflops=%.3f flops_per_token=%.0f params=%zu loss=%.6f\n",
-           tok_s, 1e3 * step_s, 1e3 * acc.fwd / steps, 1e3 * acc.bwd / steps, 1e3 * acc.opt / steps,
-           gflops, gflops / peak, peak, fpt, m.layout.total, loss);
+    printf(
+        "RESULT impl=gemc tokens_per_s=%.3f step_ms=%.3f fwd_ms=%.3f bwd_ms=%.3f opt_ms=%.3f "
+        "gflops=%.3f mfu=%.4f peak_gflops=%.3f flops_per_token=%.0f params=%zu loss=%.6f isa=%s\n",
+        tok_s, 1e3 * step_s, 1e3 * acc.fwd / steps, 1e3 * acc.bwd / steps, 1e3 * acc.opt / steps,
+        gflops, gflops / peak, peak, fpt, m.layout.total, loss, gemm_isa_name(gemm_isa()));
     free(tokens), free(offsets), free(logprobs), free(dlogprobs);
     model_free(&m);
     return 0;
@@ -237,9 +245,10 @@ static int run_roofline(int n, int stream_mb) {
         gemc_set_error("need --gemm-n >= 64 and --stream-mb >= 1 (got %d, %d)", n, stream_mb);
         return -1;
     }
-    printf("roofline: %s (core %s), %d OpenBLAS threads, %d OpenMP threads\n",
+    printf("roofline: %s (core %s), %d OpenBLAS threads, %d OpenMP threads, gemc GEMM kernels "
+           "%s\n",
            openblas_get_config(), openblas_get_corename(), openblas_get_num_threads(),
-           omp_get_max_threads());
+           omp_get_max_threads(), gemm_isa_name(gemm_isa()));
     fflush(stdout);
     const double peak = sgemm_peak(n, 3);
     printf("roofline: sgemm %d^3: %.1f GFLOP/s (best of 3)\n", n, peak);
@@ -254,9 +263,82 @@ static int run_roofline(int n, int stream_mb) {
     return 0;
 }
 
+// ---- GEMM shapes -----------------------------------------------------------------------------
+
+typedef struct {
+    const char *what;
+    int M, N, K, trans_a, trans_b;
+} GemmShape;
+
+// Best seconds of `reps` runs (after a warm-up) of one GEMM; isa < 0: OpenBLAS's sgemm.
+static double time_gemm(const GemmShape *g, int isa, const float *A, const float *B, float *C,
+                        int reps) {
+    const int lda = g->trans_a ? g->M : g->K, ldb = g->trans_b ? g->K : g->N;
+    if (isa >= 0) gemm_set_isa((GemmIsa)isa);
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        const double t0 = now_seconds();
+        if (isa >= 0)
+            gemm_f32(g->trans_a, g->trans_b, g->M, g->N, g->K, A, lda, B, ldb, 0, C, g->N);
+        else
+            cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                        g->trans_b ? CblasTrans : CblasNoTrans, g->M, g->N, g->K, 1.0f, A, lda, B,
+                        ldb, 0.0f, C, g->N);
+        const double dt = now_seconds() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    return best;
+}
+
+static int run_gemm_shapes(void) {
+    static const GemmShape shapes[] = {
+        {"tiny: q/o forward, 2048 tokens", 2048, 128, 128, 0, 1},
+        {"tiny: gate/up forward", 2048, 352, 128, 0, 1},
+        {"tiny: down weight gradient", 128, 352, 2048, 1, 0},
+        {"qwen: gate/up forward, 512 tokens", 512, 4864, 896, 0, 1},
+        {"qwen: down input gradient", 512, 896, 4864, 0, 0},
+        {"qwen: gate weight gradient", 4864, 896, 512, 1, 0},
+        {"qwen: LM head, 512 rows", 512, 151936, 896, 0, 1},
+        {"qwen: gate/up decode, 8 rows", 8, 4864, 896, 0, 1},
+        {"square 2048", 2048, 2048, 2048, 0, 0},
+    };
+    const GemmIsa def = gemm_isa();
+    printf("gemm: gemc's GEMM (each kernel family this CPU runs) against one cblas_sgemm call of "
+           "%s (core %s); %d OpenMP / %d OpenBLAS threads; GFLOP/s, best of 3\n\n",
+           openblas_get_config(), openblas_get_corename(), omp_get_max_threads(),
+           openblas_get_num_threads());
+    printf("| shape | M x N x K | gemc scalar | gemc avx2 | gemc avx512 | OpenBLAS %s |\n",
+           openblas_get_corename());
+    printf("|---|---|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const GemmShape *g = &shapes[i];
+        const size_t na = (size_t)g->M * g->K, nb = (size_t)g->K * g->N, nc = (size_t)g->M * g->N;
+        float *A = alloc_floats(na), *B = alloc_floats(nb), *C = alloc_floats(nc);
+        Rng rng;
+        rng_seed(&rng, 3);
+        for (size_t j = 0; j < na; j++) A[j] = rng_uniform(&rng) - 0.5f;
+        for (size_t j = 0; j < nb; j++) B[j] = rng_uniform(&rng) - 0.5f;
+        const double flops = 2.0 * g->M * (double)g->N * g->K;
+        printf("| %s | %d x %d x %d", g->what, g->M, g->N, g->K);
+        for (int isa = GEMM_ISA_SCALAR; isa <= GEMM_ISA_AVX512; isa++) {
+            // the scalar kernels are the definition, not a path to time on large shapes
+            if (gemm_set_isa((GemmIsa)isa) != 0 || (isa == GEMM_ISA_SCALAR && flops > 2e10))
+                printf(" | -");
+            else
+                printf(" | %.1f", flops / time_gemm(g, isa, A, B, C, 3) / 1e9);
+            fflush(stdout);
+        }
+        printf(" | %.1f |\n", flops / time_gemm(g, -1, A, B, C, 3) / 1e9);
+        fflush(stdout);
+        free(A), free(B), free(C);
+    }
+    gemm_set_isa(def);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *config = NULL;
-    int batch = 8, seq = 256, steps = 5, warmup = 1, seed = 1234, roofline = 0;
+    int batch = 8, seq = 256, steps = 5, warmup = 1, seed = 1234, roofline = 0, gemm_shapes = 0;
     int gemm_n = 4096, stream_mb = 512;
     float peak = 0.0f, lr = 1e-4f;
     const CliOpt opts[] = {
@@ -271,6 +353,8 @@ int main(int argc, char **argv) {
         {"roofline", OPT_FLAG, &roofline, NULL, "measure sgemm peak and memory bandwidth only", 0},
         {"gemm-n", OPT_INT, &gemm_n, "N", "roofline sgemm size N^3 (default 4096)", 0},
         {"stream-mb", OPT_INT, &stream_mb, "M", "roofline: MiB per triad array (default 512)", 0},
+        {"gemm-shapes", OPT_FLAG, &gemm_shapes, NULL,
+         "time gemc's GEMM per kernel family against OpenBLAS on the models' shapes", 0},
         {0},
     };
     const CliCommand cmd = {
@@ -279,7 +363,8 @@ int main(int argc, char **argv) {
         "roofline (sgemm peak GFLOP/s, STREAM-triad GB/s) with --roofline.",
         "examples:\n"
         "  build/bench_cpu_train --config configs/models/tiny-llama.json --batch 8 --seq 256\n"
-        "  build/bench_cpu_train --roofline",
+        "  build/bench_cpu_train --roofline\n"
+        "  build/bench_cpu_train --gemm-shapes",
         opts,
         "bench_cpu_train",
     };
@@ -291,6 +376,8 @@ int main(int argc, char **argv) {
     }
     if (roofline)
         rc = run_roofline(gemm_n, stream_mb);
+    else if (gemm_shapes)
+        rc = run_gemm_shapes();
     else if (!config) {
         gemc_set_error("--config FILE is required without --roofline (see --help)");
         rc = -1;
