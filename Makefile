@@ -19,8 +19,9 @@ BUILD   ?= build$(if $(filter 1,$(SAN)),/san)$(if $(filter 1,$(DEBUG)),/debug)$(
 HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf5-serial)
 PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
-# The OpenMP build of OpenBLAS, whatever the system's default BLAS: with the pthreads build, two
-# thread pools (ours and OpenBLAS's) spin against each other and training runs 1.5-2.5x slower.
+# The OpenMP build of OpenBLAS, whatever the system's default BLAS: the float64 kernels of the
+# gradient tests call its dgemm (the fp32 path has gemc's own GEMM, src/cpu/gemm.h), and with the
+# pthreads build two thread pools (ours and OpenBLAS's) would spin against each other.
 # The rpath makes the loader take this build too, not the one update-alternatives points at.
 MULTIARCH  := $(shell $(CC) -print-multiarch 2>/dev/null)
 BLAS_DIR   := /usr/lib/$(MULTIARCH)/openblas-openmp

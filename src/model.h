@@ -1,4 +1,4 @@
-// A Llama-family decoder (llama, qwen2, mistral) on the CPU backend: fp32, OpenMP, OpenBLAS.
+// A Llama-family decoder (llama, qwen2, mistral) on the CPU backend: fp32, OpenMP, gemc's GEMM.
 //
 // Parameters, gradients and AdamW moments are four slabs of the same layout
 // (model_config.h). Batches are packed: B sequences back to back, N tokens in all, no

@@ -229,7 +229,7 @@ static void test_packing_independence(void) {
         medium_config(&cfg, (ModelType)t);
         check_packing(&cfg, 5, 9, 17); // short sequences: BLAS calls of few rows
         check_packing(&cfg, 17, 9, 5);
-        check_packing(&cfg, 150, 77, 40); // A crosses the 128-row windows of the matmuls
+        check_packing(&cfg, 150, 77, 40); // A crosses the GEMM's 96-row tasks and 6-row tiles
     }
 }
 

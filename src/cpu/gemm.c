@@ -1,5 +1,5 @@
-// gemc's fp32 GEMM (see gemm.h for the contract: every output element is one fixed sequence of FMA
-// order, whatever the blocking, the threads or the instruction set).
+// gemc's fp32 GEMM (see gemm.h for the contract: every output element is one fixed sequence of
+// IEEE operations in k order, whatever the blocking, the threads or the instruction set).
 //
 // The structure is the usual one of BLIS and OpenBLAS, kept small:
 //   for each block of NC columns (jc), for each panel of KC values of k (pc), in k order:
@@ -31,9 +31,10 @@
 #define MR_MAX 6
 #define NR_MAX 32
 
-// A micro-kernel: C tile [MR, NR] (leading dimension ldc) = (load ? C + : ) a b, where row r of
-// a at step k is a[r * rs + k * ks] (op(A) read in place, or a zero-padded edge strip) and b is
-// a packed strip [kc][NR]: per element one FMA chain from 0 in k order, then one add to C.
+// A micro-kernel: for the C tile [MR, NR] (leading dimension ldc), the product a b of one panel,
+// each element one FMA chain from 0 in k order, then added to the element (load) or stored in
+// it. Row r of a at step k is a[r * rs + k * ks] (op(A) read in place, or a zero-padded edge
+// strip); b is a packed strip [kc][NR].
 typedef void (*MicroKernel)(int kc, const float *a, long rs, long ks, const float *b, float *c,
                             long ldc, int load);
 
@@ -183,18 +184,19 @@ int gemm_set_isa(GemmIsa isa) {
 typedef struct {
     MicroKernel kernel;
     int mr, nr;
+    int avx2; // the packing may use AVX2 (every family but the scalar one)
 } Family;
 
 static Family family(GemmIsa isa) {
     switch (isa) {
 #ifdef GEMM_X86
     case GEMM_ISA_AVX512:
-        return (Family){kernel_avx512, MR_AVX512, NR_AVX512};
+        return (Family){kernel_avx512, MR_AVX512, NR_AVX512, 1};
     case GEMM_ISA_AVX2:
-        return (Family){kernel_avx2, MR_AVX2, NR_AVX2};
+        return (Family){kernel_avx2, MR_AVX2, NR_AVX2, 1};
 #endif
     default:
-        return (Family){kernel_scalar, MR_SCALAR, NR_SCALAR};
+        return (Family){kernel_scalar, MR_SCALAR, NR_SCALAR, 0};
     }
 }
 
@@ -225,7 +227,7 @@ __attribute__((target("avx2"))) static void transpose_8x8(float *dst, int ldd, c
 
 // dst [kc][nr] = op(B) k values p0 .. p0 + kc, columns j0 .. j0 + n; columns past n are zeros.
 static void pack_b(float *dst, const float *B, int ldb, int trans, int j0, int n, int p0, int kc,
-                   int nr) {
+                   int nr, int avx2) {
     if (!trans) { // op(B)[k][j] = B[k][j]: each k is a contiguous run of columns
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
@@ -239,13 +241,15 @@ static void pack_b(float *dst, const float *B, int ldb, int trans, int j0, int n
     // transposed in registers where the CPU has AVX2, the rest one element at a time
     int j8 = 0, k8 = 0;
 #ifdef GEMM_X86
-    if (gemm_isa() != GEMM_ISA_SCALAR) {
+    if (avx2) {
         j8 = n / 8 * 8, k8 = kc / 8 * 8;
         for (int j = 0; j < j8; j += 8)
             for (int k = 0; k < k8; k += 8)
                 transpose_8x8(dst + (size_t)k * nr + j, nr, B + (size_t)(j0 + j) * ldb + p0 + k,
                               ldb);
     }
+#else
+    (void)avx2;
 #endif
     for (int j = 0; j < nr; j++)
         for (int k = j < j8 ? k8 : 0; k < kc; k++)
@@ -305,6 +309,86 @@ static void rows_times_strips(const Family *f, int trans_a, const float *A, int 
     }
 }
 
+#ifdef GEMM_X86
+// M <= 8 rows times a weight used as w^T (op(B)[k][j] = W[j][k]: a decode step's rows times
+// the model's weights): the 8 lanes of a vector are the rows of A, so that each weight row is
+// read once, in place, as a stream of broadcasts, and nothing is packed or transposed. At is
+// op(A) transposed, [K][8], zero past row M. Per element the same panels and the same FMA
+// chain from 0 as the kernels (fma(w, a, acc) = fma(a, w, acc): one rounding of the same
+// product), then the same add to C.
+__attribute__((target("avx2,fma"))) static void rows_by_weights(int M, int N, int K,
+                                                                const float *At, const float *W,
+                                                                int ldw, int accumulate, float *C,
+                                                                int ldc) {
+    const int nblocks = (N + 7) / 8;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblocks; blk++) {
+        const int j0 = blk * 8, jb = N - j0 < 8 ? N - j0 : 8;
+        // the block's 8 weight rows (past N: row j0 again, its results never stored)
+        const float *w0 = W + (size_t)j0 * ldw;
+        const float *w1 = jb > 1 ? w0 + ldw : w0, *w2 = jb > 2 ? w0 + 2 * (size_t)ldw : w0;
+        const float *w3 = jb > 3 ? w0 + 3 * (size_t)ldw : w0;
+        const float *w4 = jb > 4 ? w0 + 4 * (size_t)ldw : w0;
+        const float *w5 = jb > 5 ? w0 + 5 * (size_t)ldw : w0;
+        const float *w6 = jb > 6 ? w0 + 6 * (size_t)ldw : w0;
+        const float *w7 = jb > 7 ? w0 + 7 * (size_t)ldw : w0;
+        for (int pc = 0; pc < K; pc += KC) {
+            const int k1 = K - pc < KC ? K : pc + KC;
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+                   c7 = c0;
+            for (int k = pc; k < k1; k++) {
+                const __m256 a = _mm256_loadu_ps(At + (size_t)k * 8);
+                c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + k), a, c0);
+                c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + k), a, c1);
+                c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + k), a, c2);
+                c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + k), a, c3);
+                c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + k), a, c4);
+                c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + k), a, c5);
+                c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(w6 + k), a, c6);
+                c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(w7 + k), a, c7);
+            }
+            const __m256 acc[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
+            const int load = accumulate || pc > 0;
+            for (int u = 0; u < jb; u++) {
+                float t[8];
+                _mm256_storeu_ps(t, acc[u]);
+                for (int i = 0; i < M; i++) {
+                    float *c = C + (size_t)i * ldc + j0 + u;
+                    *c = load ? *c + t[i] : t[i];
+                }
+            }
+        }
+    }
+}
+#endif
+
+// M <= MC rows (a decode step, a short prefill): each strip of NR columns of op(B) is packed
+// where it is used, panel by panel, into a buffer that stays in L1, and all M rows go by it;
+// the strips are spread over the threads. The big shared buffer of the general path would
+// send every packed weight through memory twice, which for few rows is most of the time.
+// Each element sees the same panels in the same order as on the general path.
+static void few_rows(const Family *f, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                     int lda, const float *B, int ldb, int accumulate, float *C, int ldc) {
+    const int nstrips = (N + f->nr - 1) / f->nr;
+#pragma omp parallel
+    {
+        float strip[KC * NR_MAX];
+#pragma omp for schedule(static)
+        for (int s = 0; s < nstrips; s++) {
+            const int j = s * f->nr, n = N - j < f->nr ? N - j : f->nr;
+            for (int pc = 0; pc < K; pc += KC) {
+                const int kc = K - pc < KC ? K - pc : KC;
+                pack_b(strip, B, ldb, trans_b, j, n, pc, kc, f->nr, f->avx2);
+                for (int i = 0; i < M; i += f->mr) {
+                    const int m = M - i < f->mr ? M - i : f->mr;
+                    rows_times_strips(f, trans_a, A, lda, i, m, pc, kc, strip, 0, n, n,
+                                      C + (size_t)i * ldc + j, ldc, accumulate || pc > 0);
+                }
+            }
+        }
+    }
+}
+
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, int accumulate, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -314,6 +398,22 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
         return;
     }
     const Family f = family(gemm_isa());
+#ifdef GEMM_X86
+    if (M <= 8 && trans_b && f.avx2) {
+        float *at = pack_buffer((size_t)K * 8);
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < 8; i++)
+                at[(size_t)k * 8 + i] = i >= M    ? 0.0f
+                                        : trans_a ? A[(size_t)k * lda + i]
+                                                  : A[(size_t)i * lda + k];
+        rows_by_weights(M, N, K, at, B, ldb, accumulate, C, ldc);
+        return;
+    }
+#endif
+    if (M <= MC) {
+        few_rows(&f, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+        return;
+    }
     const int kc_max = K < KC ? K : KC, nc_max = N < NC ? N : NC;
     float *bp = pack_buffer((size_t)((nc_max + f.nr - 1) / f.nr) * f.nr * kc_max);
     const int mtasks = (M + MC - 1) / MC;
@@ -328,7 +428,8 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
 #pragma omp for schedule(static)
             for (int s = 0; s < nstrips; s++) {
                 const int j = s * f.nr, n = nc - j < f.nr ? nc - j : f.nr;
-                pack_b(bp + (size_t)s * f.nr * kc, B, ldb, trans_b, jc + j, n, pc, kc, f.nr);
+                pack_b(bp + (size_t)s * f.nr * kc, B, ldb, trans_b, jc + j, n, pc, kc, f.nr,
+                       f.avx2);
             }
             // every tile of the block, in tasks of MC rows x NCH columns; within a task the
             // rows of A go by for each strip of B (which stays in L1)

@@ -40,3 +40,9 @@ cores=$(lscpu | sed -n 's/^Core(s) per socket: *//p' | head -1)
 tpc=$(lscpu | sed -n 's/^Thread(s) per core: *//p' | head -1)
 ncpu=$(nproc)
 torchv=$($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "?")
+
+# gemc_build LOG: "gemc build -march=..., GEMM kernels ..." from ./gemc env and a RESULT line
+gemc_build() {
+    arch=$(./gemc env 2>/dev/null | sed -n 's/^build: *//p')
+    echo "gemc: build ${arch:-?}, GEMM kernels $(result isa "$1") (GEMC_ISA=${GEMC_ISA:-unset: the widest the CPU has}); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+}

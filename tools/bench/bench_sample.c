@@ -18,7 +18,6 @@
 //
 // The last line is "RESULT key=value ...", which tools/bench/run_sample.sh reads.
 // This is a benchmark: nothing here asserts a time.
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "cpu/gemm.h"
 #include "config.h"
 #include "model.h"
 #include "rng.h"
@@ -155,9 +155,9 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
            cfg.tie_word_embeddings ? "tied" : "untied");
     printf("gemc: %.2fM parameters (%.2fM non-embedding), %d prompts x %d tokens, k %d, %d new "
            "tokens = %ld generated, %.3f GFLOP per run (%.4f per generated token), 1 warm-up + "
-           "%d timed runs, %d OpenMP / %d OpenBLAS threads\n",
+           "%d timed runs, %d OpenMP threads, GEMM kernels %s\n",
            m.layout.total / 1e6, layer_params(&m) / 1e6, B, P, K, T, gen, flops / 1e9,
-           flops / gen / 1e9, runs, omp_get_max_threads(), openblas_get_num_threads());
+           flops / gen / 1e9, runs, omp_get_max_threads(), gemm_isa_name(gemm_isa()));
     fflush(stdout);
 
     double h = 0.0;
@@ -192,10 +192,10 @@ static int run_sample(const char *config, int B, int P, int K, int T, int runs, 
         printf("gemc: %.2f GFLOP/s achieved (--peak G for the %% of peak)\n", gflops);
     printf("RESULT impl=gemc tokens_per_s=%.3f run_ms=%.3f prefill_ms=%.3f step_ms=%.4f "
            "gflops=%.3f pct_peak=%.4f peak_gflops=%.3f flops_per_token=%.0f params=%zu "
-           "entropy=%.6f min_tokens_per_s=%.3f max_tokens_per_s=%.3f runs=%d\n",
+           "entropy=%.6f min_tokens_per_s=%.3f max_tokens_per_s=%.3f runs=%d isa=%s\n",
            tok_s, 1e3 * t_full, 1e3 * t_pre, 1e3 * step, gflops,
            peak > 0 ? 100.0 * gflops / peak : NAN, peak, flops / gen, m.layout.total, h,
-           gen / worst, gen / best, runs);
+           gen / worst, gen / best, runs, gemm_isa_name(gemm_isa()));
     free(pre), free(full);
     free(tokens), free(prompts), free(lens), free(keys), free(out);
     model_free(&m);

@@ -118,7 +118,8 @@ gemc_blas=$(ldd "$BIN" 2>/dev/null | awk '/libopenblas/ {print $3}')
 torch_lib=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))' 2>/dev/null || true)
 torch_blas=$(ldd "$torch_lib" 2>/dev/null | awk '/libopenblas/ {print $3}')
 torch_blas=$(readlink -f "$torch_blas" 2>/dev/null || echo "$torch_blas")
-echo "BLAS: $blas; gemc loads $gemc_blas, torch $torchv loads $torch_blas"
+echo "BLAS: $blas; gemc loads $gemc_blas (float64 tests only), torch $torchv loads $torch_blas"
+gemc_build "$glog"
 awk -v a="$peak" -v b="$bw" 'BEGIN{printf "roofline: sgemm 4096^3 %.1f GFLOP/s (best of 3), STREAM triad %.1f GB/s (best of 10), ridge %.1f FLOP/byte\n", a, b, a / b}'
 echo
 echo "| # | model | batch x seq | OMP_WAIT_POLICY | runs | gemc tokens/s | PyTorch tokens/s |" \

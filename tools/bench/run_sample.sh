@@ -91,6 +91,7 @@ echo
 echo "machine: $model, $((sockets * cores)) cores ($tpc thread(s) per core, $ncpu CPUs)," \
     "$THREADS threads used (OpenMP and torch; OpenBLAS ${OPENBLAS_NUM_THREADS:-its default, all CPUs}); torch $torchv"
 echo "$roofline"
+gemc_build "$glog"
 echo
 echo "| # | model | prompts x k x new | OMP_WAIT_POLICY | runs | gemc tokens/s | PyTorch tokens/s |" \
     "gemc / PyTorch | gemc GFLOP/s / % of peak | PyTorch GFLOP/s / % of peak |" \
