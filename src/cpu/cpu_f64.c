@@ -19,14 +19,14 @@ void gemm_f64(int trans_a, int trans_b, int M, int N, int K, const double *A, in
                 accumulate ? 1.0 : 0.0, C, ldc);
 }
 
-#define real      double
-#define SFX(name) name##_f64
-#define EXP       exp
-#define LOG       log
-#define SQRT      sqrt
-#define COS       cos
-#define SIN       sin
-#define FMA       fma
+#define real          double
+#define SFX(name)     name##_f64
+#define EXP           exp
+#define LOG           log
+#define SQRT          sqrt
+#define COS           cos
+#define SIN           sin
+#define FMA           fma
 #define VFMA(c, b, x) ((c) += (b) * (x)) // the float64 tests need accuracy, not bits
 
 #include "kernels.inc"
