@@ -1,4 +1,4 @@
-// `mpirun -np N gemc train CONFIG`: GEM as a distributed pipeline (design.md, "Ranks and data
+// `mpirun -np N gemc train CONFIG`: GEM as a distributed pipeline (docs/design.md, "Ranks and data
 // flow"). World ranks 0 .. generators-1 are generators, the rest learners in learners/tp
 // data-parallel groups of tp tensor-parallel ranks.
 #ifndef GEMC_PIPELINE_H

@@ -1,4 +1,4 @@
-// The run configuration: every knob of gem-spec.md is a key here, read from a YAML file and
+// The run configuration: every knob of docs/algorithm.md is a key here, read from a YAML file and
 // overridden on the command line as key=value.
 //
 // Keys are "section.name" (sampling.temperature). A YAML file gives them as nested mappings:
@@ -34,7 +34,7 @@ typedef struct {
     int n;
 } StrList;
 
-// gem-spec.md section 1 (and the generation of eval and `gemc generate`).
+// docs/algorithm.md section 1 (and the generation of eval and `gemc generate`).
 typedef struct {
     int k;              // candidates per prompt (default 4)
     float temperature;  // 1.0; 0 = greedy
@@ -99,7 +99,7 @@ typedef struct {
     float peak_tflops; // one device's peak, for the MFU figure; 0 = unknown, no MFU (0)
 } LogConfig;
 
-// The distributed pipeline of `mpirun -np N gemc train` (design.md, "Ranks and data flow").
+// The distributed pipeline of `mpirun -np N gemc train` (docs/design.md, "Ranks and data flow").
 typedef struct {
     int generators;                // ranks that sample, score and write shards (1)
     int learners;                  // ranks that run the SEGA update (1)

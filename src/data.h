@@ -1,4 +1,4 @@
-// JSONL data (gem-spec.md section 7), one object a line, parsed with cJSON.
+// JSONL data (docs/algorithm.md section 7), one object a line, parsed with cJSON.
 //   pairs:   {"prompt", "chosen", "rejected"}, or the medical form
 //            {"question", "answer_pos", "answer_neg"}; an object with fields of both forms is
 //            an error (which one is the prompt would be a guess)

@@ -1,5 +1,5 @@
-// The GEM objective (gem-spec.md sections 3-6): Eq. 1 scores, cognitive filtering, SEGA rewards
-// and advantages, the SEGA and DPO loss gradients, and the evaluation helpers.
+// The GEM objective (docs/algorithm.md sections 3-6): Eq. 1 scores, cognitive filtering, SEGA
+// rewards and advantages, the SEGA and DPO loss gradients, and the evaluation helpers.
 //
 // Sums are accumulated in double in a fixed order and cast to float once, so a score or a loss
 // is the same bits whatever the batch it was computed in.

@@ -1,7 +1,7 @@
 // The GEM objective, free of models and files: Eq. 1 scoring, cognitive filtering, SEGA
 // rewards and advantages, the SEGA / DPO / SFT per-token loss gradients, and the evaluation
-// helpers (gem-spec.md sections 3-6). Everything a stage computes from log-probs and entropies
-// lives here, so each rule can be tested on hand-made numbers.
+// helpers (docs/algorithm.md sections 3-6). Everything a stage computes from log-probs and
+// entropies lives here, so each rule can be tested on hand-made numbers.
 //
 // Losses are written as functions of per-token log-probs l_t = ln pi_theta(token_t | ...): the
 // stage runs the model forward, calls these for the value and d(loss)/d(l_t), and hands those to

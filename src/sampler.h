@@ -1,6 +1,6 @@
-// The sampler (gem-spec.md sections 1-2): batched generation with a KV cache, k candidates per
-// prompt sharing that prompt's prefill, and for every generated token its id, its log-prob under
-// the sampling distribution, its log-prob and entropy under the raw distribution, and the
+// The sampler (docs/algorithm.md sections 1-2): batched generation with a KV cache, k candidates
+// per prompt sharing that prompt's prefill, and for every generated token its id, its log-prob
+// under the sampling distribution, its log-prob and entropy under the raw distribution, and the
 // sampling entropy, all from the same pass over the logits that draws the token.
 //
 // Determinism: candidate c of a prompt draws its uniforms from its own stream, seeded from

@@ -1,6 +1,6 @@
 // HDF5 shards: the ranked candidate groups one generator rank sampled for one training step,
 // the exchange format between generator and learner ranks and the record that makes a run
-// restartable (design.md, "HDF5 shards").
+// restartable (docs/design.md, "HDF5 shards").
 //
 // A shard is write-once: it is written to PATH.tmp, closed, fsync'd, renamed to PATH and its
 // directory fsync'd, so a reader never sees a partial file. The layout is packed and ragged with

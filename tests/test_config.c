@@ -120,7 +120,7 @@ static void test_defaults_are_the_spec(void) {
     CU_ASSERT_STRING_EQUAL(c.model.chat_template, "auto");
     CU_ASSERT_STRING_EQUAL(c.model.system_prompt, "");
     CU_ASSERT_STRING_EQUAL(c.model.ref, "");
-    // gem-spec.md 1
+    // docs/algorithm.md section 1
     CU_ASSERT_EQUAL(c.sampling.k, 4);
     CU_ASSERT_EQUAL(c.sampling.temperature, 1.0f);
     CU_ASSERT_EQUAL(c.sampling.top_p, 1.0f);

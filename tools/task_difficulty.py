@@ -12,8 +12,8 @@ the rotate-half layout (theta 1e4), grouped-query attention with 4 query and 2 k
 of 32, SwiGLU of width 352, tied input/output embeddings, weights ~ N(0, 0.02) as transformers
 initialises them.
 
-Training is the SFT stage of gem-spec.md section 6 on the same data: each sequence is the plain
-chat template's prompt ("PROMPT\\n") followed by the chosen response and EOS (257); the loss is the
+Training is the SFT stage of docs/algorithm.md section 6 on the same data: each sequence is the
+plain chat template's prompt ("PROMPT\\n") followed by the chosen response and EOS (257); the loss is the
 cross-entropy of the response tokens only (prompt masked), averaged over the batch's response
 tokens; AdamW (betas 0.9/0.999, eps 1e-8), global gradient-norm clipping at 1.0, linear warmup
 then cosine decay to a tenth of the peak. It stops after --tokens tokens (prompt + response,

@@ -1,4 +1,4 @@
-// Training-state checkpoints of `gemc train` (design.md, "Restart"): everything a run needs to
+// Training-state checkpoints of `gemc train` (docs/design.md, "Restart"): everything a run needs to
 // continue bit-exactly from a step boundary.
 //
 //   RUN/checkpoints/step_000010/

@@ -1,4 +1,4 @@
-// Sampling, scoring and ranking a batch of candidate groups (gem-spec.md sections 1-5): the
+// Sampling, scoring and ranking a batch of candidate groups (docs/algorithm.md sections 1-5): the
 // generator's half of GEM, shared by `train`, `dpo` with entropy pairs and `generate`.
 #include <math.h>
 #include <stdlib.h>

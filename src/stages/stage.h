@@ -1,4 +1,4 @@
-// The stages of gem-spec.md section 6 on one process: sft, train (GEM), dpo, eval, generate.
+// The stages of docs/algorithm.md section 6 on one process: sft, train (GEM), dpo, eval, generate.
 // Each stage reads a resolved GemConfig, writes a run directory (config.yaml, metrics.jsonl,
 // checkpoints in Hugging Face format) and prints one console line per step.
 //

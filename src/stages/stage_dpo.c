@@ -1,4 +1,5 @@
-// `gemc dpo`: the DPO baseline (and the ablation "w/o SEGA (use DPO)", gem-spec.md section 6):
+// `gemc dpo`: the DPO baseline (and the ablation "w/o SEGA (use DPO)", docs/algorithm.md section
+// 6):
 //   L = mean over pairs of -ln sigmoid(beta ((l_c - l_c_ref) - (l_r - l_r_ref)))
 // against a frozen reference, the starting policy (or model.ref). dpo.pairs: data trains on the
 // file's (chosen, rejected) pairs; dpo.pairs: entropy samples k candidates per prompt with the

@@ -1,4 +1,4 @@
-// `gemc eval` (gem-spec.md section 6) for each model of eval.models:
+// `gemc eval` (docs/algorithm.md section 6) for each model of eval.models:
 //   - preference accuracy on (prompt, chosen, rejected): implicit reward r(q, a) = beta l(a|q),
 //     or beta (l - l_ref) with eval.use_ref, l divided by the response length with
 //     eval.length_norm; the share of pairs with r_c > r_r, ties counted as half and reported

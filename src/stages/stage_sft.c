@@ -1,5 +1,5 @@
 // `gemc sft`: cross-entropy on the response tokens (chosen + end of turn) of preference pairs;
-// the prompt takes no loss (gem-spec.md section 6). The loss of a step is the mean over all
+// the prompt takes no loss (docs/algorithm.md section 6). The loss of a step is the mean over all
 // response tokens of its batch, as transformers' causal-LM loss averages over unmasked tokens.
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// `gemc train`: GEM itself (gem-spec.md sections 1-5), label-free. Each step samples k
+// `gemc train`: GEM itself (docs/algorithm.md sections 1-5), label-free. Each step samples k
 // candidates for batch_size prompts with the current policy, scores them by their own token
 // entropies (Eq. 1), filters and ranks each group, and takes one SEGA step (Eq. 2):
 //   L = -(1/G) sum_g (1/k_g) sum_i A_i l_i
