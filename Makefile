@@ -2,6 +2,7 @@
 #   make          build ./gemc (CPU backend; CUDA sources are compiled too where nvcc exists)
 #   make test     install missing dependencies, build, run every test
 #   make demo     install missing dependencies, build, run the embedded default
+#   make ablation every reward source and GEM ablation, 3 seeds, 95% intervals (~30-40 min)
 #   make deps     install the Debian/Ubuntu packages (as root), or print the apt-get line
 #   make format   clang-format every source file
 #   make test SAN=1      the same tests on an ASan + UBSan build (build/san), MPI ranks included
@@ -245,6 +246,13 @@ demo:
 
 demo-run: gemc $(BUILD)/make_task
 	@MAKE_TASK=$(BUILD)/make_task sh tools/demo.sh $(ARGS)
+
+# Every reward source and GEM ablation at the demo's budget on SEEDS, from the same SFT model
+# per seed: runs/ablation/results.md (95% intervals) and curves.png (tools/ablation.sh).
+SEEDS ?= 1 2 3
+.PHONY: ablation
+ablation: gemc $(BUILD)/make_task
+	@MAKE_TASK=$(BUILD)/make_task sh tools/ablation.sh "$(SEEDS)"
 
 # The embedded default task (tools/make_task.c): synthetic arithmetic data, the byte-level
 # tokenizer and the tiny model config, deterministic from TASK_SEED.

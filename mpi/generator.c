@@ -44,6 +44,7 @@ int generator_run(Pipeline *pl) {
     Dataset ds;
     if (policy_load(&p, c->train.model, c) != 0) pipeline_fail(pl);
     if (policy_load_data(&p, c, c->train.data, DATA_PROMPTS, &ds) != 0) pipeline_fail(pl);
+    if (groups_check_labels(c, &ds) != 0) pipeline_fail(pl);
     if (model_place(&p.model, c) != 0) pipeline_fail(pl);
     const int G = c->train.batch_size;
     const long steps = c->train.steps, first = pipeline_first_generated_step(pl);

@@ -207,6 +207,7 @@ static void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int
     gb->cands = callocCheck((size_t)(G ? G : 1) * k, sizeof(Candidate));
     gb->scores = callocCheck((size_t)(G ? G : 1) * k, sizeof(CandidateScore));
     gb->rank = callocCheck((size_t)(G ? G : 1), sizeof(GroupRanking));
+    gb->correct = mallocCheck(sizeof(int) * (size_t)(G ? G : 1) * k);
     int g = 0;
     for (int i = 0; i < n; i++) {
         const Shard *s = &sh[i];
@@ -219,6 +220,7 @@ static void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int
             group_ranking_alloc(rk, k);
             rk->n_valid = s->n_valid[sg];
             rk->skipped = s->skipped[sg];
+            rk->zero_adv = s->zero_adv[sg];
             for (int i2 = 0; i2 < k; i2++) {
                 const long row = (long)sg * k + i2;
                 Candidate *cd = &gb->cands[(size_t)g * k + i2];
@@ -230,9 +232,11 @@ static void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int
                 memcpy(cd->logp_sample, s->logp_sample + t0, sizeof(float) * (size_t)nt);
                 cd->finish = s->finish_reason[row] ? FINISH_LENGTH : FINISH_EOS;
                 cd->policy_version = (int)s->policy_version;
-                gb->scores[(size_t)g * k + i2] = (CandidateScore){.score = s->score[row],
+                gb->scores[(size_t)g * k + i2] = (CandidateScore){.value = s->value[row],
+                                                                  .score = s->score[row],
                                                                   .fork = s->fork_entropy[row],
                                                                   .final = s->final_entropy[row]};
+                gb->correct[(size_t)g * k + i2] = s->correct[row];
                 rk->valid[i2] = s->valid[row];
                 rk->rank[i2] = s->rank_in_group[row];
                 rk->reward[i2] = s->reward[row];
@@ -322,7 +326,9 @@ int learner_run(Pipeline *pl) {
         free(dir);
     }
     place_shards(&L);
+    ProbeState probe = {0}; // eval.probe's signal check, on the root (stop_on_collapse: 1 rank)
     if (L.root) {
+        if (stage_probe_open(&probe, c, &L.p, c->train.dir, start) != 0) pipeline_fail(pl);
         if (rundir_open_at(&L.run, c->train.dir, c, "train", start > 0 ? start : -1) != 0)
             pipeline_fail(pl);
         printf("train (GEM pipeline): %d generators, %d learners (%d data-parallel x tp %d), "
@@ -409,7 +415,10 @@ int learner_run(Pipeline *pl) {
             ids_json(group_ids, gb.G, &ids);
             metrics_raw(&m, "group_ids", ids.p);
             free(ids.p);
-            if (eval_now && stage_eval_in_training(c, &L.p, &L.run, &m, t) != 0) pipeline_fail(pl);
+            int collapsed = 0; // (config_check refuses stop_on_collapse with several ranks)
+            if (eval_now &&
+                stage_eval_in_training_probe(c, &L.p, &L.run, &m, t, &probe, &collapsed) != 0)
+                pipeline_fail(pl);
             metrics_end(&m, &L.run);
             int skipped = 0;
             for (int g = 0; g < gb.G; g++) skipped += gb.rank[g].skipped;
@@ -449,6 +458,7 @@ int learner_run(Pipeline *pl) {
     fflush(stdout);
     free(prompts), free(prompt_lens), free(group_ids), free(L.grads_host);
     if (L.root) rundir_close(&L.run);
+    stage_probe_close(&probe);
     model_free(&L.shard);
     policy_free(&L.p);
     if (use_ref) {

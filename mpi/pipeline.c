@@ -38,6 +38,12 @@ int pipeline_check_launch(const GemConfig *c, int world_size) {
                        p->generators, c->train.batch_size, c->train.batch_size);
         return -1;
     }
+    if (c->train.stop_on_collapse > 0) {
+        gemc_set_error("train.stop_on_collapse stops a single-process `gemc train`; the "
+                       "distributed pipeline logs the probe (eval.probe) but cannot stop on it yet "
+                       "(HINT: train.stop_on_collapse=0, and watch probe_accuracy in the metrics)");
+        return -1;
+    }
     if (p->collectives == COLLECTIVES_NCCL && c->run.device == DEVICE_CPU) {
         gemc_set_error("pipeline.collectives: nccl runs the learners' gradients between GPUs, and "
                        "run.device is cpu (HINT: pipeline.collectives=mpi, or run.device=cuda)");

@@ -278,10 +278,18 @@ uint64_t config_hash(const GemConfig *c) {
 }
 
 // What decides a shard's content: everything a generator reads, and the advantages' settings.
-static const char *const SHARD_KEYS[] = {
-    "run.seed", "model.",      "sampling.",  "score.",           "filter.",
-    "sega.",    "train.model", "train.data", "train.batch_size", "pipeline.generators",
-    NULL};
+static const char *const SHARD_KEYS[] = {"run.seed",
+                                         "model.",
+                                         "sampling.",
+                                         "score.",
+                                         "filter.",
+                                         "reward.",
+                                         "sega.",
+                                         "train.model",
+                                         "train.data",
+                                         "train.batch_size",
+                                         "pipeline.generators",
+                                         NULL};
 
 uint64_t config_shard_hash(const GemConfig *c) {
     StrBuf b = {0};
@@ -308,19 +316,24 @@ uint64_t config_shard_hash(const GemConfig *c) {
 
 typedef struct {
     const char *name;
-    const char *sections[12]; // NULL-terminated
+    const char *sections[13]; // NULL-terminated
     const char *const *keys;  // single keys of the eval section it reads too (NULL-terminated)
 } StageSections;
 
 // What sft, train and dpo read of the eval section: the evaluations of eval.every.
 static const char *const EVAL_EVERY_KEYS[] = {"eval.every", "eval.every_max",  "eval.prompts",
                                               "eval.pairs", "eval.majority_k", NULL};
+// train's: the same and the probe of the signal check
+static const char *const EVAL_TRAIN_KEYS[] = {
+    "eval.every",      "eval.every_max", "eval.prompts",  "eval.pairs",
+    "eval.majority_k", "eval.probe",     "eval.signal_k", NULL};
 
 static const StageSections STAGES[] = {
     {"sft", {"run", "log", "model", "optim", "sft"}, EVAL_EVERY_KEYS},
     {"train",
-     {"run", "log", "model", "sampling", "score", "filter", "sega", "optim", "train", "pipeline"},
-     EVAL_EVERY_KEYS},
+     {"run", "log", "model", "sampling", "score", "filter", "reward", "sega", "optim", "train",
+      "pipeline"},
+     EVAL_TRAIN_KEYS},
     {"dpo",
      {"run", "log", "model", "optim", "dpo", "sampling", "score", "filter"},
      EVAL_EVERY_KEYS},
@@ -470,10 +483,32 @@ static int check_eval_models(const GemConfig *c) {
 // eval.every in a training stage: the evaluations need something to evaluate on.
 static int check_eval_every(const GemConfig *c, const char *stage) {
     if (c->eval.every == 0 || !strcmp(stage, "eval") || !strcmp(stage, "generate")) return 0;
-    if (is_unset(c->eval.pairs) && is_unset(c->eval.prompts)) {
+    if (is_unset(c->eval.pairs) && is_unset(c->eval.prompts) && is_unset(c->eval.probe)) {
         gemc_set_error("eval.every is %d, but neither eval.prompts nor eval.pairs is set (HINT: "
                        "eval.prompts=PATH of held-out prompts with answers, or eval.every=0)",
                        c->eval.every);
+        return -1;
+    }
+    return 0;
+}
+
+// The keys of the loss and the signal check that only mean something together.
+static int check_train_keys(const GemConfig *c) {
+    if (c->sega.loss_agg != LOSS_SEQ_SUM && c->sega.logp_agg == LOGP_MEAN) {
+        gemc_set_error("sega.loss_agg is %s, which normalises by tokens itself, but sega.logp_agg "
+                       "is mean (HINT: sega.logp_agg=sum, or sega.loss_agg=seq_sum)",
+                       c->sega.loss_agg == LOSS_TOKEN_MEAN ? "token_mean" : "constant");
+        return -1;
+    }
+    if (c->train.stop_on_collapse > 0 && (is_unset(c->eval.probe) || c->eval.every == 0)) {
+        gemc_set_error("train.stop_on_collapse watches the probe accuracy, but %s (HINT: "
+                       "eval.probe=PATH of prompts with answers and eval.every=N)",
+                       is_unset(c->eval.probe) ? "eval.probe is not set" : "eval.every is 0");
+        return -1;
+    }
+    if (!is_unset(c->eval.probe) && c->eval.every == 0) {
+        gemc_set_error("eval.probe is set, but eval.every is 0, so it would never be read (HINT: "
+                       "eval.every=10)");
         return -1;
     }
     return 0;
@@ -492,6 +527,7 @@ int config_check(const GemConfig *c, const char *stage) {
     if (!strcmp(stage, "sft")) return require_stage(&c->sft, "sft", "path/to/pairs.jsonl");
     if (!strcmp(stage, "train")) {
         if (require_stage(&c->train, "train", "path/to/prompts.jsonl")) return -1;
+        if (check_train_keys(c)) return -1;
         return require_groups(c, "train");
     }
     if (!strcmp(stage, "dpo")) {
@@ -537,6 +573,11 @@ int config_check(const GemConfig *c, const char *stage) {
 
 const char *entropy_source_name(EntropySource e) {
     const char *n = choice_name(ENTROPY_SOURCES, (int)e);
+    return n ? n : "?";
+}
+
+const char *reward_source_name(RewardSource r) {
+    const char *n = choice_name(REWARD_SOURCES, (int)r);
     return n ? n : "?";
 }
 

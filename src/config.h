@@ -22,6 +22,14 @@ typedef enum { SPAN_MARKER, SPAN_FRACTION, SPAN_WINDOW } FinalSpan;
 typedef enum { REWARD_IDENTITY, REWARD_SOFTMAX } RewardMapping;
 typedef enum { ADV_NONE, ADV_STD } AdvNorm;
 typedef enum { LOGP_SUM, LOGP_MEAN } LogpAgg;
+typedef enum { LOSS_SEQ_SUM, LOSS_TOKEN_MEAN, LOSS_CONSTANT } LossAgg;
+typedef enum {
+    REWARD_GEM,
+    REWARD_ANSWER,
+    REWARD_MAJORITY,
+    REWARD_SELF_CERTAINTY,
+    REWARD_ENTROPY
+} RewardSource;
 typedef enum { LR_CONSTANT, LR_COSINE, LR_LINEAR } LrSchedule;
 typedef enum { DPO_PAIRS_DATA, DPO_PAIRS_ENTROPY } DpoPairSource;
 typedef enum { DTYPE_NAME_BF16, DTYPE_NAME_F32, DTYPE_NAME_F16 } SaveDtype;
@@ -52,6 +60,7 @@ typedef struct {
     int final_window;             // 3
     float top_m;                  // 0.1 (< 1: fraction of the CoT span, >= 1: a count)
     float lambda_fork;            // 1.0
+    float lambda_final;           // 1.0: S = -lambda_final * final + lambda_fork * fork
 } ScoreConfig;
 
 // Section 4.
@@ -59,7 +68,14 @@ typedef struct {
     int drop_truncated; // false
     float trim_bottom;  // 0.0
     int pairs;          // false: also emit (best, worst) pairs
+    int skip_zero_adv;  // true: a group whose advantages are all 0 takes no part (nor counts in G)
 } FilterConfig;
+
+// What a candidate's reward is (docs/algorithm.md section 10).
+typedef struct {
+    RewardSource source; // gem: Eq. 1's S
+    float entropy_span;  // entropy: the share of the candidate's last tokens it reads (1/3)
+} RewardConfig;
 
 // Section 5.
 typedef struct {
@@ -69,6 +85,8 @@ typedef struct {
     LogpAgg logp_agg;             // sum
     float clip_eps;               // 0.2
     float kl_coef;                // 0.0
+    LossAgg loss_agg;             // seq_sum: Eq. 2's 1/(G k_g) weights
+    float loss_constant;          // constant: the normaliser C; 0 = sampling.max_new_tokens
 } SegaConfig;
 
 // AdamW and the schedule, shared by sft, train and dpo (each stage has its own lr).
@@ -123,6 +141,7 @@ typedef struct {
     int steps;
     int batch_size; // pairs per step (sft, dpo) or prompts per step (train)
     float lr;
+    float stop_on_collapse; // train: stop when probe accuracy falls this many points below its best
 } StageConfig;
 
 typedef struct {
@@ -145,6 +164,7 @@ typedef struct {
         int max_pairs;   // 0 = all
         int every;       // sft, train, dpo: evaluate the policy every N steps (0 = never)
         int every_max;   // at most this many prompts and pairs in those evaluations (0 = all)
+        char *probe;     // train: prompts with answers for the signal check ("" = none)
     } eval;
     struct {
         char *model;
@@ -158,6 +178,7 @@ typedef struct {
     SamplingConfig sampling;
     ScoreConfig score;
     FilterConfig filter;
+    RewardConfig reward;
     SegaConfig sega;
     OptimConfig optim;
     PipelineConfig pipeline;
@@ -191,5 +212,6 @@ void config_free(GemConfig *c);
 // The names of an enum-valued key's values, for messages and metrics ("identity", ...).
 const char *entropy_source_name(EntropySource e);
 const char *final_span_name(FinalSpan s);
+const char *reward_source_name(RewardSource r);
 
 #endif

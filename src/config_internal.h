@@ -49,7 +49,7 @@ extern const int N_KEYS;
 extern const char *const SECTIONS[];
 extern const int N_SECTIONS;
 // The names of two enums' values, for entropy_source_name and final_span_name.
-extern const Choice ENTROPY_SOURCES[], FINAL_SPANS[];
+extern const Choice ENTROPY_SOURCES[], FINAL_SPANS[], REWARD_SOURCES[];
 
 // ---- helpers (config_keys.c)
 

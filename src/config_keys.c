@@ -67,15 +67,21 @@ const Choice FINAL_SPANS[] = {
 static const Choice REWARD_MAPPINGS[] = {
     {"identity", REWARD_IDENTITY}, {"softmax", REWARD_SOFTMAX}, {0}};
 static const Choice ADV_NORMS[] = {{"none", ADV_NONE}, {"std", ADV_STD}, {0}};
+const Choice REWARD_SOURCES[] = {
+    {"gem", REWARD_GEM},           {"answer", REWARD_ANSWER},
+    {"majority", REWARD_MAJORITY}, {"self_certainty", REWARD_SELF_CERTAINTY},
+    {"entropy", REWARD_ENTROPY},   {0}};
+static const Choice LOSS_AGGS[] = {
+    {"seq_sum", LOSS_SEQ_SUM}, {"token_mean", LOSS_TOKEN_MEAN}, {"constant", LOSS_CONSTANT}, {0}};
 static const Choice LOGP_AGGS[] = {{"sum", LOGP_SUM}, {"mean", LOGP_MEAN}, {0}};
 static const Choice SCHEDULES[] = {
     {"constant", LR_CONSTANT}, {"cosine", LR_COSINE}, {"linear", LR_LINEAR}, {0}};
 static const Choice DPO_PAIRS[] = {{"data", DPO_PAIRS_DATA}, {"entropy", DPO_PAIRS_ENTROPY}, {0}};
 
 // Sections in the order config.yaml lists them; the table below keeps each one's keys together.
-const char *const SECTIONS[] = {"run",    "log",  "model", "sampling", "score",
-                                "filter", "sega", "optim", "pipeline", "sft",
-                                "train",  "dpo",  "eval",  "generate"};
+const char *const SECTIONS[] = {"run",    "log",    "model", "sampling", "score",
+                                "filter", "reward", "sega",  "optim",    "pipeline",
+                                "sft",    "train",  "dpo",   "eval",     "generate"};
 const int N_SECTIONS = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
 
 // The stages' shared keys (model, dir, data, steps, batch_size, lr) with the defaults of each.
@@ -132,12 +138,24 @@ const KeyDef KEYS[] = {
     KEY("score.top_m", K_FLOAT, FIELD(score.top_m, float), "0.1", NULL, F_WHOLE_ABOVE_1,
         "fork term: mean of the top-m CoT entropies; < 1 a fraction, >= 1 a count", ABOVE(0)),
     FLT("score.lambda_fork", score.lambda_fork, "1.0", ANY, "weight of the fork term"),
+    FLT("score.lambda_final", score.lambda_final, "1.0", ANY,
+        "weight of the final term (0: S is the fork term alone, an ablation)"),
 
     BOOL("filter.drop_truncated", filter.drop_truncated, "false",
          "candidates cut at max_new_tokens are invalid"),
     FLT("filter.trim_bottom", filter.trim_bottom, "0.0", CLOSED_OPEN(0, 1),
         "drop this share of the lowest-scored valid candidates"),
     BOOL("filter.pairs", filter.pairs, "false", "also emit (best, worst) pairs"),
+    BOOL("filter.skip_zero_adv", filter.skip_zero_adv, "true",
+         "a group whose advantages are all 0 (every reward equal) is skipped and not counted in G"),
+
+    ENUM("reward.source", reward.source, "gem", REWARD_SOURCES,
+         "gem: Eq. 1's S; answer: 1 when the final answer is the prompt's (needs labels); "
+         "majority: 1 when it is the group's majority answer; self_certainty: mean KL(uniform || "
+         "p) of its tokens; entropy: minus the mean entropy of its last entropy_span"),
+    KEY("reward.entropy_span", K_FLOAT, FIELD(reward.entropy_span, float), "0.3333333", NULL, 0,
+        "reward.source entropy: the share of the candidate's last tokens it reads",
+        OPEN_CLOSED(0, 1)),
 
     ENUM("sega.reward_mapping", sega.reward_mapping, "identity", REWARD_MAPPINGS,
          "reward from score: S itself or softmax(S / reward_temperature)"),
@@ -150,6 +168,11 @@ const KeyDef KEYS[] = {
     FLT("sega.clip_eps", sega.clip_eps, "0.2", CLOSED_OPEN(0, 1),
         "PPO clip range for off-policy groups; 0 = no clipping"),
     FLT("sega.kl_coef", sega.kl_coef, "0.0", AT_LEAST(0), "KL penalty to model.ref (k3)"),
+    ENUM("sega.loss_agg", sega.loss_agg, "seq_sum", LOSS_AGGS,
+         "seq_sum: 1/(G k_g) per candidate (Eq. 2); token_mean: 1/(tokens of the batch) (DAPO); "
+         "constant: 1/(G k_g loss_constant) (Dr. GRPO)"),
+    FLT("sega.loss_constant", sega.loss_constant, "0", AT_LEAST(0),
+        "loss_agg constant: the normaliser; 0 = sampling.max_new_tokens"),
 
     FLT("optim.beta1", optim.beta1, "0.9", CLOSED_OPEN(0, 1), "AdamW first-moment decay"),
     FLT("optim.beta2", optim.beta2, "0.999", CLOSED_OPEN(0, 1), "AdamW second-moment decay"),
@@ -183,6 +206,9 @@ const KeyDef KEYS[] = {
 
     STAGE_KEYS(sft, "runs/sft", "pairs JSONL {prompt, chosen, rejected}", "pairs per step", "2e-5"),
     STAGE_KEYS(train, "runs/gem", "prompts JSONL {prompt}", "prompts per step", "1e-5"),
+    FLT("train.stop_on_collapse", train.stop_on_collapse, "0", AT_LEAST(0),
+        "stop with a checkpoint when eval.probe accuracy falls this many points below its best; "
+        "0 = never"),
     STAGE_KEYS(dpo, "runs/dpo", "pairs JSONL, or prompts JSONL when dpo.pairs is entropy",
                "pairs per step", "1e-6"),
     ENUM("dpo.pairs", dpo_pairs, "data", DPO_PAIRS,
@@ -207,6 +233,9 @@ const KeyDef KEYS[] = {
         "sft, train, dpo: task and preference accuracy every N steps and at the end; 0 = never"),
     INT("eval.every_max", eval.every_max, "64", AT_LEAST(0),
         "prompts and pairs in each of those evaluations (the first ones of each file); 0 = all"),
+    STR("eval.probe", eval.probe, "",
+        "train: prompts with answers; every eval.every steps, how well reward.source separates "
+        "right from wrong candidates on them, and their accuracy; \"\" = none"),
 
     STR("generate.model", generate.model, "", "model folder to sample from"),
     STR("generate.prompts", generate.prompts, "", "prompts JSONL"),

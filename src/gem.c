@@ -111,7 +111,8 @@ void gem_score_tokens(const ScoreConfig *c, const float *H, int n, const char *t
     out->n_final = n - final_from;
     out->fork = fork_term(H, n_cot, c->top_m);
     out->final = span_mean(H, final_from, n);
-    out->score = -out->final + c->lambda_fork * out->fork;
+    out->score = -c->lambda_final * out->final + c->lambda_fork * out->fork;
+    out->value = out->score;
 }
 
 int candidate_content_len(const Candidate *cand) {
@@ -172,7 +173,7 @@ void group_ranking_free(GroupRanking *g) {
 static int candidate_valid(const FilterConfig *f, const Candidate *cand, const CandidateScore *sc) {
     if (candidate_content_len(cand) == 0) return 0;
     if (f->drop_truncated && cand->finish == FINISH_LENGTH) return 0;
-    return isfinite(sc->score);
+    return isfinite(sc->value);
 }
 
 // Insertion sort of the valid indices by S descending; the indices arrive ascending and the sort
@@ -181,7 +182,7 @@ static void order_by_score(const CandidateScore *scores, int *order, int n) {
     for (int i = 1; i < n; i++) {
         const int x = order[i];
         int j = i;
-        while (j > 0 && scores[order[j - 1]].score < scores[x].score) {
+        while (j > 0 && scores[order[j - 1]].value < scores[x].value) {
             order[j] = order[j - 1];
             j--;
         }
@@ -193,15 +194,15 @@ static void order_by_score(const CandidateScore *scores, int *order, int n) {
 static void set_rewards(const SegaConfig *s, const CandidateScore *scores, const int *order, int n,
                         float *reward) {
     if (s->reward_mapping == REWARD_IDENTITY) {
-        for (int j = 0; j < n; j++) reward[order[j]] = scores[order[j]].score;
+        for (int j = 0; j < n; j++) reward[order[j]] = scores[order[j]].value;
         return;
     }
     const double T = s->reward_temperature;
-    const double top = scores[order[0]].score; // order[0] has the largest S
+    const double top = scores[order[0]].value; // order[0] has the largest value
     double sum = 0.0;
-    for (int j = 0; j < n; j++) sum += exp((scores[order[j]].score - top) / T);
+    for (int j = 0; j < n; j++) sum += exp((scores[order[j]].value - top) / T);
     for (int j = 0; j < n; j++)
-        reward[order[j]] = (float)(exp((scores[order[j]].score - top) / T) / sum);
+        reward[order[j]] = (float)(exp((scores[order[j]].value - top) / T) / sum);
 }
 
 // A_i from the recorded (float) rewards, the mean taken in double so that the advantages sum to
@@ -255,9 +256,15 @@ void gem_rank_group(const FilterConfig *f, const SegaConfig *s, const Candidate 
     out->n_valid = nv;
     out->best = out->worst = -1;
     out->skipped = nv < 2;
+    out->zero_adv = 0;
     if (nv > 0) set_rewards(s, scores, order, nv, out->reward);
     if (!out->skipped && set_advantages(s, order, nv, out->reward, out->advantage) != 0)
         out->skipped = 1;
+    if (!out->skipped && f->skip_zero_adv) {
+        int any = 0;
+        for (int j = 0; j < nv; j++) any |= out->advantage[order[j]] != 0.0f;
+        if (!any) out->skipped = out->zero_adv = 1;
+    }
     if (!out->skipped) {
         out->best = order[0];
         out->worst = order[nv - 1];
@@ -314,6 +321,29 @@ double sega_candidate_loss(const SegaConfig *s, float advantage, float weight, c
         if (dlogp) dlogp[t] = (float)g;
     }
     return value;
+}
+
+void sega_batch_weights(const SegaConfig *s, const GroupRanking *rank, const int *len, int G, int k,
+                        float constant, float *weight) {
+    int active = 0;
+    long tokens = 0;
+    for (int g = 0; g < G; g++) {
+        if (rank[g].skipped) continue;
+        active++;
+        for (int i = 0; i < k; i++)
+            if (rank[g].valid[i]) tokens += len[(size_t)g * k + i];
+    }
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < k; i++) {
+            float w = 0.0f;
+            if (!rank[g].skipped && rank[g].valid[i]) {
+                const double group = (double)active * rank[g].n_valid;
+                w = s->loss_agg == LOSS_TOKEN_MEAN ? (float)(1.0 / (double)tokens)
+                    : s->loss_agg == LOSS_CONSTANT ? (float)(1.0 / (group * constant))
+                                                   : (float)(1.0 / group);
+            }
+            weight[(size_t)g * k + i] = w;
+        }
 }
 
 // ---- DPO ---------------------------------------------------------------------------------------

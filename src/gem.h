@@ -18,7 +18,8 @@
 // ---- Eq. 1 -----------------------------------------------------------------------------------
 
 typedef struct {
-    float score;     // S = -final + lambda_fork * fork
+    float value;     // what the group is ranked by: S, or reward.source's reward (reward.h)
+    float score;     // S = -lambda_final * final + lambda_fork * fork (lambda_final 1: Eq. 1)
     float fork;      // mean of the top-m CoT entropies (0 for an empty CoT span)
     float final;     // mean entropy of the final span (0 for an empty one)
     int n_cot;       // tokens in the CoT span
@@ -51,18 +52,21 @@ typedef struct {
     float *reward;    // [k] r_i (0 for invalid)
     float *advantage; // [k] A_i, the SEGA weight (0 for invalid)
     int n_valid;      // after trimming
-    int skipped;      // 1 when the group takes no part (fewer than 2 valid, or std < 1e-6)
+    int skipped;      // 1 when the group takes no part (fewer than 2 valid, std < 1e-6, zero_adv)
+    int zero_adv;     // 1 when skipped because every advantage is 0 (filter.skip_zero_adv)
     int best, worst;  // candidate indices of the (best, worst) pair, -1 when skipped
 } GroupRanking;
 
 void group_ranking_alloc(GroupRanking *g, int k);
 void group_ranking_free(GroupRanking *g);
 
-// Ranks a group of k candidates by their scores. Invalid: no content tokens, or finish ==
-// FINISH_LENGTH with drop_truncated. trim_bottom drops floor(trim_bottom * n_valid) of the
-// lowest-scored valid ones. Rewards r_i = identity(S_i) or softmax(S / reward_temperature)
-// over the valid ones; A_i = r_i - mean(r); with adv_norm: std, divided by (sample std + 1e-6)
-// and the group skipped when that std < 1e-6. Advantages sum to zero over each valid group.
+// Ranks a group of k candidates by their values (S, or reward.source's reward). Invalid: no content
+// tokens, or finish == FINISH_LENGTH with drop_truncated. trim_bottom drops floor(trim_bottom *
+// n_valid) of the lowest-valued valid ones. Rewards r_i = identity(v_i) or softmax(v /
+// reward_temperature) over the valid ones; A_i = r_i - mean(r); with adv_norm: std, divided by
+// (sample std + 1e-6) and the group skipped when that std < 1e-6; with skip_zero_adv, skipped when
+// every A_i is 0 (equal rewards: zero_adv is set too). Advantages sum to zero over each valid
+// group.
 void gem_rank_group(const FilterConfig *f, const SegaConfig *s, const Candidate *cands,
                     const CandidateScore *scores, int k, GroupRanking *out);
 
@@ -79,6 +83,16 @@ void gem_rank_group(const FilterConfig *f, const SegaConfig *s, const Candidate 
 // logp_agg: mean divides the candidate's sum (policy and KL terms) by n.
 double sega_candidate_loss(const SegaConfig *s, float advantage, float weight, const float *logp,
                            const float *old_logp, const float *ref_logp, int n, float *dlogp);
+
+// The weight of each candidate of a batch of G groups of k in the SEGA loss, by sega.loss_agg,
+// into weight[g * k + i] (0 for an invalid candidate or a skipped group). With A the active
+// (not skipped) groups, k_g a group's valid candidates and len[g * k + i] a candidate's tokens:
+//   seq_sum     1 / (A k_g)                        Eq. 2: each group weighs the same
+//   token_mean  1 / (sum of len over the weighted) DAPO: each token of the batch weighs the same
+//   constant    1 / (A k_g constant)               Dr. GRPO: Eq. 2 over a fixed length budget
+// With logp_agg: mean (seq_sum only) sega_candidate_loss divides by the length on top.
+void sega_batch_weights(const SegaConfig *s, const GroupRanking *rank, const int *len, int G, int k,
+                        float constant, float *weight);
 
 // ---- DPO, SFT ----------------------------------------------------------------------------------
 

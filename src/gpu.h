@@ -76,7 +76,7 @@ GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, int rows,
                             const int *slot_prompt, int gen_cap);
 // Draws one token for each slots[r], r < n, with uniform u[r], from the slot's current logits
 // (those of the last begin or step that fed it): out[r] as sample_token_limited gives it.
-// with_entropy 0 leaves the entropies 0 (benchmarks time what they cost).
+// with_entropy 0 leaves the entropies and the self-certainty 0 (benchmarks time what they cost).
 void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const float *u, int n_draw,
                      const SamplingConfig *sc, int with_entropy, TokenDraw *out);
 // Feeds tokens[r] to slot slots[r] (distinct slots with room left), computing their next

@@ -29,6 +29,7 @@ static const Subcommand commands[] = {
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"check-data", cmd_check_data, "check a JSONL file against a model's tokenizer and context"},
     {"inspect", cmd_inspect, "print an HDF5 shard: provenance, prompts, ranked candidates"},
+    {"rescore", cmd_rescore, "rank a train run's shards again under other scores or rewards"},
     {"report", cmd_report, "summary of a run directory: steps, time per phase, metrics, evals"},
     {"plot", cmd_plot, "draw the curves of one or more runs on one sheet (PNG or SVG)"},
     {"env", cmd_env, "what runs here: build target, CPU, GEMM kernels, BLAS, threads"},

@@ -131,6 +131,8 @@ static const char *const TAGS[][2] = {
     {"truncated", "candidates/truncated_share"},
     {"groups", "candidates/groups"},
     {"groups_skipped", "candidates/groups_skipped"},
+    {"groups_zero_adv", "candidates/groups_zero_advantage"},
+    {"correct", "reward/correct_share"},
     {"sampled_tokens", "candidates/sampled_tokens"},
     {"policy_version", "pipeline/policy_version"},
     {"version_lag", "pipeline/version_lag"},
@@ -146,6 +148,13 @@ static const char *const TAGS[][2] = {
     {"eval_pref_accuracy", "eval/pref_accuracy"},
     {"task_accuracy", "eval/task_accuracy"},
     {"pref_accuracy", "eval/pref_accuracy"},
+    {"probe_accuracy", "probe/accuracy"},
+    {"probe_auroc", "probe/auroc"},
+    {"probe_top_correct", "probe/top_correct"},
+    {"probe_mean_correct", "probe/mean_correct"},
+    {"probe_bottom_correct", "probe/bottom_correct"},
+    {"probe_best_accuracy", "probe/best_accuracy"},
+    {"probe_best_step", "probe/best_step"},
 };
 
 void metrics_tb_tag(const char *key, const char *label, char *buf, size_t n) {

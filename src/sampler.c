@@ -17,6 +17,7 @@ void candidate_free(Candidate *c) {
     free(c->logp_sample);
     free(c->logp_raw);
     free(c->entropy_raw);
+    free(c->certainty);
     free(c->entropy_sample);
     memset(c, 0, sizeof *c);
 }
@@ -145,23 +146,24 @@ static int top_p_count(int *idx, int n, int *sorted, const float *z, const float
 // within each block of SUM_BLOCK terms.
 
 typedef struct {
-    float S, T;
+    float S, T, D; // D = sum d: the raw sweep's only (self-certainty)
 } SoftSums;
 
 typedef struct {
-    float S[SUM_LANES], T[SUM_LANES];
+    float S[SUM_LANES], T[SUM_LANES], D[SUM_LANES];
 } Lanes;
 
 static inline void lane_add(Lanes *ln, int i, float e, float d) {
     ln->S[i % SUM_LANES] += e;
     // e == 0 for d == -inf (a masked logit) would make 0 * -inf = NaN; its term is 0
     ln->T[i % SUM_LANES] += e > 0 ? e * d : 0.0f;
+    ln->D[i % SUM_LANES] += d;
 }
 
 static inline void lane_flush(Lanes *ln, SoftSums *s) {
-    float bs = 0, bt = 0;
-    for (int u = 0; u < SUM_LANES; u++) bs += ln->S[u], bt += ln->T[u];
-    s->S += bs, s->T += bt;
+    float bs = 0, bt = 0, bd = 0;
+    for (int u = 0; u < SUM_LANES; u++) bs += ln->S[u], bt += ln->T[u], bd += ln->D[u];
+    s->S += bs, s->T += bt, s->D += bd;
     memset(ln, 0, sizeof *ln);
 }
 
@@ -184,8 +186,8 @@ static float row_max(const float *z, int V, int *argmax) {
 // with their sums over ids [0, n_draw) (the weights of the ids above are 0).
 static void sweep(const float *z, int V, int n_draw, float m, float temp, float *e, SoftSums *raw,
                   SoftSums *smp) {
-    Lanes lr = {{0}, {0}}, ls = {{0}, {0}};
-    *raw = (SoftSums){0, 0}, *smp = (SoftSums){0, 0};
+    Lanes lr = {{0}, {0}, {0}}, ls = {{0}, {0}, {0}};
+    *raw = (SoftSums){0, 0, 0}, *smp = (SoftSums){0, 0, 0};
     for (int b0 = 0; b0 < V; b0 += SUM_BLOCK) {
         const int b1 = b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V;
         for (int i = b0; i < b1; i++) {
@@ -209,8 +211,8 @@ static void sweep(const float *z, int V, int n_draw, float m, float temp, float 
 // Sums over the kept tokens idx[0 .. n), in their order.
 static SoftSums kept_sums(const int *idx, int n, const float *z, const float *e, float m,
                           float temp) {
-    Lanes ln = {{0}, {0}};
-    SoftSums s = {0, 0};
+    Lanes ln = {{0}, {0}, {0}};
+    SoftSums s = {0, 0, 0};
     for (int b0 = 0; b0 < n; b0 += SUM_BLOCK) {
         const int b1 = b0 + SUM_BLOCK < n ? b0 + SUM_BLOCK : n;
         for (int i = b0; i < b1; i++) {
@@ -256,6 +258,8 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
     sweep(z, V, n_draw, m, temp, greedy ? NULL : e, &raw, &smp);
     const float lnS = logf(raw.S);
     out->entropy_raw = entropy_of(raw);
+    const float kl = lnS - raw.D / (float)V - logf((float)V);
+    out->certainty = kl > 0 ? kl : 0.0f; // rounding can leave -1e-7 for a uniform p
     if (greedy) {
         out->token = amax;
         out->logp_raw = (z[amax] - m) - lnS;
@@ -363,6 +367,7 @@ static void candidate_start(Candidate *c, int cap, int policy_version) {
     c->logp_raw = mallocCheck((size_t)cap * sizeof(float));
     c->entropy_raw = mallocCheck((size_t)cap * sizeof(float));
     c->entropy_sample = mallocCheck((size_t)cap * sizeof(float));
+    c->certainty = mallocCheck((size_t)cap * sizeof(float));
     c->finish = FINISH_LENGTH;
     c->policy_version = policy_version;
 }
@@ -376,6 +381,7 @@ static int candidate_push(Row *row, const TokenDraw *t, const GenerateRequest *r
     c->logp_raw[i] = t->logp_raw;
     c->entropy_raw[i] = t->entropy_raw;
     c->entropy_sample[i] = t->entropy_sample;
+    c->certainty[i] = t->certainty;
     for (int e = 0; e < req->n_eos; e++)
         if (t->token == req->eos_ids[e]) {
             c->finish = FINISH_EOS;

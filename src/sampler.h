@@ -24,6 +24,7 @@ typedef struct {
     float *logp_raw;       // [n] ln p(token), p = softmax of the unscaled logits
     float *entropy_raw;    // [n] H(p), nats
     float *entropy_sample; // [n] H(q), nats
+    float *certainty; // [n] KL(uniform || p) = ln S - mean(z - m) - ln V, nats (self-certainty)
     FinishReason finish;
     int policy_version; // of the weights that sampled it
 } Candidate;
@@ -36,10 +37,12 @@ typedef struct {
     int token;
     float logp_sample, logp_raw;
     float entropy_sample, entropy_raw;
+    float certainty; // KL(uniform || p) over all V ids
 } TokenDraw;
 
 // The fused softmax-entropy-sample step on one row of raw logits z [V]: one sweep for the max,
-// one sweep that accumulates S = sum e^(z-m), T = sum e^(z-m)(z-m) (raw entropy ln S - T/S) and
+// one sweep that accumulates S = sum e^(z-m), T = sum e^(z-m)(z-m) (raw entropy ln S - T/S),
+// D = sum (z-m) (self-certainty KL(uniform || p) = ln S - D/V - ln V) and
 // the same sums for the sampling distribution (z/temperature, restricted to top-k / top-p
 // when they are on), then the draw by inverse CDF with the uniform u in [0, 1). All sums in fp32
 // with fixed order. temperature == 0 (or top_k == 1) is greedy: the largest logit (lowest id on

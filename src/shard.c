@@ -48,6 +48,8 @@ static const DsetDef DSETS[] = {
      "1 when the group takes no part in the update (too few valid candidates, or no spread)"},
     {"/groups/n_valid", T_I32, N_GROUPS, F(n_valid),
      "number of the group's candidates that take part in the update"},
+    {"/groups/zero_adv", T_U8, N_GROUPS, F(zero_adv),
+     "1 when skipped because every advantage was 0 (equal rewards, filter.skip_zero_adv)"},
     {"/candidates/group_index", T_I32, N_CANDS, F(group_index),
      "row of the candidate's group in /groups (candidate rows of group g start at g * k)"},
     {"/candidates/candidate_index", T_I32, N_CANDS, F(candidate_index),
@@ -55,6 +57,10 @@ static const DsetDef DSETS[] = {
     {"/candidates/rank_in_group", T_I32, N_CANDS, F(rank_in_group),
      "0 = best by score; -1 when invalid"},
     {"/candidates/score", T_F32, N_CANDS, F(score), "S = -final + lambda_fork * fork (Eq. 1)"},
+    {"/candidates/value", T_F32, N_CANDS, F(value),
+     "what the group was ranked by: S, or the reward of the root attribute reward_source"},
+    {"/candidates/correct", T_I32, N_CANDS, F(correct),
+     "1 when the final answer equals the prompt's answer, 0 when not, -1 when it has none"},
     {"/candidates/fork_entropy", T_F32, N_CANDS, F(fork_entropy),
      "mean of the top-m chain-of-thought token entropies, nats"},
     {"/candidates/final_entropy", T_F32, N_CANDS, F(final_entropy),
@@ -78,6 +84,8 @@ static const DsetDef DSETS[] = {
      "ln q(token) under the sampling distribution (the off-policy ratio's denominator)"},
     {"/tokens/entropy", T_F32, N_TOKENS, F(entropy),
      "token entropy that Eq. 1 read (score.entropy_source), nats"},
+    {"/tokens/self_certainty", T_F32, N_TOKENS, F(self_certainty),
+     "KL(uniform || p) of the model's unscaled distribution at the token, nats"},
 };
 #undef F
 #define N_DSETS ((int)(sizeof DSETS / sizeof DSETS[0]))
@@ -170,10 +178,13 @@ void shard_alloc(Shard *s, int n_groups, int k, long n_prompt_tokens, long n_tok
     s->prompt_tokens = callocCheck(P + 1, sizeof(int32_t));
     s->skipped = callocCheck(G + 1, 1);
     s->n_valid = callocCheck(G + 1, sizeof(int32_t));
+    s->zero_adv = callocCheck(G + 1, 1);
     s->group_index = callocCheck(N + 1, sizeof(int32_t));
     s->candidate_index = callocCheck(N + 1, sizeof(int32_t));
     s->rank_in_group = callocCheck(N + 1, sizeof(int32_t));
     s->score = callocCheck(N + 1, sizeof(float));
+    s->value = callocCheck(N + 1, sizeof(float));
+    s->correct = callocCheck(N + 1, sizeof(int32_t));
     s->fork_entropy = callocCheck(N + 1, sizeof(float));
     s->final_entropy = callocCheck(N + 1, sizeof(float));
     s->reward = callocCheck(N + 1, sizeof(float));
@@ -187,6 +198,7 @@ void shard_alloc(Shard *s, int n_groups, int k, long n_prompt_tokens, long n_tok
     s->logp_raw = callocCheck(T + 1, sizeof(float));
     s->logp_sample = callocCheck(T + 1, sizeof(float));
     s->entropy = callocCheck(T + 1, sizeof(float));
+    s->self_certainty = callocCheck(T + 1, sizeof(float));
 }
 
 void shard_free(Shard *s) {
@@ -242,6 +254,9 @@ static int shard_check(const Shard *s, long P, long T, long B, char *why, size_t
                         s->prompt_index[g]);
         if (s->skipped[g] > 1)
             return whyf(why, wn, "/groups/skipped[%d] = %u (must be 0 or 1)", g, s->skipped[g]);
+        if (s->zero_adv[g] > s->skipped[g])
+            return whyf(why, wn, "/groups/zero_adv[%d] = %u, but the group is %s", g,
+                        s->zero_adv[g], s->skipped[g] ? "skipped" : "not skipped");
         if (s->n_valid[g] < 0 || s->n_valid[g] > k)
             return whyf(why, wn, "/groups/n_valid[%d] = %d is outside [0, k = %d]", g,
                         s->n_valid[g], k);
@@ -267,6 +282,9 @@ static int shard_check(const Shard *s, long P, long T, long B, char *why, size_t
                         s->rank_in_group[c], k);
         if (s->valid[c] > 1)
             return whyf(why, wn, "/candidates/valid[%ld] = %u (must be 0 or 1)", c, s->valid[c]);
+        if (s->correct[c] < -1 || s->correct[c] > 1)
+            return whyf(why, wn, "/candidates/correct[%ld] = %d (must be -1, 0 or 1)", c,
+                        s->correct[c]);
         if (s->finish_reason[c] > 1)
             return whyf(why, wn,
                         "/candidates/finish_reason[%ld] = %u (must be 0 = eos or 1 = length)", c,
@@ -397,6 +415,7 @@ static herr_t write_attrs(hid_t f, const Shard *s) {
         rc = attr_write(f, "tokenizer_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->tokenizer_hash);
     if (rc >= 0) rc = attr_string(f, "tokenizer_hash_hex", hex[1]);
     if (rc >= 0) rc = attr_string(f, "model", s->model);
+    if (rc >= 0) rc = attr_string(f, "reward_source", s->reward_source);
     if (rc >= 0) rc = attr_write(f, "created", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->created);
     if (rc >= 0) rc = attr_string(f, "created_utc", when);
     if (rc >= 0) rc = attr_write(f, "k", H5T_STD_I32LE, H5T_NATIVE_INT, &k);
@@ -651,8 +670,11 @@ static int read_all(Reader *r, Shard *s, uint64_t expect_config_hash) {
                      "with a newer gemc)",
                      version, SHARD_FORMAT_VERSION);
     if (version != SHARD_FORMAT_VERSION)
-        return rfail(r, "unknown shard format version %d (this gemc reads %d)", version,
-                     SHARD_FORMAT_VERSION);
+        return rfail(
+            r,
+            "shard format version %d is older than this gemc reads (%d) (HINT: a run "
+            "directory's shards belong to the gemc that wrote them; start a new train.dir)",
+            version, SHARD_FORMAT_VERSION);
     uint64_t cfg_hash;
     if (attr_read(r, "config_hash", H5T_INTEGER, H5T_NATIVE_UINT64, &cfg_hash) != 0) return -1;
     if (expect_config_hash != 0 && cfg_hash != expect_config_hash)
@@ -673,6 +695,7 @@ static int read_all(Reader *r, Shard *s, uint64_t expect_config_hash) {
         attr_read(r, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &h.seed) ||
         attr_read(r, "tokenizer_hash", H5T_INTEGER, H5T_NATIVE_UINT64, &h.tokenizer_hash) ||
         attr_read_string(r, "model", h.model, sizeof h.model) ||
+        attr_read_string(r, "reward_source", h.reward_source, sizeof h.reward_source) ||
         attr_read(r, "created", H5T_FLOAT, H5T_NATIVE_DOUBLE, &h.created) ||
         attr_read(r, "k", H5T_INTEGER, H5T_NATIVE_INT64, &k))
         return -1;
@@ -707,6 +730,7 @@ static int read_all(Reader *r, Shard *s, uint64_t expect_config_hash) {
     s->config_hash = h.config_hash;
     s->tokenizer_hash = h.tokenizer_hash;
     memcpy(s->model, h.model, sizeof s->model);
+    memcpy(s->reward_source, h.reward_source, sizeof s->reward_source);
     s->created = h.created;
 
     char why[sizeof r->why];

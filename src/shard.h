@@ -7,7 +7,7 @@
 // no variable-length types, so `h5dump` and `h5ls -v` show everything with self-explaining names:
 //
 //   /                     attributes: format_version, step, policy_version, generator_rank,
-//                         seed, config_hash, tokenizer_hash, model, created, k
+//                         seed, config_hash, tokenizer_hash, model, created, k, reward_source
 //   /groups/              one row per prompt group (G rows)
 //     group_id            int64   unique over the run: (step - 1) * batch_size + j
 //     prompt_index        int32   the prompt's index in train.data
@@ -15,11 +15,14 @@
 //     prompt_tokens       int32   packed prompt ids (chat template applied)
 //     skipped             uint8   1 when the group takes no part in the update
 //     n_valid             int32   candidates that take part
+//     zero_adv            uint8   1 when skipped because every advantage was 0
 //   /candidates/          one row per candidate (G * k rows, group g's at g * k)
 //     group_index         int32   row of its group in /groups
 //     candidate_index     int32   0 .. k-1 within the group
 //     rank_in_group       int32   0 = best by score; -1 when invalid
 //     score               float32 S = -final + lambda_fork * fork (Eq. 1)
+//     value               float32 what the group was ranked by: S, or reward_source's reward
+//     correct             int32   1/0: the final answer is / is not the prompt's; -1: no answer
 //     fork_entropy        float32 mean of the top-m chain-of-thought entropies
 //     final_entropy       float32 mean entropy of the final-answer span
 //     reward              float32 r_i
@@ -34,6 +37,7 @@
 //     logp_raw            float32 ln p(token), the model's unscaled distribution
 //     logp_sample         float32 ln q(token), the sampling distribution (the off-policy ratio)
 //     entropy             float32 the entropy score.entropy_source selected (what Eq. 1 read)
+//     self_certainty      float32 KL(uniform || p), p the model's unscaled distribution
 //
 // The reader checks every size and offset against the others before anything is used: a corrupt
 // or truncated file is an error that names it, never a crash.
@@ -42,7 +46,7 @@
 
 #include <stdint.h>
 
-#define SHARD_FORMAT_VERSION 1
+#define SHARD_FORMAT_VERSION 2
 
 typedef struct {
     // provenance (root attributes)
@@ -56,6 +60,7 @@ typedef struct {
     char model[512];         // the model folder the run started from
     double created;          // unix time
     int k;                   // candidates per group
+    char reward_source[32];  // reward.source's name ("gem", "answer", ...)
 
     // groups
     int n_groups;
@@ -65,10 +70,12 @@ typedef struct {
     int32_t *prompt_tokens;  // [prompt_offsets[n_groups]]
     uint8_t *skipped;        // [n_groups]
     int32_t *n_valid;        // [n_groups]
+    uint8_t *zero_adv;       // [n_groups]
 
     // candidates: n_groups * k rows
     int32_t *group_index, *candidate_index, *rank_in_group;
-    float *score, *fork_entropy, *final_entropy, *reward, *advantage;
+    float *score, *value, *fork_entropy, *final_entropy, *reward, *advantage;
+    int32_t *correct;
     uint8_t *valid, *finish_reason;
     int64_t *token_offsets; // [n_cands + 1]
     int64_t *text_offsets;  // [n_cands + 1]
@@ -76,7 +83,7 @@ typedef struct {
 
     // tokens: token_offsets[n_cands] rows
     int32_t *token_id;
-    float *logp_raw, *logp_sample, *entropy;
+    float *logp_raw, *logp_sample, *entropy, *self_certainty;
 } Shard;
 
 // Number of candidate rows and token rows of a shard.

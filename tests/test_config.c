@@ -628,15 +628,21 @@ static const char *const EVERY_KEY[] = {
     "score.final_window=7",
     "score.top_m=4",
     "score.lambda_fork=-1e-7",
+    "score.lambda_final=0.5",
     "filter.drop_truncated=true",
     "filter.trim_bottom=0.1",
     "filter.pairs=true",
+    "filter.skip_zero_adv=false",
+    "reward.source=entropy",
+    "reward.entropy_span=0.5",
     "sega.reward_mapping=softmax",
     "sega.reward_temperature=0.25",
     "sega.adv_norm=std",
     "sega.logp_agg=mean",
     "sega.clip_eps=0.1",
     "sega.kl_coef=0.05",
+    "sega.loss_agg=token_mean",
+    "sega.loss_constant=200",
     "optim.beta1=0.8",
     "optim.beta2=0.95",
     "optim.eps=1.17549435e-38",
@@ -659,6 +665,7 @@ static const char *const EVERY_KEY[] = {
     "train.steps=4",
     "train.batch_size=3",
     "train.lr=2e-5",
+    "train.stop_on_collapse=15",
     "dpo.model=d",
     "dpo.dir=runs/d",
     "dpo.data=r.jsonl",
@@ -680,6 +687,7 @@ static const char *const EVERY_KEY[] = {
     "eval.max_pairs=20",
     "eval.every=25",
     "eval.every_max=0",
+    "eval.probe=probe.jsonl",
     "log.tensorboard=false",
     "log.peak_tflops=989",
     "generate.model=g",
@@ -712,7 +720,7 @@ static void test_write_load_round_trip(void) {
     // every key line differs from the default's: the list above covers the whole table, so a
     // new key without a round-trip value fails here
     CU_ASSERT_EQUAL(count_lines(dy), count_lines(cy));
-    CU_ASSERT_EQUAL(count_lines(dy), 1 + 14 + N_EVERY_KEY); // header, sections, keys
+    CU_ASSERT_EQUAL(count_lines(dy), 1 + 15 + N_EVERY_KEY); // header, sections, keys
     char *sd, *sc;
     char *ld = strtok_r(dy, "\n", &sd), *lc = strtok_r(cy, "\n", &sc);
     for (; ld && lc; ld = strtok_r(NULL, "\n", &sd), lc = strtok_r(NULL, "\n", &sc)) {
@@ -818,8 +826,9 @@ static void test_shipped_configs_load(void) {
     CU_ASSERT_EQUAL(c.sampling.max_new_tokens, 96);
     CU_ASSERT_STRING_EQUAL(c.sft.model, "runs/demo/init");
     CU_ASSERT_STRING_EQUAL(c.train.data, "data/arith/train_prompts.jsonl");
-    CU_ASSERT_EQUAL_FATAL(c.eval.models.n, 3);
+    CU_ASSERT_EQUAL_FATAL(c.eval.models.n, 5);
     CU_ASSERT_STRING_EQUAL(c.eval.models.items[1], "gem=runs/demo/gem/final");
+    CU_ASSERT_STRING_EQUAL(c.eval.models.items[2], "answer=runs/demo/answer/final");
     const char *stages[] = {"sft", "train", "dpo", "eval"};
     for (int i = 0; i < 4; i++) {
         int rc = config_check(&c, stages[i]);

@@ -22,7 +22,8 @@ static ScoreConfig score_cfg(FinalSpan span) {
                      .final_split = 0.75f,
                      .final_window = 3,
                      .top_m = 0.1f,
-                     .lambda_fork = 1.0f};
+                     .lambda_fork = 1.0f,
+                     .lambda_final = 1.0f};
     return c;
 }
 
@@ -403,7 +404,7 @@ static FilterConfig filter_cfg(void) {
 static void plain_group(Candidate *cands, CandidateScore *scores, const float *S, int k) {
     for (int i = 0; i < k; i++) {
         cands[i] = (Candidate){.n = 3, .finish = FINISH_EOS};
-        scores[i] = (CandidateScore){.score = S[i]};
+        scores[i] = (CandidateScore){.value = S[i], .score = S[i]};
     }
 }
 
@@ -602,6 +603,7 @@ static void test_advantages_sum_to_zero(void) {
             c[i] = (Candidate){.n = (int)(rng_u64(&r) % 4),
                                .finish = rng_u64(&r) % 3 ? FINISH_EOS : FINISH_LENGTH};
             sc[i] = (CandidateScore){.score = offset + 3.0f * rng_normal(&r)};
+            sc[i].value = sc[i].score;
         }
         FilterConfig f = filter_cfg();
         f.drop_truncated = (int)(seed % 2);

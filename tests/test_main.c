@@ -26,11 +26,13 @@ int main(int argc, char **argv) {
     register_config_tests();
     register_sampler_tests();
     register_gem_tests();
+    register_reward_tests();
     register_stage_tests();
     register_shard_tests();
     register_tp_tests();
     register_pipeline_tests();
     register_tb_tests();
     register_report_tests();
+    register_rescore_tests();
     return test_run_suites(argc, argv);
 }

@@ -539,6 +539,180 @@ static void test_nonfinite_updates_skipped_then_stop(void) {
                 root, root);
 }
 
+// train.stop_on_collapse's rule, against exact integer arithmetic: accuracies a/n and b/n of n
+// prompts, thresholds in half points; "more than" is strict, and off, NaN and a rise never stop.
+static void test_probe_collapse_rule(void) {
+    long wrong = 0, stops = 0;
+    for (int n = 1; n <= 40; n++)
+        for (int a = 0; a <= n; a++)
+            for (int b = 0; b <= n; b++)
+                for (int p2 = 0; p2 <= 201; p2++) {
+                    const int want = p2 > 0 && 200L * (a - b) > (long)p2 * n;
+                    const int got =
+                        stage_probe_collapsed((double)a / n, (double)b / n, p2 / 2.0) != 0;
+                    wrong += got != want;
+                    stops += got;
+                }
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(stops > 0);
+    CU_ASSERT(stage_probe_collapsed(0.41, 0.28, 10));
+    CU_ASSERT(!stage_probe_collapsed(0.5, 0.4, 10)); // exactly 10 points below: not more
+    CU_ASSERT(stage_probe_collapsed(0.5, 0.39, 10));
+    CU_ASSERT(!stage_probe_collapsed(0.28, 0.41, 10)); // a rise
+    CU_ASSERT(!stage_probe_collapsed(1.0, 0.0, 0));    // 0 = off
+    CU_ASSERT(!stage_probe_collapsed(1.0, 0.0, -5));
+    CU_ASSERT(!stage_probe_collapsed(1.0, 0.0, 100)); // nothing falls more than 100 points
+    CU_ASSERT(stage_probe_collapsed(1.0, 0.0, 99.5));
+    CU_ASSERT(!stage_probe_collapsed(NAN, 0.0, 10)); // no best yet
+    CU_ASSERT(!stage_probe_collapsed(0.5, NAN, 10));
+    CU_ASSERT(!stage_probe_collapsed(0.5, 0.0, NAN));
+    CU_ASSERT(stage_probe_collapsed(0.5, 0.0, 1e-6f)); // any drop, with a tiny threshold
+    CU_ASSERT(!stage_probe_collapsed(0.5, 0.5, 1e-6f));
+}
+
+// Is needle in [p, e)?
+static int in_line(const char *p, const char *e, const char *needle) {
+    const char *x = p ? strstr(p, needle) : NULL;
+    return x && x < e;
+}
+
+// eval.probe: the signal check's metrics at every evaluation, its console line, and a probe
+// prompt without an answer; stop_on_collapse=100 never stops (no accuracy falls more than 100
+// points).
+// reward.source=answer, the learner check: it needs every prompt's answer, so a prompts file
+// missing one is an error naming FILE:LINE before the run directory exists; with answers it
+// trains, logs the share of right candidates, and its shards record the source, each
+// candidate's check and a value that is that check.
+static void test_train_answer_source(void) {
+    setup_e2e();
+    write_text("prompts_partial.jsonl", "{\"prompt\": \"1 + 2?\", \"answer\": 3}\n"
+                                        "{\"prompt\": \"2 + 3?\"}\n");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem_partial reward.source=answer "
+                  "train.data=%s/prompts_partial.jsonl",
+             root, root, root);
+    test_expect_cli_error(cmd, "prompts_partial.jsonl:2: ", "reward.source");
+    CU_ASSERT(!file_exists(root, "gem_partial"));
+    expect_exit(0, "train: wrote ", NULL,
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_answer reward.source=answer", root, root);
+    char *m = in_root("gem_answer/metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"correct\": "), 2);
+    char *path = in_root("gem_answer/shards/step_000002.gen_0.h5");
+    Shard s;
+    CU_ASSERT_EQUAL_FATAL(shard_read(path, &s, 0), 0);
+    CU_ASSERT_STRING_EQUAL(s.reward_source, "answer");
+    for (long c = 0; c < shard_n_cands(&s); c++) {
+        CU_ASSERT(s.correct[c] == 0 || s.correct[c] == 1);
+        CU_ASSERT(s.value[c] == (float)s.correct[c]);
+    }
+    shard_free(&s);
+    free(m), free(path);
+}
+
+static void test_train_probe(void) {
+    setup_e2e();
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem_probe eval.every=1 "
+                  "eval.probe=%s/prompts.jsonl train.stop_on_collapse=100",
+             root, root, root);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    // on the eval line, after the task and preference accuracy of eval.prompts and eval.pairs
+    int lines = 0;
+    for (const char *l = out; (l = strstr(l, "train step ")); l++) {
+        const char *e = strchr(l, '\n');
+        const char *p = strstr(l, ": eval | task accuracy ");
+        lines += e && in_line(l, e, ": eval | task accuracy ") &&
+                 in_line(p, e, " | pref accuracy ") && in_line(p, e, " | probe accuracy ") &&
+                 in_line(p, e, "% of 8 | probe AUROC ") && in_line(p, e, " | top/mean/bottom ");
+    }
+    CU_ASSERT_EQUAL(lines, 2);
+    CU_ASSERT_PTR_NULL(strstr(out, "probe accuracy fell"));
+    if (lines != 2) fprintf(stderr, "\n  %s\n  stdout: %s\n  stderr: %s\n", cmd, out, err);
+    free(out), free(err);
+    char *dir = in_root("gem_probe"), *m = path_join(dir, "metrics.jsonl");
+    const char *keys[] = {"probe_accuracy",     "probe_auroc",          "probe_top_correct",
+                          "probe_mean_correct", "probe_bottom_correct", "probe_best_accuracy",
+                          "probe_best_step",    "\"time_eval\""};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, keys[i][0] == '"' ? "%s" : "\"%s\": ", keys[i]);
+        CU_ASSERT_EQUAL(test_count_lines(m, key), 2); // steps 1 and 2
+    }
+    // the tiny model answers nothing right: no group has both a right and a wrong candidate
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"probe_auroc\": null"), 2);
+    CU_ASSERT(file_exists(dir, "final/model.safetensors"));
+    free(dir), free(m);
+
+    // eval.every_max: only the first prompts are evaluated, and only they need an answer
+    write_text("probe_noans.jsonl", "{\"prompt\": \"1 + 2?\", \"answer\": 3}\n"
+                                    "{\"prompt\": \"2 + 3?\"}\n");
+    expect_exit(0, "probe accuracy ", NULL,
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_probe1 train.steps=1 eval.every=1 "
+                     "eval.probe=%s/probe_noans.jsonl eval.every_max=1",
+                root, root, root);
+    char *m1 = in_root("gem_probe1/metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(m1, "\"probe_accuracy\": "), 1);
+    free(m1);
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem_probe_bad eval.every=1 "
+                  "eval.probe=%s/probe_noans.jsonl",
+             root, root, root);
+    test_expect_cli_error(cmd, "probe_noans.jsonl:2: ", "eval.probe");
+    CU_ASSERT(!file_exists(root, "gem_probe_bad")); // found before the run starts
+}
+
+// train.stop_on_collapse on a crafted run: resumed from its checkpoint of step 1, whose line in
+// metrics.jsonl says the probe accuracy was 100% there (the best is recomputed from the log on
+// a resume), the tiny model's real 0% at step 2 is more than 50 points below: a checkpoint of
+// step 2, one line, exit 0, no final/. The same command with a larger threshold resumes from it.
+static void test_train_stop_on_collapse(void) {
+    setup_e2e();
+    const char *probe = "eval.every=1 eval.probe=%s/prompts.jsonl";
+    char args[512];
+    snprintf(args, sizeof args, probe, root);
+    expect_exit(0, "train: wrote ", NULL,
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_collapse run.save_every=1 %s", root, root,
+                args);
+    char *dir = in_root("gem_collapse"), *m = path_join(dir, "metrics.jsonl");
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"probe_accuracy\": 0,"), 2); // the tiny model's
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd, "rm -rf %s/final", dir);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    const char *crafted =
+        "{\"step\": 1, \"stage\": \"train\", \"probe_accuracy\": 1, \"wall_time\": 1.5}\n";
+    test_write_file(m, crafted, strlen(crafted));
+    snprintf(cmd, sizeof cmd,
+             GEMC " train %s/cfg.yaml train.dir=%s/gem_collapse train.steps=4 %s "
+                  "train.stop_on_collapse=50",
+             root, root, args);
+    CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
+    const char *line = "\ntrain: probe accuracy fell from 100.0% (step 1) to 0.0% at step 2, more "
+                       "than train.stop_on_collapse = 50 points below its best: stopped with a "
+                       "checkpoint at step 2 (HINT: lower train.lr, or raise "
+                       "train.stop_on_collapse)\n";
+    const char *at = strstr(out, line);
+    CU_ASSERT_PTR_NOT_NULL(at);
+    if (at) CU_ASSERT_PTR_NULL(strstr(at + strlen(line), "probe accuracy fell")); // one line
+    CU_ASSERT_PTR_NULL(strstr(out, "wrote"));
+    CU_ASSERT_STRING_EQUAL(err, "");
+    if (!at) fprintf(stderr, "\n  %s\n  stdout: %s\n  stderr: %s\n", cmd, out, err);
+    free(out), free(err);
+    CU_ASSERT(file_exists(dir, "checkpoints/step_000002/optimizer_tp0.bin"));
+    CU_ASSERT(!file_exists(dir, "final/model.safetensors"));
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"probe_best_accuracy\": 1,"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"probe_best_step\": 1,"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"step\": 3,"), 0);
+    // a checkpoint the next run continues from
+    expect_exit(0, "resuming from checkpoint step 2", NULL,
+                GEMC " train %s/cfg.yaml train.dir=%s/gem_collapse train.steps=3 %s "
+                     "train.stop_on_collapse=100",
+                root, root, args);
+    CU_ASSERT(file_exists(dir, "final/model.safetensors"));
+    free(dir), free(m);
+}
+
 // What a folder holds: "path size mtime" of every entry, sorted, one string.
 static char *listing(const char *dir, const char *prune) {
     char cmd[2048], *out, *err;
@@ -598,6 +772,11 @@ void register_stage_tests(void) {
         {"every stage writes under its run directory only", test_writes_stay_in_run_dir},
         {"NaN/Inf: updates skipped, then a stop with a checkpoint",
          test_nonfinite_updates_skipped_then_stop},
+        {"train.stop_on_collapse: the rule, exhaustively", test_probe_collapse_rule},
+        {"train with reward.source answer: labels checked, shards and metrics",
+         test_train_answer_source},
+        {"train with eval.probe: the signal check's metrics", test_train_probe},
+        {"train.stop_on_collapse: a checkpoint, one line, exit 0", test_train_stop_on_collapse},
         {"stage --help lists the config keys", test_stage_help},
         {"sft, train and generate on the CUDA backend", test_stages_on_cuda},
         {NULL, NULL},

@@ -25,6 +25,7 @@ void register_task_tests(void);           // test_task.c
 void register_config_tests(void);         // test_config.c
 void register_sampler_tests(void);        // test_sampler.c
 void register_gem_tests(void);            // test_gem.c
+void register_reward_tests(void);         // test_reward.c
 void register_stage_tests(void);
 void register_shard_tests(void);
 void register_tp_tests(void);
@@ -34,6 +35,7 @@ void register_report_tests(void);   // test_report.c
 void register_gemm_tests(void);     // test_gemm.c
 void register_golden_tests(void);   // test_golden.c
 void register_exp_tests(void);      // test_exp.c
+void register_rescore_tests(void);  // test_rescore.c
 
 // Open MPI's mpirun options that hand the ranks of a SAN=1 build their leak-check settings (the
 // variables are ignored by an uninstrumented build). Open MPI dlclose()s its plugins (and PMIx

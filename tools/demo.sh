@@ -4,9 +4,11 @@
 # 2. init: a random tiny Llama with that tokenizer
 # 3. sft:  supervised fine-tuning on the chosen answers
 # 4. train: GEM from the SFT model, label-free (entropy-scored candidates, SEGA)
-# 5. dpo:  the DPO baseline from the same SFT model, same number of steps and prompts per step
-# 6. eval: held-out task accuracy and preference accuracy after SFT, GEM and DPO
-# 7. plot: GEM against DPO on one sheet (runs/demo/gem_vs_dpo.png)
+# 5. train with reward.source=answer: the learner check (the true reward, which needs labels)
+# 6. train with reward.source=entropy: the label-free source that did best in make ablation
+# 7. dpo:  the DPO baseline from the same SFT model, same number of steps and prompts per step
+# 8. eval: held-out task accuracy and preference accuracy after SFT and each of the four
+# 9. plot: the four runs on one sheet (runs/demo/runs.png)
 # Every stage ends with its summary table (gemc report RUN_DIR prints it again) and logs its
 # metrics for TensorBoard too: tensorboard --logdir runs/demo.
 # Extra key=value arguments go to every stage (e.g. `make demo ARGS="run.seed=2"`).
@@ -35,14 +37,22 @@ echo "== 4. GEM (label-free)"
 ./gemc train "$config" "$@"
 stamp
 echo
-echo "== 5. DPO baseline"
+echo "== 5. the learner check: the same SEGA update on the true reward (reward.source=answer)"
+./gemc train "$config" reward.source=answer train.dir=runs/demo/answer "$@"
+stamp
+echo
+echo "== 6. the best label-free baseline of make ablation: RENT (reward.source=entropy)"
+./gemc train "$config" reward.source=entropy train.dir=runs/demo/entropy "$@"
+stamp
+echo
+echo "== 7. DPO baseline"
 ./gemc dpo "$config" "$@"
 stamp
 echo
-echo "== 6. evaluation on the held-out split"
+echo "== 8. evaluation on the held-out split"
 ./gemc eval "$config" "$@"
 stamp
 echo
-echo "== 7. GEM against DPO"
-./gemc plot runs/demo/gem runs/demo/dpo --out runs/demo/gem_vs_dpo.png
-echo "the curves of both runs: runs/demo/gem_vs_dpo.png (tensorboard --logdir runs/demo shows them too)"
+echo "== 9. the runs side by side"
+./gemc plot runs/demo/gem runs/demo/answer runs/demo/entropy runs/demo/dpo --out runs/demo/runs.png
+echo "the curves of the four runs: runs/demo/runs.png (tensorboard --logdir runs/demo shows them too)"

@@ -104,6 +104,7 @@ static void print_provenance(const char *path, const Shard *s) {
     printf("model           %s\n", s->model);
     printf("created         %s (%.3f)\n", when, s->created);
     printf("k               %d\n", s->k);
+    printf("reward_source   %s\n", s->reward_source[0] ? s->reward_source : "?");
     printf("groups          %d (rows 0..%d), %ld candidates, %ld tokens\n", s->n_groups,
            s->n_groups - 1, shard_n_cands(s), shard_n_tokens(s));
 }
@@ -135,8 +136,9 @@ static void print_group(const Shard *s, int g, const Tokenizer *tok, int tokens,
            (long long)s->group_id[g], s->prompt_index[g], s->skipped[g], s->n_valid[g]);
     put_ids_text(&line, tok, s->prompt_tokens + p0, np, limit);
     printf("  prompt (%ld tokens): %s\n", np, line.p ? line.p : "");
-    printf("  %4s %5s %9s %9s %9s %9s %10s %5s %6s %5s %7s  %s\n", "rank", "cand", "score", "fork",
-           "final", "reward", "advantage", "valid", "finish", "len", "version", "text");
+    printf("  %4s %5s %9s %9s %9s %9s %9s %10s %7s %5s %6s %5s %7s  %s\n", "rank", "cand", "value",
+           "score", "fork", "final", "reward", "advantage", "correct", "valid", "finish", "len",
+           "version", "text");
     int *order = mallocCheck(sizeof(int) * (size_t)k);
     rank_order(s, g, order);
     for (int j = 0; j < k; j++) {
@@ -145,14 +147,18 @@ static void print_group(const Shard *s, int g, const Tokenizer *tok, int tokens,
         const long x0 = s->text_offsets[c], nx = s->text_offsets[c + 1] - x0;
         line.len = 0;
         put_escaped(&line, s->text + x0, (size_t)nx, limit);
-        char rank[16];
+        char rank[16], correct[16];
         if (s->rank_in_group[c] < 0)
             snprintf(rank, sizeof rank, "-");
         else
             snprintf(rank, sizeof rank, "%d", s->rank_in_group[c]);
-        printf("  %4s %5d %9.4f %9.4f %9.4f %9.4f %10.4f %5u %6s %5ld %7ld  %s\n", rank,
-               s->candidate_index[c], s->score[c], s->fork_entropy[c], s->final_entropy[c],
-               s->reward[c], s->advantage[c], s->valid[c],
+        if (s->correct[c] < 0) // the prompt had no answer
+            snprintf(correct, sizeof correct, "-");
+        else
+            snprintf(correct, sizeof correct, "%d", s->correct[c]);
+        printf("  %4s %5d %9.4f %9.4f %9.4f %9.4f %9.4f %10.4f %7s %5u %6s %5ld %7ld  %s\n", rank,
+               s->candidate_index[c], s->value[c], s->score[c], s->fork_entropy[c],
+               s->final_entropy[c], s->reward[c], s->advantage[c], correct, s->valid[c],
                finish_reason_name(s->finish_reason[c] ? FINISH_LENGTH : FINISH_EOS), nt,
                s->policy_version, line.p ? line.p : "");
         if (!tokens) continue;
@@ -192,11 +198,13 @@ int cmd_inspect(int argc, char **argv) {
         "inspect",
         "gemc inspect PATH.h5 [--group I] [--tokens] [--model DIR] [--full]\n\n"
         "Prints an HDF5 shard that a generator rank wrote (RUN/shards/step_N.gen_R.h5): its\n"
-        "provenance (step, policy version, seed, config and tokenizer hashes, model), then\n"
-        "for each group its prompt and its candidates best first (invalid ones last): rank,\n"
-        "candidate index, score S, fork and final entropies, reward, advantage, valid flag,\n"
-        "finish reason, length in tokens, policy version and decoded text. The shard is\n"
-        "checked as a learner reads it: a damaged file is an error that says what is wrong.",
+        "provenance (step, policy version, seed, config and tokenizer hashes, model, reward\n"
+        "source), then for each group its prompt and its candidates best first (invalid ones\n"
+        "last): rank, candidate index, value (what the group was ranked by: S, or the reward\n"
+        "source's reward), score S, fork and final entropies, reward, advantage, correct (1/0\n"
+        "when the prompt had an answer, else -), valid flag, finish reason, length in tokens,\n"
+        "policy version and decoded text. The shard is checked as a learner reads it: a\n"
+        "damaged file is an error that says what is wrong.",
         "examples:\n"
         "  gemc inspect runs/demo/gem/shards/step_000003.gen_0.h5 --group 1\n"
         "  gemc inspect SHARD.h5 --group 0 --tokens --model runs/demo/sft/final\n"

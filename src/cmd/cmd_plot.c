@@ -18,7 +18,7 @@
 #include "metrics_log.h"
 #include "strbuf.h"
 
-enum { MAX_RUNS = 8 };
+enum { MAX_RUNS = 12 };
 
 // One panel of the sheet: up to two metrics per run, the second one dashed.
 typedef struct {
@@ -54,7 +54,8 @@ static const Panel PANELS[] = {
 #define N_PANELS ((int)(sizeof PANELS / sizeof PANELS[0]))
 
 static const char *const COLORS[MAX_RUNS] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                             "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+                                             "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                                             "#7f7f7f", "#bcbd22", "#000000", "#aec7e8"};
 
 // A gnuplot string literal: double quotes, with " and \ escaped.
 static void put_quoted(StrBuf *b, const char *s) {
@@ -95,16 +96,31 @@ static void write_script(StrBuf *b, const char *term, const char *out, const cha
     strbuf_puts(b, "\nset termoption noenhanced\nset output ");
     put_quoted(b, out);
     strbuf_puts(b, "\nset multiplot layout 3,2 title ");
+    // runs under one folder are named by what follows it (runs/ablation/s1/gem -> gem)
+    size_t skip = 0;
+    for (size_t i = 0; n_runs > 1 && names[0][i]; i++) {
+        int same = 1;
+        for (int r = 1; r < n_runs && same; r++) same = names[r][i] == names[0][i];
+        if (!same) break;
+        if (names[0][i] == '/') skip = i + 1;
+    }
     StrBuf title = {0};
     strbuf_puts(&title, "gemc: ");
+    if (skip) {
+        strbuf_put(&title, names[0], skip);
+        strbuf_puts(&title, ": ");
+    }
     for (int r = 0; r < n_runs; r++) {
         if (r) strbuf_puts(&title, " vs ");
-        strbuf_puts(&title, names[r]);
+        strbuf_puts(&title, names[r] + skip);
     }
     put_quoted(b, title.p);
     free(title.p);
-    strbuf_puts(b, " font \",13\"\n"
-                   "set grid lc rgb \"#dddddd\"\nset key top right opaque font \",9\" samplen 2\n"
+    strbuf_puts(b, " font \",13\"\n");
+    // a key of many runs inside a panel would hide the curves behind it: outside, to the right
+    strbuf_puts(b, n_runs > 3 ? "set key outside right top font \",8\" samplen 2\n"
+                              : "set key top right opaque font \",9\" samplen 2\n");
+    strbuf_puts(b, "set grid lc rgb \"#dddddd\"\n"
                    "set xlabel \"step\"\nset border lc rgb \"#555555\"\n");
     for (int p = 0; p < N_PANELS; p++) {
         strbuf_puts(b, "set title ");
@@ -124,7 +140,7 @@ static void write_script(StrBuf *b, const char *term, const char *out, const cha
                          s ? 2 : 1);
                 strbuf_puts(&plot, line);
                 char t[300];
-                snprintf(t, sizeof t, "%s%s", names[r], PANELS[p].name[s]);
+                snprintf(t, sizeof t, "%s%s", names[r] + skip, PANELS[p].name[s]);
                 put_quoted(&plot, t);
             }
         if (plot.len) {

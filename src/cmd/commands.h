@@ -18,6 +18,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_env(int argc, char **argv);
+int cmd_rescore(int argc, char **argv);
 
 // Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
 #include "dtype.h"
@@ -34,5 +35,14 @@ int cmd_save_model(const Model *m, const char *out, DType dtype, const char *tok
                    int required);
 // Prints the recorded error line and returns 1 (for `return cmd_fail();`).
 int cmd_fail(void);
+
+#include "gem.h"
+#include "shard.h"
+// gemc rescore's Eq. 1 for every candidate of a shard under sc, from the shard's token entropies
+// (its tokens decoded with tok for final_span: marker), into out[shard_n_cands(s)]: with the
+// run's own score settings, S is the shard's score bit for bit. Returns 0, or -1 with the error
+// recorded (an id outside tok's vocabulary).
+int rescore_shard_scores(const ScoreConfig *sc, const Tokenizer *tok, const Shard *s,
+                         CandidateScore *out);
 
 #endif

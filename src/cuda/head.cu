@@ -5,6 +5,7 @@
 // "online": a thread keeps m (its largest logit so far), S = sum e^(z-m) and T = sum e^(z-m)(z-m)
 // and rescales them when m grows, so the max, the sums and the entropy take one pass over the
 // row; states of disjoint sets merge the same way (warp shuffles, then the warps in order).
+// sample_rows also keeps D = sum (z-m) there, for the self-certainty (RowState).
 // Every reduction has a fixed order: the same inputs give the same bits.
 #include "head.cuh"
 
@@ -197,11 +198,21 @@ void head_backward(bf16 *dlogits, const float *logits, const float *lse, const f
 enum { MODE_GREEDY, MODE_PLAIN, MODE_KEPT };
 
 // What a thread, then a warp (its chunk), knows of a row.
+//
+// D (ENT only) is the self-certainty's sum D = sum (z - raw.m) over the n ids seen, kept
+// relative to the running max like S and T: rebasing onto m_new adds n (m_old - m_new). Every
+// term and every rebase is <= 0, so D is a sum of terms of one sign and its relative error stays
+// at the order of eps times the length of the longest sequential chain (about V/1024 + 37 adds),
+// whatever the logits' offset: KL = ln S - D/V - ln V then errs by about that times |D/V| (the
+// mean gap to the max, a few nats). The alternative, sum z then D = sum z - V m at the fold,
+// cancels: its error scales with |z| rather than |z - m|, so a row shifted by a constant (the
+// softmax does not change) would lose digits. n is a count in a float (exact: V <= 2^24).
 struct RowState {
     Soft raw;     // every id
     float Ss, Ts; // PLAIN: sampling weights e^((z - raw.m)/temp) of ids < n_draw, and their T
     float bm;     // the largest logit of ids < n_draw, at id bi (the lowest on ties)
     int bi;
+    float D, n; // ENT: sum (z - raw.m) over the n ids seen (self-certainty)
 };
 
 // The sampler's scaled difference, as sampler.c computes it: temperature 1 gives the same bits.
@@ -223,6 +234,7 @@ __device__ __forceinline__ void smp_rebase(float &Ss, float &Ts, float d, float 
 template <bool ENT, int MODE>
 __device__ __forceinline__ void state_rebase(RowState &st, float m, float temp) {
     if (MODE == MODE_PLAIN) smp_rebase<ENT>(st.Ss, st.Ts, st.raw.m - m, temp);
+    if (ENT && st.n > 0) st.D += st.n * (st.raw.m - m); // (n == 0: m is -inf, nothing to move)
     soft_rebase<ENT>(st.raw, m);
 }
 
@@ -231,7 +243,10 @@ template <bool ENT, int MODE>
 __device__ __forceinline__ void state_add(RowState &st, float x, int i, int n_draw, float temp) {
     const float d = x - st.raw.m, e = expf(d);
     st.raw.S += e;
-    if (ENT) st.raw.T += e > 0 ? e * d : 0.0f;
+    if (ENT) {
+        st.raw.T += e > 0 ? e * d : 0.0f;
+        st.D += d, st.n += 1.0f;
+    }
     if (i >= n_draw) return;
     if (x > st.bm) st.bm = x, st.bi = i; // ids arrive in increasing order: strict keeps the lowest
     if (MODE == MODE_PLAIN) {
@@ -249,6 +264,7 @@ __device__ __forceinline__ RowState state_merge(RowState a, RowState b, float te
     state_rebase<ENT, MODE>(b, m, temp);
     r.raw = Soft{m, a.raw.S + b.raw.S, a.raw.T + b.raw.T, 0.0f};
     r.Ss = a.Ss + b.Ss, r.Ts = a.Ts + b.Ts;
+    r.D = a.D + b.D, r.n = a.n + b.n;
     const bool take_b = b.bm > a.bm || (b.bm == a.bm && b.bi < a.bi);
     r.bm = take_b ? b.bm : a.bm, r.bi = take_b ? b.bi : a.bi;
     return r;
@@ -260,7 +276,7 @@ template <bool VEC, bool ENT, int MODE>
 __device__ RowState row_pass(const float *z, int V, int n_draw, float temp, int L) {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int c0 = imin(warp * L, V), c1 = imin(c0 + L, V);
-    RowState st = {{-INFINITY, 0.0f, 0.0f, 0.0f}, 0.0f, 0.0f, -INFINITY, INT_MAX};
+    RowState st = {{-INFINITY, 0.0f, 0.0f, 0.0f}, 0.0f, 0.0f, -INFINITY, INT_MAX, 0.0f, 0.0f};
     if (VEC) {
 #pragma unroll 4
         for (int i = c0 + 4 * lane; i < c1; i += 128) {
@@ -457,17 +473,21 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     float m = -INFINITY;
     for (int w = 0; w < nw; w++) m = fmaxf(m, chunk[w].raw.m);
     Soft raw = {m, 0.0f, 0.0f, 0.0f};
-    float Ssum = 0.0f, Tsum = 0.0f, bm = -INFINITY;
+    float Ssum = 0.0f, Tsum = 0.0f, bm = -INFINITY, D = 0.0f;
     int bi = INT_MAX;
     for (int w = 0; w < nw; w++) {
         RowState c = chunk[w];
         state_rebase<ENT, MODE>(c, m, temp);
         raw.S += c.raw.S, raw.T += c.raw.T;
         Ssum += c.Ss, Tsum += c.Ts;
+        D += c.D;                            // (0 without ENT)
         if (c.bm > bm) bm = c.bm, bi = c.bi; // chunks in id order: strict keeps the lowest id
     }
     const float lnS = logf(raw.S);
     const float H_raw = ENT ? fmaxf(lnS - raw.T / raw.S, 0.0f) : 0.0f;
+    // KL(uniform || p) = ln S - D/V - ln V as sampler.c computes it, clamped at 0 (rounding can
+    // leave -1e-7 for a uniform p)
+    const float cert = ENT ? fmaxf(lnS - D / (float)V - logf((float)V), 0.0f) : 0.0f;
     const int amax = bi == INT_MAX ? 0 : bi; // (no finite drawable logit: id 0, as the CPU)
 
     // Writes the row's outputs for token tok, its sampling difference ds = (z - ref)/temp and
@@ -476,6 +496,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
         out.token[row] = tok;
         out.logp_raw[row] = (z[tok] - m) - lnS;
         out.entropy_raw[row] = H_raw;
+        out.certainty[row] = cert;
         out.logp_sample[row] = MODE == MODE_GREEDY ? 0.0f : ds - logf(S);
         out.entropy_sample[row] =
             MODE == MODE_GREEDY || !ENT ? 0.0f : fmaxf(logf(S) - Tq / S, 0.0f);

@@ -36,6 +36,8 @@ struct SampleOut {
     float *logp_raw;       // ln p(token), p = softmax of the raw logits over all V ids
     float *entropy_sample; // H(q), nats (0 when greedy, or when with_entropy is 0)
     float *entropy_raw;    // H(p), nats (0 when with_entropy is 0)
+    float *certainty;      // KL(uniform || p) = ln S - mean(z - m) - ln V over all V ids, nats,
+                           // at least 0 (self-certainty; 0 when with_entropy is 0)
 };
 
 // Draw r (r < n) draws from row r of logits [n, V] with the uniform u[r] in [0, 1) (device
@@ -44,7 +46,8 @@ struct SampleOut {
 // temperature == 0 or top_k == 1 is greedy (the largest logit among ids < n_draw, lowest id on
 // ties); top_k (0 = off) and top_p (1 = off) keep the best tokens ranked by logit, ties by lower
 // id, and the inverse CDF then walks the kept tokens best first (ids in increasing order when
-// neither cuts). with_entropy == 0 skips the entropy sums (both entropies are written as 0).
+// neither cuts). with_entropy == 0 skips the entropy and self-certainty sums (both entropies
+// and the certainty are written as 0). Every mode, greedy included, writes every field.
 // Needs V <= SAMPLE_MAX_V.
 #define SAMPLE_MAX_V 4000000
 void sample_rows(const SampleOut &out, const float *logits, const float *u, int n, int V,

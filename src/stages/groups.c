@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "reward.h"
 #include "stage.h"
 
 int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
@@ -47,19 +48,62 @@ int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *
         return -1;
     }
     t0 = now_seconds();
-    for (int i = 0; i < G * k; i++) {
-        gb->new_tokens += gb->cands[i].n;
-        if (gem_score_candidate(&c->score, p->tok, &gb->cands[i], &gb->scores[i]) != 0) {
-            groups_free(gb);
+    rc = groups_rank(gb, p, c, ds);
+    gb->t_score = now_seconds() - t0;
+    if (rc != 0) groups_free(gb);
+    return rc;
+}
+
+int groups_check_labels(const GemConfig *c, const Dataset *ds) {
+    if (!reward_needs_labels(&c->reward)) return 0;
+    for (int i = 0; i < ds->n; i++)
+        if (!ds->rec[i].answer) {
+            gemc_set_error("%s:%d: reward.source is %s, which needs every prompt's \"answer\", "
+                           "and this one has none (HINT: add the answers, or pick a label-free "
+                           "source: reward.source=gem, majority, self_certainty or entropy)",
+                           ds->path, ds->rec[i].line, reward_source_name(c->reward.source));
             return -1;
         }
+    return 0;
+}
+
+int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds) {
+    const int G = gb->G, k = gb->k;
+    if (!gb->correct) gb->correct = mallocCheck(sizeof(int) * (size_t)G * k);
+    for (int i = 0; i < G * k; i++) {
+        gb->new_tokens += gb->cands[i].n;
+        if (gem_score_candidate(&c->score, p->tok, &gb->cands[i], &gb->scores[i]) != 0) return -1;
     }
+    RewardInput *in = mallocCheck(sizeof(RewardInput) * (size_t)k);
+    char **answers = callocCheck((size_t)k, sizeof(char *));
+    float *value = mallocCheck(sizeof(float) * (size_t)k);
     for (int g = 0; g < G; g++) {
+        const char *expected = ds->rec[gb->idx[g]].answer;
+        const int use_raw = c->score.entropy_source == ENTROPY_RAW;
+        for (int i = 0; i < k; i++) {
+            const Candidate *cd = &gb->cands[(size_t)g * k + i];
+            answers[i] = expected || reward_needs_answers(&c->reward)
+                             ? policy_candidate_answer(p, c->score.answer_marker, cd)
+                             : NULL;
+            gb->correct[(size_t)g * k + i] =
+                expected ? (int)reward_answer(answers[i], expected) : -1;
+            in[i] = (RewardInput){.entropy = use_raw ? cd->entropy_raw : cd->entropy_sample,
+                                  .certainty = cd->certainty,
+                                  .n = candidate_content_len(cd),
+                                  .gem_score = gb->scores[(size_t)g * k + i].score,
+                                  .answer = answers[i]};
+        }
+        reward_group_values(&c->reward, in, k, expected, value);
+        for (int i = 0; i < k; i++) {
+            gb->scores[(size_t)g * k + i].value = value[i];
+            free(answers[i]);
+            answers[i] = NULL;
+        }
         group_ranking_alloc(&gb->rank[g], k);
         gem_rank_group(&c->filter, &c->sega, gb->cands + (size_t)g * k, gb->scores + (size_t)g * k,
                        k, &gb->rank[g]);
     }
-    gb->t_score = now_seconds() - t0;
+    free(in), free(answers), free(value);
     return 0;
 }
 
@@ -72,6 +116,7 @@ void groups_free(GroupBatch *gb) {
     free(gb->cands);
     free(gb->scores);
     free(gb->rank);
+    free(gb->correct);
     memset(gb, 0, sizeof *gb);
 }
 
@@ -95,10 +140,12 @@ static double mom_std(const Moments *m) {
 void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
                     double *final_mean) {
     Moments reward = {0}, score = {0}, adv = {0}, fork = {0}, final = {0}, len = {0};
-    int len_max = 0, truncated = 0, skipped = 0;
+    int len_max = 0, truncated = 0, skipped = 0, zero_adv = 0;
+    long labelled = 0, correct = 0;
     for (int g = 0; g < gb->G; g++) {
         const GroupRanking *rk = &gb->rank[g];
         skipped += rk->skipped;
+        zero_adv += rk->zero_adv;
         for (int i = 0; i < gb->k; i++) {
             const Candidate *cd = &gb->cands[(size_t)g * gb->k + i];
             const CandidateScore *s = &gb->scores[(size_t)g * gb->k + i];
@@ -110,6 +157,8 @@ void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, doubl
             mom_add(&len, cd->n);
             if (cd->n > len_max) len_max = cd->n;
             truncated += cd->finish == FINISH_LENGTH;
+            const int ok = gb->correct ? gb->correct[(size_t)g * gb->k + i] : -1;
+            labelled += ok >= 0, correct += ok > 0;
             if (rk->valid[i] && !rk->skipped) {
                 mom_add(&reward, rk->reward[i]);
                 mom_add(&adv, rk->advantage[i]);
@@ -129,6 +178,10 @@ void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, doubl
     metrics_num(m, "truncated", n ? (double)truncated / n : 0);
     metrics_int(m, "groups", gb->G);
     metrics_int(m, "groups_skipped", skipped);
+    metrics_int(m, "groups_zero_adv", zero_adv);
+    // the share of sampled candidates whose final answer is right, where prompts have answers:
+    // the training reward curve of a verifiable task, whatever reward.source trains on
+    if (labelled) metrics_num(m, "correct", (double)correct / labelled);
     metrics_int(m, "sampled_tokens", gb->new_tokens);
     metrics_num(m, "sample_tok_s", gb->t_sample > 0 ? gb->new_tokens / gb->t_sample : NAN);
     metrics_num(m, "time_sample", gb->t_sample);

@@ -49,6 +49,7 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
     s->config_hash = config_shard_hash(c);
     s->tokenizer_hash = tokenizer_hash(p->tok);
     snprintf(s->model, sizeof s->model, "%s", model);
+    snprintf(s->reward_source, sizeof s->reward_source, "%s", reward_source_name(c->reward.source));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts); // unix time, not now_seconds()'s monotonic clock
     s->created = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -67,6 +68,7 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
         pt += prompt->n;
         s->skipped[g] = (uint8_t)(rk->skipped != 0);
         s->n_valid[g] = rk->n_valid;
+        s->zero_adv[g] = (uint8_t)(rk->zero_adv != 0);
         for (int i = 0; i < k; i++) {
             const long row = (long)g * k + i;
             const Candidate *cd = &gb->cands[row];
@@ -75,6 +77,8 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
             s->candidate_index[row] = i;
             s->rank_in_group[row] = rk->rank[i];
             s->score[row] = sc->score;
+            s->value[row] = sc->value;
+            s->correct[row] = gb->correct ? gb->correct[row] : -1;
             s->fork_entropy[row] = sc->fork;
             s->final_entropy[row] = sc->final;
             s->reward[row] = rk->reward[i];
@@ -90,6 +94,7 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
                 memcpy(s->logp_sample + t, cd->logp_sample, sizeof(float) * n);
                 memcpy(s->entropy + t, use_raw ? cd->entropy_raw : cd->entropy_sample,
                        sizeof(float) * n);
+                if (cd->certainty) memcpy(s->self_certainty + t, cd->certainty, sizeof(float) * n);
             }
             t += cd->n;
         }

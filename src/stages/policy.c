@@ -99,6 +99,14 @@ void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out) {
     free(bytes.p);
 }
 
+char *policy_candidate_answer(const Policy *p, const char *marker, const Candidate *cd) {
+    StrBuf text = {0};
+    policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
+    char *a = gem_extract_answer(text.p ? text.p : "", text.len, marker);
+    free(text.p);
+    return a;
+}
+
 // ---- micro-batched forward/backward ----------------------------------------------------------
 
 void seq_resp_offsets(const SeqRef *seqs, int n, long *off) {

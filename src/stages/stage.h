@@ -55,6 +55,9 @@ int policy_load_data(const Policy *p, const GemConfig *c, const char *path, Data
                      Dataset *ds);
 // The text of ids (lossy UTF-8), appended to out.
 void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out);
+// The final answer a candidate gives (the text after the last marker, gem_extract_answer),
+// malloc'd, or NULL without the marker.
+char *policy_candidate_answer(const Policy *p, const char *marker, const Candidate *cd);
 
 // ---- sequences and the micro-batched forward/backward -----------------------------------------
 
@@ -98,22 +101,31 @@ void order_free(DataOrder *o);
 // G prompts, k candidates each, scored by Eq. 1 and ranked.
 typedef struct {
     int G, k;
-    int *idx;                 // [G] dataset index of each group's prompt
-    Candidate *cands;         // [G * k], group g's candidates at g * k
-    CandidateScore *scores;   // [G * k]
-    GroupRanking *rank;       // [G]
+    int *idx;               // [G] dataset index of each group's prompt
+    Candidate *cands;       // [G * k], group g's candidates at g * k
+    CandidateScore *scores; // [G * k]
+    GroupRanking *rank;     // [G]
+    int *correct;           // [G * k] 1/0: the final answer is / is not the prompt's; -1: no answer
     double t_sample, t_score; // seconds
     long new_tokens;          // tokens generated
 } GroupBatch;
 
 // Samples sampling.k candidates for each prompt ds->rec[idx[g]] with the policy (stream keys
-// from step and idx, so a prompt seen again in a later epoch draws new candidates), then scores
-// and ranks them. Returns 0 or -1.
+// from step and idx, so a prompt seen again in a later epoch draws new candidates), scores them
+// (Eq. 1), computes reward.source's value and ranks them. Where a prompt has an answer, each
+// candidate's correctness is recorded for the metrics (only reward.source answer trains on it).
+// Returns 0 or -1.
 int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
                   int G, int step, RunDir *r);
 void groups_free(GroupBatch *gb);
+// Scores, values and ranks the sampled candidates of gb (what groups_sample does after sampling).
+int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds);
+// A prompts file whose prompts all need an answer for reward.source (answer): an error naming
+// the file and the first line without one. 0 when every prompt has one or the source needs none.
+int groups_check_labels(const GemConfig *c, const Dataset *ds);
 // Adds the section 8 group metrics (reward, score, advantage, entropies, lengths, truncation,
-// skipped groups) to m, and returns the mean reward, fork and final entropies for the console.
+// skipped groups, the share of correct candidates where prompts have answers) to m, and returns the
+// mean reward, fork and final entropies for the console.
 void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
                     double *final_mean);
 
@@ -240,5 +252,34 @@ int stage_eval_due(const GemConfig *c, long step, long steps);
 // eval.prompts, preference accuracy on as many pairs of eval.pairs, as the step's
 // eval_task_accuracy and eval_pref_accuracy (and time_eval), plus a console line. 0 or -1.
 int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step);
+
+// The signal check of eval.probe (train): how well reward.source separates right from wrong
+// candidates on held-out prompts with answers, and their greedy accuracy, every eval.every steps.
+typedef struct {
+    Dataset ds;     // eval.probe, loaded once
+    int *idx, n;    // the prompts evaluated: the first eval.every_max (all when 0); n = 0: no probe
+    double last;    // probe_accuracy of the latest evaluation (NAN before the first)
+    double best;    // the best probe_accuracy so far (NAN before the first) and its step
+    long best_step; // (the first evaluation that reached it)
+} ProbeState;
+
+// Loads eval.probe through the policy's template; every prompt it evaluates must have an answer
+// (else an error naming FILE:LINE). resume_step > 0: the best probe accuracy of steps <=
+// resume_step is recomputed from RUN_DIR/metrics.jsonl. With eval.probe "" it loads nothing.
+// 0, or -1 with the error set (and nothing to free).
+int stage_probe_open(ProbeState *pr, const GemConfig *c, const Policy *p, const char *run_dir,
+                     long resume_step);
+void stage_probe_close(ProbeState *pr);
+// stage_eval_in_training, and the probe's evaluation when pr holds one: probe_accuracy,
+// probe_auroc, probe_top_correct, probe_mean_correct, probe_bottom_correct and
+// probe_best_accuracy / probe_best_step in m, on the same console line. *collapsed (may be
+// NULL) is set when train.stop_on_collapse is on and probe_accuracy fell more than that many
+// points below the best of the earlier evaluations (stage_probe_collapsed). 0 or -1.
+int stage_eval_in_training_probe(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step,
+                                 ProbeState *pr, int *collapsed);
+// Is accuracy `current` (a share, 0..1) more than `points` percentage points (0.10 = 10 points)
+// below `best`? 0 when points <= 0 (off) or either accuracy is not finite. A drop of exactly
+// `points` is not one (the comparison allows for the rounding of shares like 0.5 - 0.4).
+int stage_probe_collapsed(double best, double current, double points);
 
 #endif

@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "common.h"
+#include "metrics_log.h"
 #include "run_report.h"
+#include "reward.h"
 #include "stage.h"
 
 typedef struct {
@@ -91,27 +93,10 @@ static int eval_preference(const GemConfig *c, Policy *p, Policy *ref, EvalRow *
     return 0;
 }
 
-// The answer most of the k samples gave (answers equal as gem_answer_matches says); the first
-// one seen wins a tie. NULL when no sample had the marker.
+// The answer most of the k samples gave (reward_majority_index), NULL when none had the marker.
 static const char *majority(char **answers, int k) {
-    int best = -1, best_votes = 0;
-    for (int i = 0; i < k; i++) {
-        if (!answers[i]) continue;
-        int votes = 0;
-        for (int j = 0; j < k; j++)
-            votes += answers[j] && gem_answer_matches(answers[j], answers[i]);
-        if (votes > best_votes) best = i, best_votes = votes;
-    }
+    const int best = reward_majority_index(answers, k);
     return best >= 0 ? answers[best] : NULL;
-}
-
-// The answer a candidate gives (malloc'd), or NULL without the answer marker.
-static char *candidate_answer(const Policy *p, const GemConfig *c, const Candidate *cd) {
-    StrBuf text = {0};
-    policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
-    char *a = gem_extract_answer(text.p ? text.p : "", text.len, c->score.answer_marker);
-    free(text.p);
-    return a;
 }
 
 // Task accuracy of greedy answers (or of the majority answer of eval.majority_k samples) on the
@@ -148,7 +133,8 @@ static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int
         if ((rc = sampler_generate(&p->model, &req, m, prompts, lens, keys, cands)) != 0) break;
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < k; j++) {
-                answers[j] = candidate_answer(p, c, &cands[(size_t)i * k + j]);
+                answers[j] =
+                    policy_candidate_answer(p, c->score.answer_marker, &cands[(size_t)i * k + j]);
                 len_sum += cands[(size_t)i * k + j].n;
             }
             const char *got = majority(answers, k);
@@ -182,7 +168,8 @@ static int eval_signal(const GemConfig *c, Policy *p, const Dataset *ds, const i
         if (rk->skipped) continue;
         int correct = 0, best = 0, worst = 0;
         for (int i = 0; i < k; i++) {
-            char *a = candidate_answer(p, c, &gb.cands[(size_t)g * k + i]);
+            char *a =
+                policy_candidate_answer(p, c->score.answer_marker, &gb.cands[(size_t)g * k + i]);
             int ok = a && gem_answer_matches(a, ds->rec[idx[g]].answer);
             free(a);
             correct += ok;
@@ -296,10 +283,10 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
 }
 
 int stage_eval_check_files(const GemConfig *c) {
-    const char *keys[2] = {"eval.prompts", "eval.pairs"};
-    const char *files[2] = {c->eval.prompts, c->eval.pairs};
-    for (int i = 0; i < 2 && c->eval.every > 0; i++)
-        if (files[i][0] && !path_exists(files[i])) {
+    const char *keys[3] = {"eval.prompts", "eval.pairs", "eval.probe"};
+    const char *files[3] = {c->eval.prompts, c->eval.pairs, c->eval.probe};
+    for (int i = 0; i < 3 && c->eval.every > 0; i++)
+        if (files[i] && files[i][0] && !path_exists(files[i])) {
             gemc_set_error("%s: %s: no such file (HINT: eval.every=%d evaluates on it; name "
                            "another file, or eval.every=0)",
                            keys[i], files[i], c->eval.every);
@@ -312,16 +299,129 @@ int stage_eval_due(const GemConfig *c, long step, long steps) {
     return c->eval.every > 0 && (step % c->eval.every == 0 || step == steps);
 }
 
-int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step) {
+// ---- the signal check of eval.probe (train) ---------------------------------------------------
+
+int stage_probe_collapsed(double best, double current, double points) {
+    if (!(points > 0) || !isfinite(best) || !isfinite(current)) return 0;
+    // shares of n prompts: 0.5 - 0.4 is 10.000000000000002 points, which is not more than 10
+    return 100.0 * (best - current) > points + 1e-9;
+}
+
+// The best probe_accuracy of the train lines of steps <= resume_step in RUN_DIR/metrics.jsonl:
+// a resumed run (a SIGTERM stop, a collapse stop) keeps comparing against the best of the whole
+// run rather than restarting its tracking at the checkpoint's accuracy, so a collapse that spans
+// a preemption is still seen. (A resumed run that changed eval.probe or eval.every_max compares
+// against the best on the old prompts.)
+static int probe_best_from_log(ProbeState *pr, const char *run_dir, long resume_step) {
+    char *path = path_join(run_dir, "metrics.jsonl");
+    int rc = 0;
+    if (path_exists(path)) {
+        MetricsLog log;
+        rc = metrics_log_read(path, &log);
+        for (int i = 0; rc == 0 && i < log.n; i++) {
+            const MetricsRow *row = &log.rows[i];
+            if (row->step > resume_step || !row->stage || strcmp(row->stage, "train")) continue;
+            const double v = metrics_row_get(row, "probe_accuracy");
+            if (isfinite(v) && (!isfinite(pr->best) || v > pr->best))
+                pr->best = v, pr->best_step = row->step;
+        }
+        if (rc == 0) metrics_log_free(&log);
+    }
+    free(path);
+    return rc;
+}
+
+int stage_probe_open(ProbeState *pr, const GemConfig *c, const Policy *p, const char *run_dir,
+                     long resume_step) {
+    memset(pr, 0, sizeof *pr);
+    pr->last = pr->best = NAN;
+    pr->best_step = -1;
+    if (!c->eval.probe || !c->eval.probe[0]) return 0;
+    if (policy_load_data(p, c, c->eval.probe, DATA_PROMPTS, &pr->ds) != 0) return -1;
+    const int n =
+        c->eval.every_max > 0 && c->eval.every_max < pr->ds.n ? c->eval.every_max : pr->ds.n;
+    for (int i = 0; i < n; i++)
+        if (!pr->ds.rec[i].answer) {
+            gemc_set_error("%s:%d: this prompt has no \"answer\", and eval.probe needs one on "
+                           "every prompt it evaluates (the first %d; eval.every_max) (HINT: add "
+                           "the answers, or point eval.probe at prompts with answers)",
+                           pr->ds.path, pr->ds.rec[i].line, n);
+            dataset_free(&pr->ds);
+            return -1;
+        }
+    pr->idx = mallocCheck(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) pr->idx[i] = i;
+    pr->n = n;
+    if (resume_step > 0 && probe_best_from_log(pr, run_dir, resume_step) != 0) {
+        stage_probe_close(pr);
+        return -1;
+    }
+    return 0;
+}
+
+void stage_probe_close(ProbeState *pr) {
+    if (pr->n > 0) dataset_free(&pr->ds);
+    free(pr->idx);
+    memset(pr, 0, sizeof *pr);
+}
+
+// What the probe's sampled groups say about reward.source: each group's ranked candidates
+// (rank >= 0: valid and not trimmed by filter.trim_bottom) through reward_group_separation,
+// skipped groups included (a group whose values all tie still has a top, so a source that
+// cannot tell its candidates apart shows as top == mean rather than dropping out).
+static void probe_signal_add(const GroupBatch *gb, RewardSeparation *s) {
+    const int k = gb->k;
+    float *value = mallocCheck(sizeof(float) * (size_t)k);
+    int *ok = mallocCheck(sizeof(int) * (size_t)k);
+    for (int g = 0; g < gb->G; g++) {
+        for (int i = 0; i < k; i++) {
+            value[i] = gb->scores[(size_t)g * k + i].value;
+            ok[i] = gb->rank[g].rank[i] < 0 ? -1 : gb->correct[(size_t)g * k + i];
+        }
+        reward_group_separation(value, ok, k, s);
+    }
+    free(value), free(ok);
+}
+
+// The probe's evaluation at `step`: greedy accuracy as eval_task computes it, and k sampled
+// candidates per prompt (eval.signal_k, else sampling.k) ranked by reward.source as training
+// ranks them (groups_sample: the training sampling settings, stream keys from the step).
+static int probe_evaluate(const GemConfig *c, Policy *p, RunDir *r, ProbeState *pr, long step,
+                          EvalRow *row, RewardSeparation *sig) {
+    GemConfig ec = *c; // read-only copy: greedy, and the signal's group size
+    ec.eval.majority_k = 1;
+    if (eval_task(&ec, p, &pr->ds, pr->idx, pr->n, r, row) != 0) return -1;
+    if (c->eval.signal_k > 0) ec.sampling.k = c->eval.signal_k;
+    const int chunk = 64; // groups held at once
+    for (int c0 = 0; c0 < pr->n; c0 += chunk) {
+        const int m = pr->n - c0 < chunk ? pr->n - c0 : chunk;
+        GroupBatch gb;
+        if (groups_sample(&gb, p, &ec, &pr->ds, pr->idx + c0, m, (int)step, r) != 0) return -1;
+        probe_signal_add(&gb, sig);
+        groups_free(&gb);
+    }
+    return 0;
+}
+
+static double share(double x, long n) {
+    return n > 0 ? x / (double)n : NAN;
+}
+
+int stage_eval_in_training_probe(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step,
+                                 ProbeState *pr, int *collapsed) {
     GemConfig ec = *c; // read-only copy: the subset, and no signal or reference model
     ec.eval.max_prompts = ec.eval.max_pairs = c->eval.every_max;
     ec.eval.signal_k = 0;
     ec.eval.use_ref = 0;
-    EvalRow row = {0};
+    EvalRow row = {0}, probe = {0};
+    RewardSeparation sig = {0};
+    if (collapsed) *collapsed = 0;
     double t0 = now_seconds();
     if (ec.eval.pairs[0] && eval_preference(&ec, p, NULL, &row) != 0) return -1;
     if (ec.eval.prompts[0] && eval_prompts(&ec, p, r, &row) != 0) return -1;
-    char line[256];
+    const int with_probe = pr && pr->n > 0;
+    if (with_probe && probe_evaluate(c, p, r, pr, step, &probe, &sig) != 0) return -1;
+    char line[512];
     int len = snprintf(line, sizeof line, "%s step %ld: eval", r->stage, step);
     if (row.task_n) {
         metrics_num(m, "eval_task_accuracy", (double)row.task_correct / row.task_n);
@@ -330,13 +430,45 @@ int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m,
     }
     if (row.pref_n) {
         metrics_num(m, "eval_pref_accuracy", row.pref_wins / row.pref_n);
-        snprintf(line + len, sizeof line - (size_t)len, " | pref accuracy %.1f%% of %d",
-                 100.0 * row.pref_wins / row.pref_n, row.pref_n);
+        len += snprintf(line + len, sizeof line - (size_t)len, " | pref accuracy %.1f%% of %d",
+                        100.0 * row.pref_wins / row.pref_n, row.pref_n);
     }
+    if (with_probe) {
+        const double acc = share(probe.task_correct, probe.task_n);
+        const double auroc = reward_separation_auroc(&sig); // NaN (null): no group has both
+        const double top = share(sig.top, sig.groups);
+        const double mean = share(sig.mean, sig.groups);
+        const double bottom = share(sig.bottom, sig.groups);
+        // against the best of the evaluations before this one
+        if (collapsed) *collapsed = stage_probe_collapsed(pr->best, acc, c->train.stop_on_collapse);
+        pr->last = acc;
+        if (isfinite(acc) && (!isfinite(pr->best) || acc > pr->best))
+            pr->best = acc, pr->best_step = step;
+        metrics_num(m, "probe_accuracy", acc);
+        metrics_num(m, "probe_auroc", auroc);
+        metrics_num(m, "probe_top_correct", top);
+        metrics_num(m, "probe_mean_correct", mean);
+        metrics_num(m, "probe_bottom_correct", bottom);
+        metrics_num(m, "probe_best_accuracy", pr->best);
+        metrics_int(m, "probe_best_step", pr->best_step);
+        char auc[16] = "-", sigc[64] = "-";
+        if (isfinite(auroc)) snprintf(auc, sizeof auc, "%.3f", auroc);
+        if (sig.groups)
+            snprintf(sigc, sizeof sigc, "%.1f / %.1f / %.1f%%", 100 * top, 100 * mean,
+                     100 * bottom);
+        len += snprintf(line + len, sizeof line - (size_t)len,
+                        " | probe accuracy %.1f%% of %d | probe AUROC %s | top/mean/bottom %s",
+                        100 * acc, probe.task_n, auc, sigc);
+    }
+    (void)len;
     metrics_num(m, "time_eval", now_seconds() - t0);
     printf("%s\n", line);
     fflush(stdout);
     return 0;
+}
+
+int stage_eval_in_training(const GemConfig *c, Policy *p, RunDir *r, Metrics *m, long step) {
+    return stage_eval_in_training_probe(c, p, r, m, step, NULL, NULL);
 }
 
 int stage_eval(const GemConfig *c) {

@@ -2,8 +2,10 @@
 // candidates for batch_size prompts with the current policy, scores them by their own token
 // entropies (Eq. 1), filters and ranks each group, and takes one SEGA step (Eq. 2):
 //   L = -(1/G) sum_g (1/k_g) sum_i A_i l_i
-// over the G groups that were not skipped, k_g the group's valid candidates. The prompts'
-// `answer` fields are never read.
+// over the G groups that were not skipped, k_g the group's valid candidates (sega.loss_agg
+// picks other weights, sega_batch_weights). reward.source picks another reward (reward.h): only
+// `answer` trains on the prompts' `answer` fields; where they exist the metrics count the share
+// of right candidates whatever the source.
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,9 +44,15 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
                        const int *const *prompts, const int *prompt_lens, int stride, int offset,
                        long version, int *n_seqs, long *n_tokens) {
     const int G = gb->G, k = gb->k;
-    int n = 0, active = 0;
+    int n = 0;
     long tokens = 0;
-    for (int g = 0; g < G; g++) active += !gb->rank[g].skipped;
+    // the weights see the whole batch, whatever share of it this learner trains
+    int *len = mallocCheck(sizeof(int) * ((size_t)G * k + 1));
+    float *w = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    for (int i = 0; i < G * k; i++) len[i] = gb->cands[i].n;
+    const float constant =
+        c->sega.loss_constant > 0 ? c->sega.loss_constant : (float)c->sampling.max_new_tokens;
+    sega_batch_weights(&c->sega, gb->rank, len, G, k, constant, w);
     SeqRef *seqs = mallocCheck(sizeof(SeqRef) * ((size_t)G * k + 1));
     float *adv = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
     float *weight = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
@@ -59,7 +67,7 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
             if (!rk->valid[i] || (rk->advantage[i] == 0.0f && !ref)) continue;
             seqs[n] = (SeqRef){prompts[g], prompt_lens[g], cd->ids, cd->n};
             adv[n] = rk->advantage[i];
-            weight[n] = 1.0f / ((float)active * (float)rk->n_valid);
+            weight[n] = w[(size_t)g * k + i];
             // weights newer than the sampler's: the PPO-clipped ratio to the recorded sampling
             // log-probs; the same weights: rho = 1 and the plain Eq. 2 term
             sample_logp[n] = cd->policy_version < version ? cd->logp_sample : NULL;
@@ -79,6 +87,7 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
         loss =
             seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens, NULL, sega_grad, &ctx);
     free(ref_logp), free(seqs), free(adv), free(weight), free(sample_logp), free(off);
+    free(len), free(w);
     *n_seqs = n;
     *n_tokens = tokens;
     return loss;
@@ -106,6 +115,26 @@ static void write_pairs(FILE *f, const Policy *p, const Dataset *ds, const Group
         free(line.p), free(a.p), free(b.p);
     }
     fflush(f);
+}
+
+// The step's groups as RUN_DIR/shards/step_N.gen_0.h5, as a generator rank of the distributed
+// pipeline writes them: what `gemc inspect` shows and `gemc rescore` recomputes rewards from.
+static int write_shard(const GemConfig *c, const Policy *p, const Dataset *ds, const GroupBatch *gb,
+                       int step) {
+    char *dir = path_join(c->train.dir, "shards");
+    long *ids = mallocCheck(sizeof(long) * (size_t)gb->G);
+    for (int g = 0; g < gb->G; g++) ids[g] = (long)(step - 1) * c->train.batch_size + g;
+    Shard s;
+    int rc = ensure_dir(dir);
+    if (rc == 0) rc = groups_to_shard(gb, p, c, ds, ids, step, (long)p->model.adam_t, 0, &s);
+    if (rc == 0) {
+        char *path = shard_path(dir, step, 0);
+        rc = shard_write(path, &s);
+        free(path);
+        shard_free(&s);
+    }
+    free(ids), free(dir);
+    return rc;
 }
 
 // The newest complete checkpoint of the run dir (run.resume: auto): its optimizer state (fp32
@@ -145,14 +174,20 @@ int stage_train(const GemConfig *c) {
     RunDir r;
     FILE *pairs = NULL;
     long start = 0;
+    ProbeState probe = {0}; // eval.probe: loaded once; its best accuracy so far
     int rc = policy_load_data(&p, c, c->train.data, DATA_PROMPTS, &ds);
+    if (rc == 0 && (rc = groups_check_labels(c, &ds)) != 0) dataset_free(&ds);
     if (rc == 0 && (rc = resume(c, &p.model, &start)) != 0) dataset_free(&ds);
+    // a resumed run recomputes the best probe accuracy from metrics.jsonl (stage_probe_open)
+    if (rc == 0 && (rc = stage_probe_open(&probe, c, &p, c->train.dir, start)) != 0)
+        dataset_free(&ds);
     // the resumed host state goes to the device
     if (rc == 0 && (rc = model_place(&p.model, c)) != 0) dataset_free(&ds);
     if (rc == 0 && use_ref && (rc = model_place(&ref.model, c)) != 0) dataset_free(&ds);
     if (rc == 0 && (rc = rundir_open_at(&r, c->train.dir, c, "train", start > 0 ? start : -1)) != 0)
         dataset_free(&ds);
     if (rc != 0) {
+        stage_probe_close(&probe);
         policy_free(&p);
         if (use_ref) policy_free(&ref);
         return -1;
@@ -183,6 +218,10 @@ int stage_train(const GemConfig *c) {
         GroupBatch gb;
         if ((rc = groups_sample(&gb, &p, c, &ds, idx, G, step, &r)) != 0) break;
         if (pairs) write_pairs(pairs, &p, &ds, &gb);
+        if ((rc = write_shard(c, &p, &ds, &gb, step)) != 0) {
+            groups_free(&gb);
+            break;
+        }
 
         // the update: every valid candidate of every group that was not skipped
         double t0 = now_seconds();
@@ -215,17 +254,25 @@ int stage_train(const GemConfig *c) {
         metrics_num(&m, "time_train", t_train);
         metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, t_train, 1));
         metrics_int(&m, "updated", updated);
+        int collapsed = 0; // train.stop_on_collapse: the probe accuracy fell too far
         if (stage_eval_due(c, step, c->train.steps))
-            rc = stage_eval_in_training(c, &p, &r, &m, step);
+            rc = stage_eval_in_training_probe(c, &p, &r, &m, step, &probe, &collapsed);
         metrics_end(&m, &r);
         if (rc != 0) {
             groups_free(&gb);
             break;
         }
         if (step % c->run.log_every == 0 || step == c->train.steps) {
-            char f[200];
-            snprintf(f, sizeof f, "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
-                     loss, reward, fork, final, G - active);
+            char f[240];
+            int len = snprintf(f, sizeof f,
+                               "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
+                               loss, reward, fork, final, G - active);
+            long right = 0, labelled = 0;
+            for (int i = 0; i < G * k; i++)
+                labelled += gb.correct[i] >= 0, right += gb.correct[i] > 0;
+            if (labelled)
+                snprintf(f + len, sizeof f - (size_t)len, " | correct %.2f",
+                         (double)right / (double)labelled);
             double dt = now_seconds() - t0 + gb.t_sample + gb.t_score;
             stage_print_step("train", step, c->train.steps, f, (gb.new_tokens + tokens) / dt,
                              t_loop);
@@ -240,11 +287,19 @@ int stage_train(const GemConfig *c) {
                                       save_checkpoint(c, &p, step));
             break;
         }
-        stopped = stage_stop_requested && step < c->train.steps;
-        if (step < c->train.steps &&
-            ((c->run.save_every > 0 && step % c->run.save_every == 0) || stopped))
+        // a collapse stops at the last step too: no final/ from weights that fell apart
+        stopped = (stage_stop_requested && step < c->train.steps) || collapsed;
+        if ((step < c->train.steps && c->run.save_every > 0 && step % c->run.save_every == 0) ||
+            stopped)
             rc = save_checkpoint(c, &p, step);
-        if (rc == 0 && stopped)
+        if (rc == 0 && collapsed)
+            printf("train: probe accuracy fell from %.1f%% (step %ld) to %.1f%% at step %d, more "
+                   "than train.stop_on_collapse = %g points below its best: stopped with a "
+                   "checkpoint at step %d (HINT: lower train.lr, or raise "
+                   "train.stop_on_collapse)\n",
+                   100 * probe.best, probe.best_step, 100 * probe.last, step,
+                   (double)c->train.stop_on_collapse, step);
+        else if (rc == 0 && stopped)
             printf("train: SIGTERM: stopped after step %d with a checkpoint; the same command "
                    "resumes (run.resume: auto)\n",
                    step);
@@ -253,6 +308,7 @@ int stage_train(const GemConfig *c) {
     if (rc == 0 && !stopped) printf("train: wrote %s/final\n", c->train.dir);
     if (rc == 0) run_report_print(c->train.dir, stdout); // a SIGTERM stop too
     if (pairs) fclose(pairs);
+    stage_probe_close(&probe);
     free(idx), free(prompts), free(prompt_lens);
     order_free(&order);
     rundir_close(&r);

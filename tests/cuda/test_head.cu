@@ -1,7 +1,8 @@
 // The GPU head and sampler (src/cuda/head.cuh) against the CPU: head_forward / head_backward
 // against head_forward_f32 / head_backward_f32, sample_rows against sample_token_limited
 // (plain, temperature, greedy, top-k, top-p, both, a drawing limit n_draw < V, u from 0 to just
-// below 1), entropies off, rows whose length is not a multiple of 4, and determinism.
+// below 1), entropies off, rows whose length is not a multiple of 4, and determinism; and the
+// self-certainty KL(uniform || p) against the CPU and against its float64 definition.
 //
 // Sampling tokens must equal the CPU's, except where u sits on a boundary of the inverse CDF
 // within rounding: a GPU token other than the CPU's passes only when, in the exact (double)
@@ -10,6 +11,7 @@
 // print the neighbours they accept.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <algorithm>
@@ -223,9 +225,21 @@ static bool close(float got, double want, double tol = 1e-5) {
     return std::fabs((double)got - want) <= tol * std::max(1.0, std::fabs(want)); // NaN: false
 }
 
+// The self-certainty KL(uniform || p) = ln S - D/V - ln V, D = sum (z - m), against the CPU's
+// and against float64: relative 1e-5, absolute below 1 (close()). Both sides sum D in fp32 in
+// different orders (sampler.c: 8 lanes in blocks of 512, then the blocks in order; head.cu:
+// about V/1024 terms a thread relative to its running max, 5 shuffle levels, 32 chunks in
+// order). The terms share a sign, so each D is within about eps sqrt(chain) ~ 1e-6 of the exact
+// sum, which moves KL by ~1e-6 |D/V| (|D/V|, the mean gap to the max, is at most 30 in these
+// rows); ln S adds ~1e-7 and ln V nothing. Over the rows here the worst error against float64
+// is below 1e-6 on both sides (GEMC_TEST_VERBOSE=1 prints it), so 1e-5 leaves a margin of 10
+// for other orders and devices' expf/logf, while one term of D left out or counted twice moves
+// KL by |z - m|/V (1e-2 at V = 1000 for a gap of 10).
+static const double TOL_CERT = 1e-5;
+
 struct Draws {
     std::vector<int> token;
-    std::vector<float> logp_sample, logp_raw, entropy_sample, entropy_raw;
+    std::vector<float> logp_sample, logp_raw, entropy_sample, entropy_raw, certainty;
 };
 
 // Draw r * nu + j: row r of rows [nrows, V] with us[j], on the GPU.
@@ -238,15 +252,17 @@ static Draws gpu_draws(const std::vector<float> &rows, int nrows, const float *u
         u[d] = us[d % nu];
     }
     float *dz = to_dev(z), *du = to_dev(u);
-    SampleOut o = {dev_alloc<int>(n), dev_alloc<float>(n), dev_alloc<float>(n), dev_alloc<float>(n),
-                   dev_alloc<float>(n)};
+    SampleOut o = {dev_alloc<int>(n),   dev_alloc<float>(n), dev_alloc<float>(n),
+                   dev_alloc<float>(n), dev_alloc<float>(n), dev_alloc<float>(n)};
     sample_rows(o, dz, du, n, V, n_draw, sc.temperature, sc.top_k, sc.top_p, with_entropy, 0);
     Draws g;
     g.token = from_dev(o.token, n);
     g.logp_sample = from_dev(o.logp_sample, n), g.logp_raw = from_dev(o.logp_raw, n);
     g.entropy_sample = from_dev(o.entropy_sample, n), g.entropy_raw = from_dev(o.entropy_raw, n);
+    g.certainty = from_dev(o.certainty, n);
     cudaFree(dz), cudaFree(du), cudaFree(o.token), cudaFree(o.logp_sample);
     cudaFree(o.logp_raw), cudaFree(o.entropy_sample), cudaFree(o.entropy_raw);
+    cudaFree(o.certainty);
     return g;
 }
 
@@ -264,7 +280,7 @@ static Draws check_sampling(const char *what, int V, int n_draw, float temperatu
     const Draws g = gpu_draws(rows, V, n_draw, sc, 1);
     const bool greedy = !(temperature > 0) || top_k == 1;
     std::vector<float> scratch(2 * (size_t)V);
-    std::vector<float> want[4], got[4];
+    std::vector<float> want[5], got[5];
     int same = 0, neighbours = 0, bad = 0;
     for (int d = 0; d < ROWS * NU; d++) {
         const float *z = &rows[(size_t)(d / NU) * V], u = US[d % NU];
@@ -289,15 +305,16 @@ static Draws check_sampling(const char *what, int V, int n_draw, float temperatu
         } else {
             ok = false;
         }
+        // the certainty depends on the row alone, whatever token is drawn (TOL_CERT)
         ok = ok && close(g.entropy_sample[d], c.entropy_sample) &&
-             close(g.entropy_raw[d], c.entropy_raw);
+             close(g.entropy_raw[d], c.entropy_raw) && close(g.certainty[d], c.certainty, TOL_CERT);
         if (!ok) {
             bad++;
-            std::printf("\n    %s: row %d u %.9g: GPU token %d (%.7g %.7g %.7g %.7g), CPU token %d "
-                        "(%.7g %.7g %.7g %.7g)",
+            std::printf("\n    %s: row %d u %.9g: GPU token %d (%.7g %.7g %.7g %.7g %.7g), CPU "
+                        "token %d (%.7g %.7g %.7g %.7g %.7g)",
                         what, d / NU, u, tok, g.logp_sample[d], g.logp_raw[d], g.entropy_sample[d],
-                        g.entropy_raw[d], c.token, c.logp_sample, c.logp_raw, c.entropy_sample,
-                        c.entropy_raw);
+                        g.entropy_raw[d], g.certainty[d], c.token, c.logp_sample, c.logp_raw,
+                        c.entropy_sample, c.entropy_raw, c.certainty);
         }
         if (tok == c.token) {
             want[0].push_back(c.logp_sample), got[0].push_back(g.logp_sample[d]);
@@ -305,6 +322,7 @@ static Draws check_sampling(const char *what, int V, int n_draw, float temperatu
         }
         want[2].push_back(c.entropy_sample), got[2].push_back(g.entropy_sample[d]);
         want[3].push_back(c.entropy_raw), got[3].push_back(g.entropy_raw[d]);
+        want[4].push_back(c.certainty), got[4].push_back(g.certainty[d]);
     }
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT(4 * same >= 3 * ROWS * NU); // neighbours stay the exception
@@ -312,11 +330,12 @@ static Draws check_sampling(const char *what, int V, int n_draw, float temperatu
         std::printf("\n    %s: %d of %d draws took the neighbouring token of a CDF boundary "
                     "within 1e-5 of u",
                     what, neighbours, ROWS * NU);
-    // and NaN-proof vector checks of the four numbers
+    // and NaN-proof vector checks of the five numbers
     CHECK_REL("logp_sample", got[0], want[0], 1e-5);
     CHECK_REL("logp_raw", got[1], want[1], 1e-5);
     CHECK_REL("entropy_sample", got[2], want[2], 1e-5);
     CHECK_REL("entropy_raw", got[3], want[3], 1e-5);
+    CHECK_REL("certainty", got[4], want[4], TOL_CERT);
     return g;
 }
 
@@ -393,6 +412,7 @@ static void test_sample_exact_ties(void) {
             CU_ASSERT(close(g.logp_raw[d], c.logp_raw));
             CU_ASSERT(close(g.entropy_sample[d], c.entropy_sample));
             CU_ASSERT(close(g.entropy_raw[d], c.entropy_raw));
+            CU_ASSERT(close(g.certainty[d], c.certainty, TOL_CERT));
         }
     }
 }
@@ -410,6 +430,8 @@ static void test_sample_no_entropy(void) {
         for (int d = 0; d < ROWS * NU; d++) {
             CU_ASSERT_EQUAL(b.entropy_sample[d], 0.0f);
             CU_ASSERT_EQUAL(b.entropy_raw[d], 0.0f);
+            CU_ASSERT_EQUAL(b.certainty[d], 0.0f);
+            CU_ASSERT(a.certainty[d] > 0.0f); // (with them: these rows are far from uniform)
         }
     }
 }
@@ -422,12 +444,90 @@ static void test_sample_deterministic(void) {
         const Draws b = gpu_draws(rows, V_ODD, V_ODD, sc, 1);
         CU_ASSERT(a.token == b.token);
         const std::vector<float> *x[] = {&a.logp_sample, &a.logp_raw, &a.entropy_sample,
-                                         &a.entropy_raw};
+                                         &a.entropy_raw, &a.certainty};
         const std::vector<float> *y[] = {&b.logp_sample, &b.logp_raw, &b.entropy_sample,
-                                         &b.entropy_raw};
-        for (int k = 0; k < 4; k++)
+                                         &b.entropy_raw, &b.certainty};
+        for (int k = 0; k < 5; k++)
             CU_ASSERT(std::memcmp(x[k]->data(), y[k]->data(), x[k]->size() * 4) == 0);
     }
+}
+
+// ---- self-certainty against float64 ------------------------------------------------------
+
+// Rows [CERT_ROWS, V] of the float64 check:
+//   0  uniform in [-8, 8)
+//   1  peaked: a background of sums of three uniforms in [-2, 2) with 16 spikes in [8, 16)
+//   2  row 0 + 60: the same softmax far from 0 (sum z - V m, rather than sum (z - m), would
+//      lose digits to the offset here)
+//   3  near uniform: uniform in [-1e-3, 1e-3), KL about 2e-7 (the absolute side of close())
+//   4  exactly uniform: KL 0 (clamped where rounding leaves a negative)
+//   5  one spike of 30 on zeros at the last id: nearly one-hot, KL about 30 - ln V
+static const int CERT_ROWS = 6;
+static std::vector<float> cert_rows(int V, uint64_t seed) {
+    std::vector<float> z((size_t)CERT_ROWS * V, 0.0f);
+    const std::vector<float> a = rand_vec(V, seed, 8.0f),
+                             b = rand_vec(3 * (size_t)V, seed + 1, 2.0f);
+    const std::vector<float> c = rand_vec(V, seed + 2, 1e-3f), s = rand_vec(32, seed + 3, 1.0f);
+    for (int i = 0; i < V; i++) {
+        z[i] = a[i];
+        z[(size_t)V + i] = b[3 * (size_t)i] + b[3 * (size_t)i + 1] + b[3 * (size_t)i + 2];
+        z[(size_t)2 * V + i] = a[i] + 60.0f;
+        z[(size_t)3 * V + i] = c[i];
+        z[(size_t)4 * V + i] = 0.25f;
+    }
+    for (int k = 0; k < 16; k++) {
+        const int id = std::min(V - 1, (int)((s[k] + 1.0f) * 0.5f * V));
+        z[(size_t)V + id] = 12.0f + 4.0f * s[16 + k];
+    }
+    z[(size_t)6 * V - 1] = 30.0f;
+    return z;
+}
+
+// KL(uniform || softmax(z)) in float64: log(sum e^(z - m)) - mean(z - m) - log(V).
+static double certainty_f64(const float *z, int V) {
+    double m = -INFINITY, S = 0, D = 0;
+    for (int i = 0; i < V; i++) m = std::max(m, (double)z[i]);
+    for (int i = 0; i < V; i++) S += std::exp((double)z[i] - m), D += (double)z[i] - m;
+    return std::log(S) - D / V - std::log((double)V);
+}
+
+// Every sampling mode (greedy, plain, top-k/top-p: each its own kernel) on rows of V = 1000,
+// 999 (scalar loads) and 152000 (Qwen's size): GPU and CPU certainty both within TOL_CERT of
+// float64.
+static void test_sample_certainty_f64(void) {
+    const int Vs[] = {1000, 999, 152000};
+    const SamplingConfig cfgs[] = {
+        {1, 0.0f, 1.0f, 0, 1}, {1, 0.7f, 1.0f, 0, 1}, {1, 1.0f, 0.9f, 20, 1}};
+    const float us[] = {0.5f};
+    double worst_gpu = 0, worst_cpu = 0;
+    for (int V : Vs) {
+        const std::vector<float> rows = cert_rows(V, 1300 + V);
+        std::vector<float> scratch(2 * (size_t)V);
+        for (const SamplingConfig &sc : cfgs) {
+            const Draws g = gpu_draws(rows, CERT_ROWS, us, 1, V, V, sc, 1);
+            for (int r = 0; r < CERT_ROWS; r++) {
+                const float *z = &rows[(size_t)r * V];
+                const double want = certainty_f64(z, V);
+                TokenDraw c;
+                sample_token_limited(z, V, V, &sc, us[0], scratch.data(), &c);
+                const double eg = std::fabs(g.certainty[r] - want) / std::max(1.0, std::fabs(want));
+                const double ec = std::fabs(c.certainty - want) / std::max(1.0, std::fabs(want));
+                worst_gpu = std::max(worst_gpu, eg), worst_cpu = std::max(worst_cpu, ec);
+                const bool ok = close(g.certainty[r], want, TOL_CERT) &&
+                                close(c.certainty, want, TOL_CERT) && g.certainty[r] >= 0.0f;
+                if (!ok)
+                    std::printf("\n    certainty, V %d temperature %g top_k %d top_p %g, row %d: "
+                                "GPU %.9g, CPU %.9g, float64 %.12g",
+                                V, sc.temperature, sc.top_k, sc.top_p, r, g.certainty[r],
+                                c.certainty, want);
+                CU_ASSERT(ok);
+            }
+            CU_ASSERT_EQUAL(g.certainty[4], 0.0f); // exactly uniform
+        }
+    }
+    if (getenv("GEMC_TEST_VERBOSE"))
+        std::printf("\n    certainty against float64: worst error %.3g (GPU), %.3g (CPU)",
+                    worst_gpu, worst_cpu);
 }
 
 void register_cuda_head_tests(void) {
@@ -444,6 +544,7 @@ void register_cuda_head_tests(void) {
         {"sampling: exact ties", test_sample_exact_ties},
         {"sampling: without entropy", test_sample_no_entropy},
         {"sampling is deterministic", test_sample_deterministic},
+        {"sampling: self-certainty against float64", test_sample_certainty_f64},
         {NULL, NULL},
     };
     add_suite("cuda_head", tests);

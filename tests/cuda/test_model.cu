@@ -194,7 +194,8 @@ static void test_sega_run(void) {
 
 // Candidates sampled on the device, then replayed through the CPU model (teacher forcing over
 // prompt + candidate): every token's raw log-prob and entropy must be the CPU's, which checks
-// the KV cache, its sharing among the k candidates and the positions. Draws use the same
+// the KV cache, its sharing among the k candidates and the positions; the self-certainty of
+// every draw that follows the CPU's tokens must be the CPU sampler's. Draws use the same
 // uniforms as the CPU sampler: most tokens are the CPU's own choice.
 static void test_sampler(void) {
     for (int f = 0; f < N_FAMILIES; f++) {
@@ -238,7 +239,19 @@ static void test_sampler(void) {
             CHECK_REL(what, got_lp, want_lp, TOL_LOGP);
             std::snprintf(what, sizeof what, "%s candidate %d entropies", family_name(f), i);
             CHECK_REL(what, got_ent, want_ent, TOL_LOGP);
+            // Draw t reads the logits after the same tokens on both while the streams agree: the
+            // CPU sampler's self-certainty, up to the device model's rounding of the logits, which
+            // moves it by sum (p_i - 1/V) dz_i as it moves the entropy. Hence the entropies'
+            // tolerance in nats, TOL_LOGP ln V (an entropy is at most ln V; these certainties are
+            // 0.4 to 1 and differ by up to 0.035, as the entropies do); the sampler's own numbers
+            // are checked to 1e-5 in test_head.cu.
+            const double tol_cert = TOL_LOGP * std::log((double)cfg.vocab_size);
             for (int t = 0; t < c->n && t < cc[i].n; t++) {
+                const double dc = std::fabs((double)c->certainty[t] - cc[i].certainty[t]);
+                if (!(dc <= tol_cert) || !(c->certainty[t] >= 0.0f)) // (NaN fails)
+                    std::printf("\n    %s candidate %d token %d: self-certainty %.7g, CPU %.7g",
+                                family_name(f), i, t, c->certainty[t], cc[i].certainty[t]);
+                CU_ASSERT(dc <= tol_cert && c->certainty[t] >= 0.0f);
                 all++;
                 if (c->ids[t] != cc[i].ids[t]) break; // the streams diverge after a different draw
                 same++;
