@@ -225,8 +225,9 @@ const KeyDef KEYS[] = {
     INT("eval.majority_k", eval.majority_k, "1", AT_LEAST(1),
         "1 = greedy; > 1 = majority vote of k samples"),
     INT("eval.signal_k", eval.signal_k, "0", AT_LEAST(0),
-        "also rank k sampled candidates per prompt by Eq. 1 and report the accuracy of the top-"
-        " and bottom-ranked against the mean (0 = off)"),
+        "eval: also rank k sampled candidates per prompt by Eq. 1 and report the accuracy of the "
+        "top- and bottom-ranked against the mean (0 = off); train: the group size of eval.probe "
+        "(0 = sampling.k)"),
     INT("eval.max_prompts", eval.max_prompts, "0", AT_LEAST(0), "0 = all"),
     INT("eval.max_pairs", eval.max_pairs, "0", AT_LEAST(0), "0 = all"),
     INT("eval.every", eval.every, "0", AT_LEAST(0),
