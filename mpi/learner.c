@@ -399,7 +399,7 @@ int learner_run(Pipeline *pl) {
             metrics_num(&m, "loss", sums[0]);
             metrics_num(&m, "grad_norm", norm);
             metrics_num(&m, "lr", lr);
-            groups_metrics(&gb, &m, &reward, &fork, &final);
+            groups_metrics(&gb, &m, &reward, &fork, &final, NULL);
             metrics_int(&m, "candidates_trained", (long)sums[1]);
             metrics_int(&m, "tokens", (long)sums[2]);
             metrics_int(&m, "policy_version", t);

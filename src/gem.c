@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "strbuf.h"
+#include "utf8.h"
 
 // ---- Eq. 1 -----------------------------------------------------------------------------------
 
@@ -144,6 +145,19 @@ int gem_score_candidate(const ScoreConfig *c, const Tokenizer *tok, const Candid
     if (rc == 0) gem_score_tokens(c, H, n, text.p, tok_end, out);
     free(tok_end);
     free(text.p);
+    return rc;
+}
+
+int gem_candidate_answer(const Tokenizer *tok, const char *marker, const Candidate *cand,
+                         char **answer) {
+    StrBuf bytes = {0}, text = {0};
+    *answer = NULL;
+    const int rc = tokenizer_decode(tok, cand->ids, candidate_content_len(cand), 1, &bytes);
+    if (rc == 0) {
+        utf8_append_lossy(&text, bytes.p ? bytes.p : "", bytes.len);
+        *answer = gem_extract_answer(text.p ? text.p : "", text.len, marker);
+    }
+    free(bytes.p), free(text.p);
     return rc;
 }
 

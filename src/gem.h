@@ -42,6 +42,11 @@ int gem_score_candidate(const ScoreConfig *c, const Tokenizer *tok, const Candid
                         CandidateScore *out);
 // Number of content tokens (EOS excluded) of a candidate.
 int candidate_content_len(const Candidate *cand);
+// The final answer a candidate gives: its content tokens decoded without special tokens, as valid
+// UTF-8, then gem_extract_answer. *answer is malloc'd, or NULL without the marker. Returns 0, or
+// -1 with the error recorded (an id outside the vocabulary).
+int gem_candidate_answer(const Tokenizer *tok, const char *marker, const Candidate *cand,
+                         char **answer);
 
 // ---- Filtering, rewards, advantages (sections 4-5) ---------------------------------------------
 

@@ -20,7 +20,6 @@
 #include "shard.h"
 #include "strbuf.h"
 #include "tokenizer.h"
-#include "utf8.h"
 
 enum { N_SOURCES = 5, MAX_ARGS = 256 };
 
@@ -52,22 +51,6 @@ int rescore_shard_scores(const ScoreConfig *sc, const Tokenizer *tok, const Shar
         if (gem_score_candidate(sc, tok, &cd, &out[c]) != 0) return -1;
     }
     return 0;
-}
-
-// The final answer of a candidate as training extracts it (policy_candidate_answer): its content
-// tokens decoded without special tokens, as valid UTF-8, after the last marker. NULL when the
-// marker is absent; -1 with the error recorded for an id outside the vocabulary.
-static int candidate_answer(const Tokenizer *tok, const char *marker, const Candidate *cd,
-                            char **answer) {
-    StrBuf bytes = {0}, text = {0};
-    *answer = NULL;
-    int rc = tokenizer_decode(tok, cd->ids, candidate_content_len(cd), 1, &bytes);
-    if (rc == 0) {
-        utf8_append_lossy(&text, bytes.p ? bytes.p : "", bytes.len);
-        *answer = gem_extract_answer(text.p ? text.p : "", text.len, marker);
-    }
-    free(bytes.p), free(text.p);
-    return rc;
 }
 
 typedef struct {
@@ -133,7 +116,8 @@ static int rescore_shard(Rescore *r, const char *path, const Shard *s) {
         for (int i = 0; i < k && rc == 0; i++) {
             const long row = (long)g * k + i;
             const Candidate cd = shard_candidate(s, row);
-            if ((rc = candidate_answer(r->tok, c->score.answer_marker, &cd, &answers[i])) != 0) {
+            if ((rc = gem_candidate_answer(r->tok, c->score.answer_marker, &cd, &answers[i])) !=
+                0) {
                 fail_in(path);
                 break;
             }

@@ -8,6 +8,8 @@
 #include "reward.h"
 #include "stage.h"
 
+static int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds);
+
 int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
                   int G, int step, RunDir *r) {
     const int k = c->sampling.k;
@@ -67,7 +69,8 @@ int groups_check_labels(const GemConfig *c, const Dataset *ds) {
     return 0;
 }
 
-int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds) {
+// Scores, values and ranks the sampled candidates of gb (groups_sample after sampling).
+static int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds) {
     const int G = gb->G, k = gb->k;
     if (!gb->correct) gb->correct = mallocCheck(sizeof(int) * (size_t)G * k);
     for (int i = 0; i < G * k; i++) {
@@ -138,7 +141,7 @@ static double mom_std(const Moments *m) {
 }
 
 void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
-                    double *final_mean) {
+                    double *final_mean, double *correct_share) {
     Moments reward = {0}, score = {0}, adv = {0}, fork = {0}, final = {0}, len = {0};
     int len_max = 0, truncated = 0, skipped = 0, zero_adv = 0;
     long labelled = 0, correct = 0;
@@ -189,4 +192,5 @@ void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, doubl
     if (reward_mean) *reward_mean = mom_mean(&reward);
     if (fork_mean) *fork_mean = mom_mean(&fork);
     if (final_mean) *final_mean = mom_mean(&final);
+    if (correct_share) *correct_share = labelled ? (double)correct / labelled : NAN;
 }

@@ -100,10 +100,8 @@ void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out) {
 }
 
 char *policy_candidate_answer(const Policy *p, const char *marker, const Candidate *cd) {
-    StrBuf text = {0};
-    policy_decode_text(p, cd->ids, candidate_content_len(cd), &text);
-    char *a = gem_extract_answer(text.p ? text.p : "", text.len, marker);
-    free(text.p);
+    char *a;
+    gem_candidate_answer(p->tok, marker, cd, &a); // sampled ids are the tokenizer's: no error
     return a;
 }
 

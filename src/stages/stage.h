@@ -55,8 +55,8 @@ int policy_load_data(const Policy *p, const GemConfig *c, const char *path, Data
                      Dataset *ds);
 // The text of ids (lossy UTF-8), appended to out.
 void policy_decode_text(const Policy *p, const int *ids, int n, StrBuf *out);
-// The final answer a candidate gives (the text after the last marker, gem_extract_answer),
-// malloc'd, or NULL without the marker.
+// The final answer a sampled candidate gives (gem_candidate_answer), malloc'd, or NULL without
+// the marker.
 char *policy_candidate_answer(const Policy *p, const char *marker, const Candidate *cd);
 
 // ---- sequences and the micro-batched forward/backward -----------------------------------------
@@ -118,16 +118,15 @@ typedef struct {
 int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *ds, const int *idx,
                   int G, int step, RunDir *r);
 void groups_free(GroupBatch *gb);
-// Scores, values and ranks the sampled candidates of gb (what groups_sample does after sampling).
-int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds);
 // A prompts file whose prompts all need an answer for reward.source (answer): an error naming
 // the file and the first line without one. 0 when every prompt has one or the source needs none.
 int groups_check_labels(const GemConfig *c, const Dataset *ds);
 // Adds the section 8 group metrics (reward, score, advantage, entropies, lengths, truncation,
 // skipped groups, the share of correct candidates where prompts have answers) to m, and returns the
-// mean reward, fork and final entropies for the console.
+// mean reward, fork and final entropies and that share (NAN without answers) for the console.
+// Every out pointer may be NULL.
 void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, double *fork_mean,
-                    double *final_mean);
+                    double *final_mean, double *correct_share);
 
 // Packs gb as the shard of (step, policy_version, generator_rank): group g gets group_ids[g], its
 // prompt's ids and dataset index, and every candidate its tokens, sampling and raw log-probs, the

@@ -137,7 +137,7 @@ int stage_dpo(const GemConfig *c) {
         metrics_int(&m, "updated", updated);
         metrics_num(&m, "reward_margin", n_pairs ? ctx.margin_sum / n_pairs : NAN);
         metrics_num(&m, "reward_accuracy", n_pairs ? ctx.wins / n_pairs : NAN);
-        if (entropy_pairs) groups_metrics(&gb, &m, NULL, NULL, NULL);
+        if (entropy_pairs) groups_metrics(&gb, &m, NULL, NULL, NULL, NULL);
         metrics_num(&m, "train_tok_s", t_train > 0 && n_pairs ? tokens / t_train : NAN);
         metrics_num(&m, "time_train", t_train);
         metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, t_train, 1));

@@ -168,10 +168,7 @@ static int eval_signal(const GemConfig *c, Policy *p, const Dataset *ds, const i
         if (rk->skipped) continue;
         int correct = 0, best = 0, worst = 0;
         for (int i = 0; i < k; i++) {
-            char *a =
-                policy_candidate_answer(p, c->score.answer_marker, &gb.cands[(size_t)g * k + i]);
-            int ok = a && gem_answer_matches(a, ds->rec[idx[g]].answer);
-            free(a);
+            const int ok = gb.correct[(size_t)g * k + i] > 0; // groups_sample checked the answer
             correct += ok;
             if (i == rk->best) best = ok;
             if (i == rk->worst) worst = ok;

@@ -240,12 +240,12 @@ int stage_train(const GemConfig *c) {
         double t_train = now_seconds() - t0;
 
         Metrics m;
-        double reward, fork, final;
+        double reward, fork, final, correct;
         metrics_begin(&m, "train", step);
         metrics_num(&m, "loss", loss);
         metrics_num(&m, "grad_norm", norm);
         metrics_num(&m, "lr", lr);
-        groups_metrics(&gb, &m, &reward, &fork, &final);
+        groups_metrics(&gb, &m, &reward, &fork, &final, &correct);
         metrics_int(&m, "candidates_trained", n);
         metrics_int(&m, "tokens", tokens);
         metrics_int(&m, "policy_version", (long)p.model.adam_t);
@@ -267,12 +267,8 @@ int stage_train(const GemConfig *c) {
             int len = snprintf(f, sizeof f,
                                "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
                                loss, reward, fork, final, G - active);
-            long right = 0, labelled = 0;
-            for (int i = 0; i < G * k; i++)
-                labelled += gb.correct[i] >= 0, right += gb.correct[i] > 0;
-            if (labelled)
-                snprintf(f + len, sizeof f - (size_t)len, " | correct %.2f",
-                         (double)right / (double)labelled);
+            if (isfinite(correct))
+                snprintf(f + len, sizeof f - (size_t)len, " | correct %.2f", correct);
             double dt = now_seconds() - t0 + gb.t_sample + gb.t_score;
             stage_print_step("train", step, c->train.steps, f, (gb.new_tokens + tokens) / dt,
                              t_loop);
