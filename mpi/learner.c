@@ -227,9 +227,9 @@ static void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int
                 const long t0 = s->token_offsets[row], nt = s->token_offsets[row + 1] - t0;
                 cd->n = (int)nt;
                 cd->ids = mallocCheck(sizeof(int) * (size_t)(nt ? nt : 1));
-                cd->logp_sample = mallocCheck(sizeof(float) * (size_t)(nt ? nt : 1));
+                cd->logp_old = mallocCheck(sizeof(float) * (size_t)(nt ? nt : 1));
                 memcpy(cd->ids, s->token_id + t0, sizeof(int) * (size_t)nt);
-                memcpy(cd->logp_sample, s->logp_sample + t0, sizeof(float) * (size_t)nt);
+                memcpy(cd->logp_old, s->logp_old + t0, sizeof(float) * (size_t)nt);
                 cd->finish = s->finish_reason[row] ? FINISH_LENGTH : FINISH_EOS;
                 cd->policy_version = (int)s->policy_version;
                 gb->scores[(size_t)g * k + i2] = (CandidateScore){.value = s->value[row],
@@ -397,7 +397,7 @@ int learner_run(Pipeline *pl) {
             double reward, fork, final;
             metrics_begin(&m, "train", (int)t);
             metrics_num(&m, "loss", sums[0]);
-            metrics_num(&m, "grad_norm", norm);
+            metrics_grad_norm(&m, &c->optim, norm);
             metrics_num(&m, "lr", lr);
             groups_metrics(&gb, &m, &reward, &fork, &final, NULL);
             metrics_int(&m, "candidates_trained", (long)sums[1]);

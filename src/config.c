@@ -554,6 +554,17 @@ int config_check(const GemConfig *c, const char *stage) {
                            "candidates would all be the same (HINT: sampling.temperature=1.0)");
             return -1;
         }
+        if (c->eval.pass_k > 0 && c->sampling.temperature == 0) {
+            gemc_set_error(
+                "eval.pass_k samples at sampling.temperature, which is 0: the k "
+                "candidates would all be the greedy one (HINT: sampling.temperature=1.0)");
+            return -1;
+        }
+        if (c->eval.pass_k > 0 && is_unset(c->eval.prompts)) {
+            gemc_set_error("eval.pass_k needs eval.prompts, prompts with answers (HINT: "
+                           "eval.prompts=PATH)");
+            return -1;
+        }
         if (c->eval.signal_k > 0 && is_unset(c->eval.prompts)) {
             gemc_set_error("eval.signal_k needs eval.prompts, prompts with answers (HINT: "
                            "eval.prompts=PATH)");

@@ -23,12 +23,16 @@ typedef enum { REWARD_IDENTITY, REWARD_SOFTMAX } RewardMapping;
 typedef enum { ADV_NONE, ADV_STD } AdvNorm;
 typedef enum { LOGP_SUM, LOGP_MEAN } LogpAgg;
 typedef enum { LOSS_SEQ_SUM, LOSS_TOKEN_MEAN, LOSS_CONSTANT } LossAgg;
+// Which groups the loss is normalised over: every group of the batch (TRL, verl), or only the
+// ones that were not skipped.
+typedef enum { GROUP_NORM_BATCH, GROUP_NORM_ACTIVE } GroupNorm;
 typedef enum {
     REWARD_GEM,
     REWARD_ANSWER,
     REWARD_MAJORITY,
     REWARD_SELF_CERTAINTY,
-    REWARD_ENTROPY
+    REWARD_ENTROPY,
+    REWARD_RANDOM
 } RewardSource;
 typedef enum { LR_CONSTANT, LR_COSINE, LR_LINEAR } LrSchedule;
 typedef enum { DPO_PAIRS_DATA, DPO_PAIRS_ENTROPY } DpoPairSource;
@@ -87,6 +91,7 @@ typedef struct {
     float kl_coef;                // 0.0
     LossAgg loss_agg;             // seq_sum: Eq. 2's 1/(G k_g) weights
     float loss_constant;          // constant: the normaliser C; 0 = sampling.max_new_tokens
+    GroupNorm group_norm;         // batch: G counts every group of the batch
 } SegaConfig;
 
 // AdamW and the schedule, shared by sft, train and dpo (each stage has its own lr).
@@ -160,6 +165,7 @@ typedef struct {
         int length_norm; // divide l(a|q) by the response length (false)
         int majority_k;  // 1 = greedy; > 1 = majority vote of k samples
         int signal_k;    // > 0: how well Eq. 1 ranks k sampled candidates by correctness
+        int pass_k;      // > 0: pass@1, pass@k and majority@k of k samples a prompt
         int max_prompts; // 0 = all
         int max_pairs;   // 0 = all
         int every;       // sft, train, dpo: evaluate the policy every N steps (0 = never)

@@ -67,12 +67,17 @@ const Choice FINAL_SPANS[] = {
 static const Choice REWARD_MAPPINGS[] = {
     {"identity", REWARD_IDENTITY}, {"softmax", REWARD_SOFTMAX}, {0}};
 static const Choice ADV_NORMS[] = {{"none", ADV_NONE}, {"std", ADV_STD}, {0}};
-const Choice REWARD_SOURCES[] = {
-    {"gem", REWARD_GEM},           {"answer", REWARD_ANSWER},
-    {"majority", REWARD_MAJORITY}, {"self_certainty", REWARD_SELF_CERTAINTY},
-    {"entropy", REWARD_ENTROPY},   {0}};
+const Choice REWARD_SOURCES[] = {{"gem", REWARD_GEM},
+                                 {"answer", REWARD_ANSWER},
+                                 {"majority", REWARD_MAJORITY},
+                                 {"self_certainty", REWARD_SELF_CERTAINTY},
+                                 {"entropy", REWARD_ENTROPY},
+                                 {"random", REWARD_RANDOM},
+                                 {0}};
 static const Choice LOSS_AGGS[] = {
     {"seq_sum", LOSS_SEQ_SUM}, {"token_mean", LOSS_TOKEN_MEAN}, {"constant", LOSS_CONSTANT}, {0}};
+static const Choice GROUP_NORMS[] = {
+    {"batch", GROUP_NORM_BATCH}, {"active", GROUP_NORM_ACTIVE}, {0}};
 static const Choice LOGP_AGGS[] = {{"sum", LOGP_SUM}, {"mean", LOGP_MEAN}, {0}};
 static const Choice SCHEDULES[] = {
     {"constant", LR_CONSTANT}, {"cosine", LR_COSINE}, {"linear", LR_LINEAR}, {0}};
@@ -152,7 +157,8 @@ const KeyDef KEYS[] = {
     ENUM("reward.source", reward.source, "gem", REWARD_SOURCES,
          "gem: Eq. 1's S; answer: 1 when the final answer is the prompt's (needs labels); "
          "majority: 1 when it is the group's majority answer; self_certainty: mean KL(uniform || "
-         "p) of its tokens; entropy: minus the mean entropy of its last entropy_span"),
+         "p) of its tokens; entropy: minus the mean entropy of its last entropy_span; random: the "
+         "group's answer rewards in a seeded random order (the control; needs labels)"),
     KEY("reward.entropy_span", K_FLOAT, FIELD(reward.entropy_span, float), "0.3333333", NULL, 0,
         "reward.source entropy: the share of the candidate's last tokens it reads",
         OPEN_CLOSED(0, 1)),
@@ -173,6 +179,10 @@ const KeyDef KEYS[] = {
          "constant: 1/(G k_g loss_constant) (Dr. GRPO)"),
     FLT("sega.loss_constant", sega.loss_constant, "0", AT_LEAST(0),
         "loss_agg constant: the normaliser; 0 = sampling.max_new_tokens"),
+    ENUM("sega.group_norm", sega.group_norm, "batch", GROUP_NORMS,
+         "batch: G (and token_mean's token count) takes every group of the batch, skipped or not, "
+         "as TRL and verl do, so a step with little signal is a small step; active: only the "
+         "groups that were not skipped"),
 
     FLT("optim.beta1", optim.beta1, "0.9", CLOSED_OPEN(0, 1), "AdamW first-moment decay"),
     FLT("optim.beta2", optim.beta2, "0.999", CLOSED_OPEN(0, 1), "AdamW second-moment decay"),
@@ -228,6 +238,9 @@ const KeyDef KEYS[] = {
         "eval: also rank k sampled candidates per prompt by Eq. 1 and report the accuracy of the "
         "top- and bottom-ranked against the mean (0 = off); train: the group size of eval.probe "
         "(0 = sampling.k)"),
+    INT("eval.pass_k", eval.pass_k, "0", AT_LEAST(0),
+        "eval: also sample k candidates per prompt at the sampling settings and report pass@1, "
+        "pass@k (some candidate right) and majority@k next to greedy accuracy (0 = off)"),
     INT("eval.max_prompts", eval.max_prompts, "0", AT_LEAST(0), "0 = all"),
     INT("eval.max_pairs", eval.max_pairs, "0", AT_LEAST(0), "0 = all"),
     INT("eval.every", eval.every, "0", AT_LEAST(0),

@@ -341,8 +341,9 @@ void sega_batch_weights(const SegaConfig *s, const GroupRanking *rank, const int
                         float constant, float *weight) {
     int active = 0;
     long tokens = 0;
+    const int all = s->group_norm == GROUP_NORM_BATCH;
     for (int g = 0; g < G; g++) {
-        if (rank[g].skipped) continue;
+        if (rank[g].skipped && !all) continue;
         active++;
         for (int i = 0; i < k; i++)
             if (rank[g].valid[i]) tokens += len[(size_t)g * k + i];

@@ -91,7 +91,9 @@ double sega_candidate_loss(const SegaConfig *s, float advantage, float weight, c
 
 // The weight of each candidate of a batch of G groups of k in the SEGA loss, by sega.loss_agg,
 // into weight[g * k + i] (0 for an invalid candidate or a skipped group). With A the active
-// (not skipped) groups, k_g a group's valid candidates and len[g * k + i] a candidate's tokens:
+// (not skipped) groups, k_g a group's valid candidates and len[g * k + i] a candidate's tokens
+// (with sega.group_norm batch, A is G and the token count takes the skipped groups' valid
+// candidates too):
 //   seq_sum     1 / (A k_g)                        Eq. 2: each group weighs the same
 //   token_mean  1 / (sum of len over the weighted) DAPO: each token of the batch weighs the same
 //   constant    1 / (A k_g constant)               Dr. GRPO: Eq. 2 over a fixed length budget

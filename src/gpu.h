@@ -45,7 +45,10 @@ void gpu_model_free(GpuModel *g);
 int gpu_model_device(const GpuModel *g);
 
 // The Model API on the device. Batches, log-probs, entropies and dlogprobs are host arrays.
-void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *logprobs, float *entropy);
+// logit_scale (1/T, model.h's logit_temperature) multiplies the logits before the head's
+// softmax; the backward of this forward goes through the same scale.
+void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *logprobs, float *entropy,
+                       float logit_scale);
 void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const float *dlogprobs);
 void gpu_model_zero_grad(GpuModel *g);
 float gpu_model_clip_grad_norm(GpuModel *g, float max_norm);

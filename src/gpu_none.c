@@ -39,8 +39,8 @@ int gpu_model_device(const GpuModel *g) {
     UNREACHABLE();
     return -1;
 }
-void gpu_model_forward(GpuModel *g, const PackedBatch *b, float *lp, float *ent) {
-    (void)g, (void)b, (void)lp, (void)ent;
+void gpu_model_forward(GpuModel *g, const PackedBatch *b, float *lp, float *ent, float scale) {
+    (void)g, (void)b, (void)lp, (void)ent, (void)scale;
     UNREACHABLE();
 }
 void gpu_model_backward(GpuModel *g, const PackedBatch *b, const float *dlp) {

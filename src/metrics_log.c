@@ -110,6 +110,8 @@ void metrics_log_free(MetricsLog *log) {
 static const char *const TAGS[][2] = {
     {"loss", "train/loss"},
     {"grad_norm", "train/grad_norm"},
+    {"grad_norm_clipped", "train/grad_norm_clipped"},
+    {"clipped", "train/clipped"},
     {"lr", "train/lr"},
     {"updated", "train/updated"},
     {"tokens", "train/tokens"},
@@ -148,6 +150,9 @@ static const char *const TAGS[][2] = {
     {"eval_pref_accuracy", "eval/pref_accuracy"},
     {"task_accuracy", "eval/task_accuracy"},
     {"pref_accuracy", "eval/pref_accuracy"},
+    {"pass1", "eval/pass1"},
+    {"pass_k", "eval/pass_k"},
+    {"majority_k", "eval/majority_k"},
     {"probe_accuracy", "probe/accuracy"},
     {"probe_auroc", "probe/auroc"},
     {"probe_top_correct", "probe/top_correct"},

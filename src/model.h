@@ -41,6 +41,11 @@ typedef struct {
     // and the sampler then run on the device, and params/adam_m/adam_v are host copies that
     // model_sync_host refreshes.
     GpuModel *gpu;
+    // The temperature T of the policy the forward computes: log-probs and entropies of
+    // softmax(z / T), and the backward through it. 0 or 1: the raw logits. The SEGA loss sets it
+    // to sampling.temperature, the policy the candidates were drawn from (docs/algorithm.md
+    // section 5).
+    float logit_temperature;
 } Model;
 
 typedef struct {
@@ -62,7 +67,7 @@ int model_load_hf(Model *m, const char *dir);
 // Hugging Face tensor names; each file atomically. Creates DIR when missing.
 int model_save_hf(const Model *m, const char *dir, DType dtype);
 
-// Forward over a packed batch. For each token position i of sequence b:
+// Forward over a packed batch (at m->logit_temperature). For each token position i of sequence b:
 //   logprobs[i] = ln p(tokens[i+1] | tokens[offsets[b] .. i]), 0 at the sequence's last position;
 //   entropy[i]  = entropy (nats) of the next-token distribution at i, for every position.
 // Either output may be NULL. Every token must be in [0, vocab_size) (checked by callers).

@@ -8,15 +8,21 @@
 #include "gpu.h"
 #include "model.h"
 
+// 1 / T of the head, 1 for the raw logits.
+static float model_logit_scale(const Model *m) {
+    const float t = m->logit_temperature;
+    return t > 0 && t != 1.0f ? 1.0f / t : 1.0f;
+}
+
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
     if (m->gpu) {
-        gpu_model_forward(m->gpu, batch, logprobs, entropy);
+        gpu_model_forward(m->gpu, batch, logprobs, entropy, model_logit_scale(m));
         return;
     }
     if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
     // m->tp: a tensor-parallel shard, whose forward calls its group's collectives
     model_forward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
-                             logprobs, entropy, m->tp);
+                             logprobs, entropy, m->tp, model_logit_scale(m));
 }
 
 void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) {

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "gem.h"
+#include "rng.h"
 
 float reward_entropy_tail(const float *H, int n, float span) {
     if (n <= 0) return 0.0f;
@@ -42,15 +43,36 @@ float reward_answer(const char *got, const char *expected) {
 }
 
 int reward_needs_labels(const RewardConfig *rc) {
-    return rc->source == REWARD_ANSWER;
+    return rc->source == REWARD_ANSWER || rc->source == REWARD_RANDOM;
 }
 
 int reward_needs_answers(const RewardConfig *rc) {
-    return rc->source == REWARD_ANSWER || rc->source == REWARD_MAJORITY;
+    return reward_needs_labels(rc) || rc->source == REWARD_MAJORITY;
+}
+
+uint64_t reward_coin_key(uint64_t seed, long step, int prompt_index) {
+    return seed ^ 0x636f696e73ULL ^ ((uint64_t)step << 32) ^ (uint64_t)(uint32_t)prompt_index;
+}
+
+// The answer rewards of the group, shuffled (Fisher-Yates on the key's stream).
+static void random_values(const RewardInput *in, int k, const char *expected, uint64_t key,
+                          float *value) {
+    for (int i = 0; i < k; i++) value[i] = reward_answer(in[i].answer, expected);
+    Rng r;
+    rng_seed(&r, key);
+    for (int i = k - 1; i > 0; i--) {
+        const int j = (int)(rng_u64(&r) % (uint64_t)(i + 1));
+        const float t = value[i];
+        value[i] = value[j], value[j] = t;
+    }
 }
 
 void reward_group_values(const RewardConfig *rc, const RewardInput *in, int k, const char *expected,
-                         float *value) {
+                         uint64_t key, float *value) {
+    if (rc->source == REWARD_RANDOM) {
+        random_values(in, k, expected, key, value);
+        return;
+    }
     const char *maj = NULL;
     if (rc->source == REWARD_MAJORITY) {
         char **answers = mallocCheck(sizeof(char *) * (size_t)(k > 0 ? k : 1));
@@ -75,6 +97,8 @@ void reward_group_values(const RewardConfig *rc, const RewardInput *in, int k, c
             break;
         case REWARD_ENTROPY:
             value[i] = reward_entropy_tail(in[i].entropy, in[i].n, rc->entropy_span);
+            break;
+        case REWARD_RANDOM: // random_values
             break;
         }
     }

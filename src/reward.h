@@ -8,8 +8,13 @@
 //   majority        1 when the answer is the group's majority answer, else 0 (TTRL)
 //   self_certainty  the mean over the tokens of KL(uniform || p_t) (Intuitor)
 //   entropy         -(mean token entropy) over the last reward.entropy_span of the tokens (RENT)
+//   random          the group's answer rewards in a seeded random order: as many 1s as the true
+//                   reward gives, on candidates picked by a coin (the control: a learner that
+//                   gains as much from it has learnt nothing from the reward)
 #ifndef GEMC_REWARD_H
 #define GEMC_REWARD_H
+
+#include <stdint.h>
 
 #include "config.h"
 
@@ -34,12 +39,16 @@ float reward_answer(const char *got, const char *expected);
 
 // The value each of the k candidates of a group is ranked by and its reward mapped from
 // (CandidateScore.value): the source's reward. expected is the prompt's answer (answer source;
-// NULL = none, which gives every candidate 0: check reward_needs_labels up front).
+// NULL = none, which gives every candidate 0: check reward_needs_labels up front). key seeds the
+// random source's order (reward_coin_key); the other sources ignore it.
 void reward_group_values(const RewardConfig *rc, const RewardInput *in, int k, const char *expected,
-                         float *value);
-// 1 when the source reads the prompts' answers (answer).
+                         uint64_t key, float *value);
+// The random source's key of a group: from run.seed, the step and the prompt's dataset index, so
+// a run, its resume and `gemc rescore` draw the same order.
+uint64_t reward_coin_key(uint64_t seed, long step, int prompt_index);
+// 1 when the source reads the prompts' answers (answer, random).
 int reward_needs_labels(const RewardConfig *rc);
-// 1 when the source needs each candidate's extracted answer (answer, majority).
+// 1 when the source needs each candidate's extracted answer (answer, majority, random).
 int reward_needs_answers(const RewardConfig *rc);
 
 // How well a source's values tell right candidates from wrong ones, within groups, summed over

@@ -16,6 +16,7 @@ void candidate_free(Candidate *c) {
     free(c->ids);
     free(c->logp_sample);
     free(c->logp_raw);
+    free(c->logp_old);
     free(c->entropy_raw);
     free(c->certainty);
     free(c->entropy_sample);
@@ -262,7 +263,7 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
     out->certainty = kl > 0 ? kl : 0.0f; // rounding can leave -1e-7 for a uniform p
     if (greedy) {
         out->token = amax;
-        out->logp_raw = (z[amax] - m) - lnS;
+        out->logp_raw = out->logp_old = (z[amax] - m) - lnS;
         out->logp_sample = 0, out->entropy_sample = 0;
         return;
     }
@@ -294,6 +295,8 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
     out->token = tok;
     out->logp_raw = d - lnS;
     out->logp_sample = (temp == 1.0f ? d : d / temp) - logf(q.S);
+    // the same temperature before top-k and top-p cut it: what the learner's forward at T gives
+    out->logp_old = temp == 1.0f ? out->logp_raw : d / temp - logf(smp.S);
     out->entropy_sample = entropy_of(q);
 }
 
@@ -365,6 +368,7 @@ static void candidate_start(Candidate *c, int cap, int policy_version) {
     c->ids = mallocCheck((size_t)cap * sizeof(int));
     c->logp_sample = mallocCheck((size_t)cap * sizeof(float));
     c->logp_raw = mallocCheck((size_t)cap * sizeof(float));
+    c->logp_old = mallocCheck((size_t)cap * sizeof(float));
     c->entropy_raw = mallocCheck((size_t)cap * sizeof(float));
     c->entropy_sample = mallocCheck((size_t)cap * sizeof(float));
     c->certainty = mallocCheck((size_t)cap * sizeof(float));
@@ -379,6 +383,7 @@ static int candidate_push(Row *row, const TokenDraw *t, const GenerateRequest *r
     c->ids[i] = t->token;
     c->logp_sample[i] = t->logp_sample;
     c->logp_raw[i] = t->logp_raw;
+    c->logp_old[i] = t->logp_old;
     c->entropy_raw[i] = t->entropy_raw;
     c->entropy_sample[i] = t->entropy_sample;
     c->certainty[i] = t->certainty;

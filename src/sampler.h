@@ -22,6 +22,8 @@ typedef struct {
     int *ids;              // [n]
     float *logp_sample;    // [n] ln q(token), q the temperature/top-p/top-k distribution
     float *logp_raw;       // [n] ln p(token), p = softmax of the unscaled logits
+    float *logp_old;       // [n] ln p_T(token), p_T = softmax(z / T) with nothing cut: the policy
+                           // the learner's ratio compares against (logp_raw at T = 1 or greedy)
     float *entropy_raw;    // [n] H(p), nats
     float *entropy_sample; // [n] H(q), nats
     float *certainty; // [n] KL(uniform || p) = ln S - mean(z - m) - ln V, nats (self-certainty)
@@ -36,6 +38,7 @@ const char *finish_reason_name(FinishReason f); // "eos" | "length"
 typedef struct {
     int token;
     float logp_sample, logp_raw;
+    float logp_old; // ln p_T(token) over the drawable ids, untruncated (Candidate.logp_old)
     float entropy_sample, entropy_raw;
     float certainty; // KL(uniform || p) over all V ids
 } TokenDraw;

@@ -81,7 +81,10 @@ static const DsetDef DSETS[] = {
     {"/tokens/logp_raw", T_F32, N_TOKENS, F(logp_raw),
      "ln p(token) under the model's unscaled distribution"},
     {"/tokens/logp_sample", T_F32, N_TOKENS, F(logp_sample),
-     "ln q(token) under the sampling distribution (the off-policy ratio's denominator)"},
+     "ln q(token) under the sampling distribution: temperature, then top-k and top-p"},
+    {"/tokens/logp_old", T_F32, N_TOKENS, F(logp_old),
+     "ln p_T(token), softmax(z / T) at the sampling temperature with nothing cut: the "
+     "off-policy ratio's denominator"},
     {"/tokens/entropy", T_F32, N_TOKENS, F(entropy),
      "token entropy that Eq. 1 read (score.entropy_source), nats"},
     {"/tokens/self_certainty", T_F32, N_TOKENS, F(self_certainty),
@@ -197,6 +200,7 @@ void shard_alloc(Shard *s, int n_groups, int k, long n_prompt_tokens, long n_tok
     s->token_id = callocCheck(T + 1, sizeof(int32_t));
     s->logp_raw = callocCheck(T + 1, sizeof(float));
     s->logp_sample = callocCheck(T + 1, sizeof(float));
+    s->logp_old = callocCheck(T + 1, sizeof(float));
     s->entropy = callocCheck(T + 1, sizeof(float));
     s->self_certainty = callocCheck(T + 1, sizeof(float));
 }

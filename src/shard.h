@@ -35,9 +35,10 @@
 //   /tokens/              one row per generated token, packed
 //     token_id            int32
 //     logp_raw            float32 ln p(token), the model's unscaled distribution
-//     logp_sample         float32 ln q(token), the sampling distribution (the off-policy ratio)
-//     entropy             float32 the entropy score.entropy_source selected (what Eq. 1 read)
-//     self_certainty      float32 KL(uniform || p), p the model's unscaled distribution
+//     logp_sample         float32 ln q(token), the sampling distribution (temperature, top-k,
+//     top-p) logp_old            float32 ln p_T(token), softmax(z / T) untruncated (the off-policy
+//     ratio) entropy             float32 the entropy score.entropy_source selected (what Eq. 1
+//     read) self_certainty      float32 KL(uniform || p), p the model's unscaled distribution
 //
 // The reader checks every size and offset against the others before anything is used: a corrupt
 // or truncated file is an error that names it, never a crash.
@@ -46,7 +47,7 @@
 
 #include <stdint.h>
 
-#define SHARD_FORMAT_VERSION 2
+#define SHARD_FORMAT_VERSION 3
 
 typedef struct {
     // provenance (root attributes)
@@ -83,7 +84,7 @@ typedef struct {
 
     // tokens: token_offsets[n_cands] rows
     int32_t *token_id;
-    float *logp_raw, *logp_sample, *entropy, *self_certainty;
+    float *logp_raw, *logp_sample, *logp_old, *entropy, *self_certainty;
 } Shard;
 
 // Number of candidate rows and token rows of a shard.

@@ -1,5 +1,6 @@
 #include "strbuf.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,20 @@ void strbuf_put(StrBuf *b, const char *s, size_t n) {
 
 void strbuf_puts(StrBuf *b, const char *s) {
     strbuf_put(b, s, strlen(s));
+}
+
+void strbuf_printf(StrBuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    char *buf = mallocCheck((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    strbuf_put(b, buf, (size_t)n);
+    free(buf);
 }
 
 void strbuf_json_string(StrBuf *b, const char *s) {

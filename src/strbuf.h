@@ -11,6 +11,8 @@ typedef struct {
 
 void strbuf_put(StrBuf *b, const char *s, size_t n);
 void strbuf_puts(StrBuf *b, const char *s);
+// printf into the buffer (any length).
+void strbuf_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // s as a JSON string literal: quotes, backslashes and control characters escaped.
 void strbuf_json_string(StrBuf *b, const char *s);
 

@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "gem.h"
+#include "model.h"
 #include "rng.h"
+#include "sampler.h"
+#include "stages/stage.h"
 #include "tests.h"
 
 #define TOK_EOS 257  // <|end_of_text|> of the byte-level tokenizer
@@ -889,8 +892,100 @@ static void test_wilson_interval(void) {
     CU_ASSERT(lo == 0.0 && hi == 1.0);
 }
 
+// ---- one policy in the ratio and the gradient ----------------------------------------------
+
+// Equal weights at temperature 0.7 and top-p 0.9 (the Qwen and Llama presets' kind of sampling):
+// the learner's log-prob of every sampled token at the sampling temperature is the sampler's
+// logp_old, so every ratio of the pipeline is 1 within 1e-6; and the pipeline's update (the
+// off-policy term against logp_old) equals the single process's (the on-policy term).
+static void ratio_at_sampling_temperature(float init, double bound) {
+    enum { G = 3, K = 4, P = 5 };
+    ModelConfig cfg;
+    test_tiny_config(&cfg, MODEL_LLAMA);
+    cfg.initializer_range = init;
+    Model m;
+    test_random_model(&m, &cfg, 77);
+    GemConfig c;
+    config_defaults(&c);
+    c.sampling.k = K, c.sampling.temperature = 0.7f, c.sampling.top_p = 0.9f;
+    c.sampling.max_new_tokens = 12;
+    int prompt[G][P];
+    const int *prompts[G];
+    int lens[G];
+    uint64_t keys[G];
+    Rng r;
+    rng_seed(&r, 5);
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < P; t++) prompt[g][t] = 3 + (int)(rng_u64(&r) % 30);
+        prompts[g] = prompt[g], lens[g] = P, keys[g] = (uint64_t)g;
+    }
+    GroupBatch gb = {.G = G, .k = K};
+    gb.cands = callocCheck((size_t)G * K, sizeof(Candidate));
+    gb.rank = callocCheck(G, sizeof(GroupRanking));
+    GenerateRequest req = {.sc = &c.sampling, .seed = 9, .policy_version = 3};
+    CU_ASSERT_FATAL(sampler_generate(&m, &req, G, prompts, lens, keys, gb.cands) == 0);
+    for (int g = 0; g < G; g++) {
+        group_ranking_alloc(&gb.rank[g], K);
+        gb.rank[g].n_valid = K;
+        for (int i = 0; i < K; i++)
+            gb.rank[g].valid[i] = 1, gb.rank[g].advantage[i] = i == g % K ? 0.75f : -0.25f;
+    }
+    // the ratios: the learner's forward at T against logp_old, token by token
+    SeqRef seqs[G * K];
+    long tokens = 0;
+    for (int i = 0; i < G * K; i++) {
+        seqs[i] = (SeqRef){prompts[i / K], P, gb.cands[i].ids, gb.cands[i].n};
+        tokens += gb.cands[i].n;
+    }
+    float *lp = mallocCheck(sizeof(float) * (size_t)tokens);
+    m.logit_temperature = 0.7f;
+    seq_forward_backward(&m, seqs, G * K, 1, 1 << 20, lp, NULL, NULL);
+    m.logit_temperature = 0;
+    double worst = 0;
+    for (int i = 0, o = 0; i < G * K; o += gb.cands[i].n, i++)
+        for (int t = 0; t < gb.cands[i].n; t++)
+            worst = fmax(worst, fabs(expf(lp[o + t] - gb.cands[i].logp_old[t]) - 1.0f));
+    CU_ASSERT(worst <= bound);
+    if (worst > bound) printf("\n  largest |ratio - 1| at equal weights: %g\n", worst);
+    // the update: the same weights as the sampler (version 3, on-policy) and one version later
+    // (the pipeline's ratio to logp_old)
+    const size_t n = m.layout.total;
+    float *on = mallocCheck(sizeof(float) * n);
+    int ns;
+    long nt;
+    for (int pass = 0; pass < 2; pass++) {
+        model_zero_grad(&m);
+        sega_accumulate(&m, NULL, &c, &gb, prompts, lens, 1, 0, pass == 0 ? 3 : 4, &ns, &nt);
+        CU_ASSERT(ns == G * K);
+        if (pass == 0) {
+            memcpy(on, m.grads, sizeof(float) * n);
+            continue;
+        }
+        double big = 0, diff = 0;
+        for (size_t i = 0; i < n; i++)
+            big = fmax(big, fabs(on[i])), diff = fmax(diff, fabs(on[i] - m.grads[i]));
+        CU_ASSERT(big > 0 && diff <= 1e-5 * big);
+        if (!(diff <= 1e-5 * big)) printf("\n  update: largest difference %g of %g\n", diff, big);
+    }
+    CU_ASSERT(m.logit_temperature == 0); // sega_accumulate leaves the model as it found it
+    for (int i = 0; i < G * K; i++) candidate_free(&gb.cands[i]);
+    for (int g = 0; g < G; g++) group_ranking_free(&gb.rank[g]);
+    free(gb.cands), free(gb.rank), free(lp), free(on);
+    model_free(&m);
+}
+
+// A model initialised as transformers does (0.02), and one with far larger logits (0.3, the grad
+// checks' init, log-probs down to -4): the sampler's decode and the learner's packed forward sum
+// in other orders, a few float ulps apart at such log-probs, so its bound is 4e-6.
+static void test_ratio_at_sampling_temperature(void) {
+    ratio_at_sampling_temperature(0.02f, 1e-6);
+    ratio_at_sampling_temperature(0.3f, 4e-6);
+}
+
 void register_gem_tests(void) {
     static const TestCase tests[] = {
+        {"ratio at T 0.7, top-p 0.9: 1 at equal weights; the pipeline's update",
+         test_ratio_at_sampling_temperature},
         {"marker with straddling tokens", test_marker_straddling},
         {"marker twice: the last one", test_marker_last_occurrence},
         {"marker absent: fraction rule", test_marker_absent_falls_back},

@@ -36,7 +36,7 @@ static void test_gem_source(void) {
     hand_group(in);
     float v[4];
     RewardConfig rc = reward_cfg(REWARD_GEM);
-    reward_group_values(&rc, in, 4, "9", v);
+    reward_group_values(&rc, in, 4, "9", 0, v);
     CU_ASSERT(v[0] == 0.25f && v[1] == -1.0f && v[2] == 2.0f && v[3] == 0.0f);
     CU_ASSERT(!reward_needs_labels(&rc) && !reward_needs_answers(&rc));
 }
@@ -46,13 +46,46 @@ static void test_answer_source(void) {
     hand_group(in);
     float v[4];
     RewardConfig rc = reward_cfg(REWARD_ANSWER);
-    reward_group_values(&rc, in, 4, "9", v);
+    reward_group_values(&rc, in, 4, "9", 0, v);
     CU_ASSERT(v[0] == 1.0f && v[1] == 1.0f && v[2] == 0.0f && v[3] == 0.0f);
-    reward_group_values(&rc, in, 4, "10", v);
+    reward_group_values(&rc, in, 4, "10", 0, v);
     CU_ASSERT(v[0] == 0.0f && v[1] == 0.0f && v[2] == 1.0f && v[3] == 0.0f);
-    reward_group_values(&rc, in, 4, NULL, v); // no label: nothing is right
+    reward_group_values(&rc, in, 4, NULL, 0, v); // no label: nothing is right
     CU_ASSERT(v[0] == 0.0f && v[1] == 0.0f && v[2] == 0.0f && v[3] == 0.0f);
     CU_ASSERT(reward_needs_labels(&rc) && reward_needs_answers(&rc));
+}
+
+// The control: the group's answer rewards in a seeded order. As many 1s as the true reward gives;
+// the same key, the same order; over many keys each candidate is the right one equally often,
+// whatever its own answer.
+static void test_random_source(void) {
+    RewardInput in[4];
+    hand_group(in);
+    float v[4], again[4];
+    RewardConfig rc = reward_cfg(REWARD_RANDOM);
+    CU_ASSERT(reward_needs_labels(&rc) && reward_needs_answers(&rc));
+    int hits[4] = {0}, moved = 0;
+    const int keys = 4000;
+    for (int key = 0; key < keys; key++) {
+        const uint64_t kk = reward_coin_key(1, 7, key);
+        reward_group_values(&rc, in, 4, "9", kk, v);
+        reward_group_values(&rc, in, 4, "9", kk, again);
+        CU_ASSERT(!memcmp(v, again, sizeof v));
+        CU_ASSERT(v[0] + v[1] + v[2] + v[3] == 2.0f); // "9" and "9." are right
+        for (int i = 0; i < 4; i++) {
+            hits[i] += v[i] == 1.0f;
+            CU_ASSERT(v[i] == 0.0f || v[i] == 1.0f);
+        }
+        moved += v[0] != 1.0f || v[1] != 1.0f;
+    }
+    for (int i = 0; i < 4; i++) CU_ASSERT(abs(hits[i] - keys / 2) < keys / 20);
+    CU_ASSERT(moved > keys / 2);
+    reward_group_values(&rc, in, 4, "11", 3, v); // nothing right: nothing to move
+    CU_ASSERT(v[0] + v[1] + v[2] + v[3] == 0.0f);
+    // the key: seed, step and prompt each change it
+    CU_ASSERT(reward_coin_key(1, 7, 3) != reward_coin_key(2, 7, 3));
+    CU_ASSERT(reward_coin_key(1, 7, 3) != reward_coin_key(1, 8, 3));
+    CU_ASSERT(reward_coin_key(1, 7, 3) != reward_coin_key(1, 7, 4));
 }
 
 static void test_majority_source(void) {
@@ -60,15 +93,15 @@ static void test_majority_source(void) {
     hand_group(in);
     float v[4];
     RewardConfig rc = reward_cfg(REWARD_MAJORITY);
-    reward_group_values(&rc, in, 4, NULL, v); // never reads the label
+    reward_group_values(&rc, in, 4, NULL, 0, v); // never reads the label
     CU_ASSERT(v[0] == 1.0f && v[1] == 1.0f && v[2] == 0.0f && v[3] == 0.0f);
     CU_ASSERT(!reward_needs_labels(&rc) && reward_needs_answers(&rc));
     // a 1-1 tie: the first of the most-voted wins; no answers at all: every value 0
     in[1].answer = "11";
-    reward_group_values(&rc, in, 4, NULL, v);
+    reward_group_values(&rc, in, 4, NULL, 0, v);
     CU_ASSERT(v[0] == 1.0f && v[1] == 0.0f && v[2] == 0.0f && v[3] == 0.0f);
     for (int i = 0; i < 4; i++) in[i].answer = NULL;
-    reward_group_values(&rc, in, 4, NULL, v);
+    reward_group_values(&rc, in, 4, NULL, 0, v);
     CU_ASSERT(v[0] == 0.0f && v[1] == 0.0f && v[2] == 0.0f && v[3] == 0.0f);
     char *a[3] = {"3", "4", "4.0"};
     CU_ASSERT_EQUAL(reward_majority_index(a, 3), 1);
@@ -79,7 +112,7 @@ static void test_self_certainty_source(void) {
     hand_group(in);
     float v[4];
     RewardConfig rc = reward_cfg(REWARD_SELF_CERTAINTY);
-    reward_group_values(&rc, in, 4, NULL, v);
+    reward_group_values(&rc, in, 4, NULL, 0, v);
     CU_ASSERT(v[0] == 1.0f && v[1] == 3.0f && v[2] == 1.0f && v[3] == 1.0f);
     CU_ASSERT(reward_self_certainty(C0, 0) == 0.0f);
 }
@@ -89,7 +122,7 @@ static void test_entropy_source(void) {
     hand_group(in);
     float v[4];
     RewardConfig rc = reward_cfg(REWARD_ENTROPY);
-    reward_group_values(&rc, in, 4, NULL, v);
+    reward_group_values(&rc, in, 4, NULL, 0, v);
     // the last third: 2 of 6, 1 of 3, 2 of 4 (ceil(4/3) = 2), 1 of 2 (ceil(2/3) = 1)
     CU_ASSERT(v[0] == -5.5f && v[1] == -0.5f && v[2] == 0.0f && v[3] == -1.0f);
     CU_ASSERT(reward_entropy_tail(H0, 6, 0.5f) == -5.0f);
@@ -235,19 +268,25 @@ static void test_loss_aggregations(void) {
     rng_seed(&r, 7);
     for (int t = 0; t < T; t++) l[t] = -0.25f - (float)(rng_u64(&r) % 64) / 16.0f;
     const LossAgg aggs[3] = {LOSS_SEQ_SUM, LOSS_TOKEN_MEAN, LOSS_CONSTANT};
-    for (int a = 0; a < 3; a++) {
-        SegaConfig s = {.loss_agg = aggs[a], .logp_agg = LOGP_SUM, .clip_eps = 0.2f};
+    for (int a = 0; a < 6; a++) {
+        const int batch = a >= 3; // sega.group_norm
+        SegaConfig s = {.loss_agg = aggs[a % 3],
+                        .logp_agg = LOGP_SUM,
+                        .clip_eps = 0.2f,
+                        .group_norm = batch ? GROUP_NORM_BATCH : GROUP_NORM_ACTIVE};
         float w[G3 * K3];
         sega_batch_weights(&s, rk, LEN, G3, K3, 8.0f, w);
-        // the weights by their formulas: 2 active groups; 3 and 2 valid candidates; the trained
-        // candidates' tokens 2 + 3 + 1 + 4 + 2 = 12
+        // the weights by their formulas: 2 active groups of 3 (active) or all 3 (batch); 3 and 2
+        // valid candidates; the trained candidates' tokens 2 + 3 + 1 + 4 + 2 = 12, and 9 more
+        // in the skipped group's valid ones (batch)
+        const double groups = batch ? 3.0 : 2.0, tokens = batch ? 21.0 : 12.0;
         for (int c = 0; c < G3 * K3; c++) {
             const int grp = c / K3, nv = grp == 0 ? 3 : 2;
             double want = 0;
             if (grp < 2 && !(c == 5))
-                want = aggs[a] == LOSS_SEQ_SUM      ? 1.0 / (2.0 * nv)
-                       : aggs[a] == LOSS_TOKEN_MEAN ? 1.0 / 12.0
-                                                    : 1.0 / (2.0 * nv * 8.0);
+                want = aggs[a % 3] == LOSS_SEQ_SUM      ? 1.0 / (groups * nv)
+                       : aggs[a % 3] == LOSS_TOKEN_MEAN ? 1.0 / tokens
+                                                        : 1.0 / (groups * nv * 8.0);
             ASSERT_CLOSE(w[c], want, 1e-7 * want);
         }
         // the value: -sum_c w_c A_c sum_t l_t
@@ -282,6 +321,7 @@ void register_reward_tests(void) {
         {"gem source", test_gem_source},
         {"answer source", test_answer_source},
         {"majority source", test_majority_source},
+        {"random source (the control)", test_random_source},
         {"self_certainty source", test_self_certainty_source},
         {"entropy source", test_entropy_source},
         {"answer ranking and zero-advantage groups", test_answer_ranking_and_zero_adv},

@@ -116,6 +116,15 @@ static int check_draw(const float *z, int V, const SamplingConfig *sc, const Ref
     ASSERT_CLOSE(d.entropy_raw, r->H_raw, tol * fmax(1, r->H_raw));
     ASSERT_CLOSE(d.logp_sample, lp_s, tol * fmax(1, fabs(lp_s)));
     ASSERT_CLOSE(d.entropy_sample, r->H_sample, tol * fmax(1, r->H_sample));
+    // logp_old: softmax(z / T) over every id, nothing cut (the raw log-prob when greedy)
+    double lp_old = lp_raw;
+    if (!greedy) {
+        double m = -INFINITY, S = 0;
+        for (int i = 0; i < V; i++) m = fmax(m, (double)z[i]);
+        for (int i = 0; i < V; i++) S += exp(((double)z[i] - m) / sc->temperature);
+        lp_old = ((double)z[d.token] - m) / sc->temperature - log(S);
+    }
+    ASSERT_CLOSE(d.logp_old, lp_old, tol * fmax(1, fabs(lp_old)));
     return d.token;
 }
 

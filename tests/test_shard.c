@@ -89,6 +89,7 @@ static void make_shard(Shard *s, int G, int k, int tokens_per_cand, uint64_t see
                 s->token_id[t] = (int)(rng_u64(&rng) % 256);
                 s->logp_raw[t] = -rng_uniform(&rng) * 5;
                 s->logp_sample[t] = -rng_uniform(&rng) * 5;
+                s->logp_old[t] = -rng_uniform(&rng) * 5;
                 s->entropy[t] = rng_uniform(&rng) * 3;
             }
         }
@@ -125,7 +126,8 @@ static int shards_equal(const Shard *a, const Shard *b) {
            SAME_ARRAY(a, b, advantage, N) && SAME_ARRAY(a, b, valid, N) &&
            SAME_ARRAY(a, b, finish_reason, N) && SAME_ARRAY(a, b, text, B) &&
            SAME_ARRAY(a, b, token_id, T) && SAME_ARRAY(a, b, logp_raw, T) &&
-           SAME_ARRAY(a, b, logp_sample, T) && SAME_ARRAY(a, b, entropy, T);
+           SAME_ARRAY(a, b, logp_sample, T) && SAME_ARRAY(a, b, logp_old, T) &&
+           SAME_ARRAY(a, b, entropy, T);
 }
 
 static int file_exists(const char *path) {
@@ -444,11 +446,21 @@ static void test_h5dump_shows_layout(void) {
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "h5dump -H '%s'", path);
     CU_ASSERT_EQUAL(test_run(cmd, &out, &err), 0);
-    const char *names[] = {"group_id",       "prompt_offsets", "rank_in_group",
-                           "advantage",      "token_offsets",  "text_offsets",
-                           "logp_sample",    "logp_raw",       "entropy",
-                           "format_version", "policy_version", "finish_reason_names",
-                           "description",    "config_hash_hex"};
+    const char *names[] = {"group_id",
+                           "prompt_offsets",
+                           "rank_in_group",
+                           "advantage",
+                           "token_offsets",
+                           "text_offsets",
+                           "logp_sample",
+                           "logp_raw",
+                           "entropy",
+                           "logp_old",
+                           "format_version",
+                           "policy_version",
+                           "finish_reason_names",
+                           "description",
+                           "config_hash_hex"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         CU_ASSERT_PTR_NOT_NULL(strstr(out, names[i]));
         if (!strstr(out, names[i])) fprintf(stderr, "\n  h5dump -H lacks %s", names[i]);
@@ -547,12 +559,14 @@ static void fill_candidate(Candidate *cd, const char *text, FinishReason finish,
     cd->ids = malloc(sizeof(int) * (size_t)(n + 1));
     cd->logp_sample = malloc(sizeof(float) * (size_t)(n + 1));
     cd->logp_raw = malloc(sizeof(float) * (size_t)(n + 1));
+    cd->logp_old = malloc(sizeof(float) * (size_t)(n + 1));
     cd->entropy_raw = malloc(sizeof(float) * (size_t)(n + 1));
     cd->entropy_sample = malloc(sizeof(float) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) {
         cd->ids[i] = (unsigned char)text[i];
         cd->logp_sample[i] = -0.01f * (float)(i + salt);
         cd->logp_raw[i] = -0.02f * (float)(i + salt);
+        cd->logp_old[i] = -0.015f * (float)(i + salt);
         cd->entropy_raw[i] = 0.1f * (float)(i + salt);
         cd->entropy_sample[i] = 0.3f * (float)(i + salt);
     }
@@ -643,6 +657,7 @@ static void test_groups_to_shard(void) {
             CU_ASSERT_EQUAL(memcmp(s.token_id + t0, cd->ids, sizeof(int) * n), 0);
             CU_ASSERT_EQUAL(memcmp(s.logp_raw + t0, cd->logp_raw, sizeof(float) * n), 0);
             CU_ASSERT_EQUAL(memcmp(s.logp_sample + t0, cd->logp_sample, sizeof(float) * n), 0);
+            CU_ASSERT_EQUAL(memcmp(s.logp_old + t0, cd->logp_old, sizeof(float) * n), 0);
             // score.entropy_source=sampling: the sampling entropies, what Eq. 1 read
             CU_ASSERT_EQUAL(memcmp(s.entropy + t0, cd->entropy_sample, sizeof(float) * n), 0);
             // the byte-level tokenizer decodes a candidate to its own bytes

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "common.h"
 #include "config.h"
 #include "model.h"
@@ -355,6 +357,59 @@ static void test_eval_and_generate(void) {
 
 static void expect_stage_error(const char *cmd, const char *needle) {
     test_expect_cli_error(cmd, needle, NULL);
+}
+
+// The first model's number `key` of DIR/results.json (NAN when absent).
+static double result_number(const char *dir, const char *key) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s/results.json", root, dir);
+    char *text = read_text_file(p, NULL);
+    cJSON *js = text ? cJSON_Parse(text) : NULL;
+    const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(js, "models"), 0);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+    const double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(js);
+    free(text);
+    return x;
+}
+
+// eval.pass_k: pass@1, pass@k and majority@k of k samples a prompt next to greedy accuracy, in
+// the table, results.json and the metrics; the same seed gives the same bits, and the numbers
+// keep their order (a right majority and a right candidate imply some right candidate).
+static void test_eval_pass_k(void) {
+    setup_e2e();
+    char cmd[2048], p[1024];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 GEMC " eval %s/cfg.yaml eval.models=[%s/sft/final] eval.pairs= eval.pass_k=4 "
+                      "eval.dir=%s/pass%d",
+                 root, root, root, i);
+        CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    }
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/pass0/results.json", root);
+    snprintf(b, sizeof b, "%s/pass1/results.json", root);
+    CU_ASSERT(test_files_equal(a, b));
+    const double p1 = result_number("pass0", "pass1"), pk = result_number("pass0", "pass_k");
+    const double maj = result_number("pass0", "majority_k_accuracy");
+    const double n = result_number("pass0", "pass_n"),
+                 greedy = result_number("pass0", "task_accuracy");
+    CU_ASSERT(n == result_number("pass0", "task_n") && n > 0);
+    CU_ASSERT(p1 >= 0 && p1 <= pk && maj <= pk && pk <= 1 && greedy >= 0);
+    snprintf(p, sizeof p, "%s/pass0/results.md", root);
+    CU_ASSERT_EQUAL(test_count_lines(p, "| pass@1 (T="), 1);
+    CU_ASSERT_EQUAL(test_count_lines(p, "| pass@4 | majority@4 |"), 1);
+    snprintf(p, sizeof p, "%s/pass0/metrics.jsonl", root);
+    CU_ASSERT_EQUAL(test_count_lines(p, "\"pass_k\""), 1);
+    // k = 1: pass@1 and pass@k are the same draw
+    snprintf(cmd, sizeof cmd,
+             GEMC " eval %s/cfg.yaml eval.models=[%s/sft/final] eval.pairs= eval.pass_k=1 "
+                  "eval.dir=%s/pass2",
+             root, root, root);
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    CU_ASSERT(result_number("pass2", "pass1") == result_number("pass2", "pass_k"));
+    snprintf(cmd, sizeof cmd, GEMC " eval %s/cfg.yaml eval.pass_k=4 sampling.temperature=0", root);
+    expect_stage_error(cmd, "eval.pass_k samples at sampling.temperature");
 }
 
 static void test_stage_errors(void) {
@@ -768,6 +823,7 @@ void register_stage_tests(void) {
         {"train: same seed same bits, answers never read", test_train_deterministic_and_label_free},
         {"dpo on data pairs and on entropy pairs", test_dpo_both_pair_sources},
         {"eval table and generate output", test_eval_and_generate},
+        {"eval.pass_k: pass@1, pass@k, majority@k, deterministic", test_eval_pass_k},
         {"stage errors: one line, exit 1", test_stage_errors},
         {"every stage writes under its run directory only", test_writes_stay_in_run_dir},
         {"NaN/Inf: updates skipped, then a stop with a checkpoint",

@@ -476,6 +476,43 @@ static void expect_error(const char *args, const char *needle) {
     free(err);
 }
 
+// --direct-percent P: about P% of the train pairs answer with their last lines only (chosen
+// "Final Answer: N" with the right N, rejected the slip's wrong one); every problem, every prompt
+// file, the test pairs and the other train pairs are the bytes the same seed gives without it.
+static void test_direct_percent(void) {
+    char *base = generate("--seed 5 --train 400 --test 40");
+    char *mixed = generate("--seed 5 --train 400 --test 40 --direct-percent 60");
+    const char *same[] = {"train_prompts.jsonl", "test_prompts.jsonl", "test_pairs.jsonl"};
+    for (int i = 0; i < 3; i++) {
+        char *a = path_join(base, same[i]), *b = path_join(mixed, same[i]);
+        CU_ASSERT(test_files_equal(a, b));
+        free(a), free(b);
+    }
+    Jsonl pb = read_jsonl(base, "train_pairs.jsonl"), pm = read_jsonl(mixed, "train_pairs.jsonl");
+    Jsonl prompts = read_jsonl(base, "train_prompts.jsonl");
+    CU_ASSERT_FATAL(pb.n == 400 && pm.n == 400 && prompts.n == 400);
+    int direct = 0;
+    for (int i = 0; i < pm.n; i++) {
+        const char *c = str_field(pm.obj[i], "chosen"), *r = str_field(pm.obj[i], "rejected");
+        const char *bc = str_field(pb.obj[i], "chosen"), *br = str_field(pb.obj[i], "rejected");
+        CU_ASSERT(!strcmp(str_field(pm.obj[i], "prompt"), str_field(pb.obj[i], "prompt")));
+        if (!strcmp(c, bc)) {
+            CU_ASSERT(!strcmp(r, br)); // shown working: untouched
+            continue;
+        }
+        direct++;
+        // the last lines of the working pair, nothing else
+        CU_ASSERT(!strncmp(c, "Final Answer: ", 14) && !strchr(c, '\n') && !strchr(r, '\n'));
+        CU_ASSERT(!strcmp(c, strrchr(bc, '\n') + 1) && !strcmp(r, strrchr(br, '\n') + 1));
+        const cJSON *ans = cJSON_GetObjectItemCaseSensitive(prompts.obj[i], "answer");
+        CU_ASSERT(cJSON_IsNumber(ans) && atol(c + 14) == (long)ans->valuedouble);
+        CU_ASSERT(strcmp(c, r) != 0);
+    }
+    CU_ASSERT(direct > 200 && direct < 280); // 60% of 400, within a few standard deviations
+    jsonl_free(&pb), jsonl_free(&pm), jsonl_free(&prompts);
+    free(base), free(mixed);
+}
+
 static void test_bad_arguments(void) {
     char *dir = test_tmpdir();
     char *file = path_join(dir, "file");
@@ -496,6 +533,8 @@ static void test_bad_arguments(void) {
     expect_error("--seed 1", "--out DIR is required");
     snprintf(args, sizeof args, "--out %s/t --max-value 5", dir);
     expect_error(args, "--max-value");
+    snprintf(args, sizeof args, "--out %s/t --direct-percent 101", dir);
+    expect_error(args, "--direct-percent");
     // an --out that cannot be a directory
     snprintf(args, sizeof args, "--out %s/sub", file);
     expect_error(args, file);
@@ -527,6 +566,7 @@ void register_task_tests(void) {
         {"tokenizer.json is byte-level", test_tokenizer_is_byte_level},
         {"tokenizer_config.json", test_tokenizer_config},
         {"config.json is tiny-llama", test_config_is_tiny_llama},
+        {"--direct-percent: answers without working, nothing else moved", test_direct_percent},
         {"bad arguments", test_bad_arguments},
         {0},
     };

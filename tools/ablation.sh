@@ -55,18 +55,9 @@ for s in $seeds_to_run; do
         run.progress=false $args >"$d/eval.log"
 done
 
+. tools/table_lib.sh
 # the table: one row per variant, one column per seed, then the mean over the seeds and the
 # mean change against the same seed's SFT model, each with a 95% t interval
-cell_of() { awk -F'|' -v m="$1" '$2 ~ "^ *"m" *$" {print $3}' "$2"; }
-num_of() { echo "$1" | awk '{sub("%", "", $1); print $1}'; }
-t_mean() { # "x1 x2 ...": mean [lo, hi], the interval clamped to [lo_min, hi_max] = $2 $3
-    echo "$1" | awk -v lo_min="$2" -v hi_max="$3" '{n = NF; for (i = 1; i <= n; i++) s += $i;
-        m = s / n; for (i = 1; i <= n; i++) v += ($i - m) ^ 2;
-        split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262", t, " ");
-        if (n > 1 && n <= 10) { h = t[n - 1] * sqrt(v / (n - 1)) / sqrt(n);
-            lo = m - h; hi = m + h; if (lo < lo_min) lo = lo_min; if (hi > hi_max) hi = hi_max;
-            printf "%+.1f [%+.1f, %+.1f]", m, lo, hi } else printf "%+.1f", m }'
-}
 {
     echo "| variant | $(for s in $seeds; do printf 'seed %s | ' "$s"; done)mean | change against SFT, points [95%] |"
     echo "|---|$(for s in $seeds; do printf -- '---|'; done)---|---|"

@@ -53,6 +53,7 @@ typedef struct {
     int min_steps, max_steps;
     int max_start, max_operand, max_value;
     int mul_percent;
+    int direct_percent; // share of train pairs whose responses skip the working
 } Knobs;
 
 typedef struct {
@@ -135,15 +136,7 @@ static int pick_range(Rng *r, int lo, int hi) {
     return lo + pick(r, hi - lo + 1);
 }
 
-static void putf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(StrBuf *b, const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    strbuf_puts(b, buf);
-}
+#define putf strbuf_printf
 
 // A phrase that may or may not name a second person: the format decides.
 static void put_phrase(StrBuf *b, const char *fmt, int n, const char *other) {
@@ -318,6 +311,19 @@ static int make_problem(Rng *r, const Knobs *k, Problem *p) {
     return 0;
 }
 
+// --direct-percent: the train pair's responses become their last lines ("Final Answer: N", the
+// rejected one's wrong N), with no working. The draw is a stream of its own, so the problems, and
+// every other pair, are the same bytes as without the option.
+static void make_direct(Problem *p) {
+    const char *c = strrchr(p->chosen, '\n'), *r = strrchr(p->rejected, '\n');
+    char *chosen = strdup(c ? c + 1 : p->chosen), *rejected = strdup(r ? r + 1 : p->rejected);
+    if (!chosen || !rejected) gemc_fatal("out of memory");
+    free(p->chosen);
+    free(p->rejected);
+    p->chosen = chosen;
+    p->rejected = rejected;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Distinct prompts: an open-addressing set of strings (FNV-1a), so that no test problem is also
 // a train problem and neither split repeats itself.
@@ -419,6 +425,7 @@ static int write_knobs(const char *dir, const Knobs *k) {
     cJSON_AddNumberToObject(root, "max_operand", k->max_operand);
     cJSON_AddNumberToObject(root, "max_value", k->max_value);
     cJSON_AddNumberToObject(root, "mul_percent", k->mul_percent);
+    cJSON_AddNumberToObject(root, "direct_percent", k->direct_percent);
     cJSON_AddStringToObject(root, "answer_marker", "Final Answer:");
     cJSON_AddStringToObject(root, "chat_template", "plain");
     return write_json(dir, "task.json", root);
@@ -439,7 +446,8 @@ static int check_knobs(const Knobs *k) {
         check_range("max-value", k->max_value, 10, 100000) ||
         check_range("max-start", k->max_start, 2, k->max_value) ||
         check_range("max-operand", k->max_operand, 1, k->max_value) ||
-        check_range("mul-percent", k->mul_percent, 0, 100))
+        check_range("mul-percent", k->mul_percent, 0, 100) ||
+        check_range("direct-percent", k->direct_percent, 0, 100))
         return -1;
     if (k->min_steps > k->max_steps) {
         gemc_set_error("gemc make_task: --min-steps %d is above --max-steps %d", k->min_steps,
@@ -459,7 +467,8 @@ int main(int argc, char **argv) {
                .max_start = 9,
                .max_operand = 5,
                .max_value = 12,
-               .mul_percent = 0};
+               .mul_percent = 0,
+               .direct_percent = 0};
     const CliOpt opts[] = {
         {"out", OPT_STR, &out, "DIR", "output folder (created when missing)", 1},
         {"seed", OPT_INT, &k.seed, "N", "random seed (default 1)", 0},
@@ -475,6 +484,8 @@ int main(int argc, char **argv) {
          "every intermediate value stays in [0, N] (default 12)", 0},
         {"mul-percent", OPT_INT, &k.mul_percent, "P",
          "chance in percent of a doubling/tripling step (default 0)", 0},
+        {"direct-percent", OPT_INT, &k.direct_percent, "P",
+         "share in percent of train pairs that answer with no working (default 0)", 0},
         {0},
     };
     const CliCommand cmd = {
@@ -521,6 +532,11 @@ int main(int argc, char **argv) {
                        "only %d (HINT: ask for fewer, or change --max-value or --max-steps)",
                        total, MAX_SAMPLE_BYTES, made);
     }
+
+    Rng direct;
+    rng_seed(&direct, (uint64_t)(int64_t)k.seed ^ 0x646972656374ULL);
+    for (int i = 0; i < k.train; i++)
+        if ((int)(rng_u64(&direct) % 100) < k.direct_percent) make_direct(&p[i]);
 
     rc = ensure_dir(out);
     if (rc == 0) rc = write_split(out, "train", p, k.train);

@@ -162,8 +162,8 @@ static void print_group(const Shard *s, int g, const Tokenizer *tok, int tokens,
                finish_reason_name(s->finish_reason[c] ? FINISH_LENGTH : FINISH_EOS), nt,
                s->policy_version, line.p ? line.p : "");
         if (!tokens) continue;
-        printf("        %5s %8s %12s %12s %10s%s\n", "pos", "id", "logp_sample", "logp_raw",
-               "entropy", tok ? "  token" : "");
+        printf("        %5s %8s %12s %12s %12s %10s%s\n", "pos", "id", "logp_sample", "logp_old",
+               "logp_raw", "entropy", tok ? "  token" : "");
         for (long t = t0; t < t0 + nt; t++) {
             line.len = 0;
             if (tok) {
@@ -174,8 +174,9 @@ static void print_group(const Shard *s, int g, const Tokenizer *tok, int tokens,
                 }
                 free(piece.p);
             }
-            printf("        %5ld %8d %12.6f %12.6f %10.6f%s\n", t - t0, s->token_id[t],
-                   s->logp_sample[t], s->logp_raw[t], s->entropy[t], line.p ? line.p : "");
+            printf("        %5ld %8d %12.6f %12.6f %12.6f %10.6f%s\n", t - t0, s->token_id[t],
+                   s->logp_sample[t], s->logp_old[t], s->logp_raw[t], s->entropy[t],
+                   line.p ? line.p : "");
         }
     }
     free(order);
@@ -188,7 +189,7 @@ int cmd_inspect(int argc, char **argv) {
     const CliOpt opts[] = {
         {"group", OPT_INT, &group, "I", "show only group row I (0-based)", 0},
         {"tokens", OPT_FLAG, &tokens, NULL,
-         "add each candidate's tokens: id, logp_sample, logp_raw, entropy", 0},
+         "add each candidate's tokens: id, logp_sample, logp_old, logp_raw, entropy", 0},
         {"model", OPT_STR, &model_dir, "DIR",
          "decode prompts with DIR's tokenizer (default: the shard's model attribute)", 0},
         {"full", OPT_FLAG, &full, NULL, "show whole texts (default: cut after 200 bytes)", 0},

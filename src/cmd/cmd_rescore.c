@@ -36,6 +36,7 @@ static Candidate shard_candidate(const Shard *s, long c) {
                        .ids = s->token_id + t0,
                        .logp_sample = s->logp_sample + t0,
                        .logp_raw = s->logp_raw + t0,
+                       .logp_old = s->logp_old + t0,
                        .entropy_raw = s->entropy + t0,
                        .entropy_sample = s->entropy + t0,
                        .certainty = s->self_certainty + t0,
@@ -144,7 +145,7 @@ static int rescore_shard(Rescore *r, const char *path, const Shard *s) {
                 // the shards' checks are the answer source's reward; no label, no value
                 for (int i = 0; i < k; i++) value[i] = correct[i] >= 0 ? (float)correct[i] : NAN;
             else
-                reward_group_values(&rcfg, in, k, expected, value);
+                reward_group_values(&rcfg, in, k, expected, 0, value);
             if (SOURCES[j] == c->reward.source &&
                 !strcmp(s->reward_source, reward_source_name(c->reward.source)))
                 for (int i = 0; i < k; i++) {

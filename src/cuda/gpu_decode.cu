@@ -46,7 +46,7 @@ struct GpuDecode {
     float *logits;                 // [rows, V] logits row r is draw r's
     float *u;                      // [rows]
     SampleOut out;                 // [rows] each (head.cuh)
-    void *draws;                   // [6, rows] 4-byte words: out's six arrays, back to back
+    void *draws;                   // [7, rows] 4-byte words: out's seven arrays, back to back
     std::vector<uint32_t> draws_h; // their host copy
 };
 
@@ -99,7 +99,7 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
     for (int b = 0; b < B; b++) longest = d->prompt_len[b] > longest ? d->prompt_len[b] : longest;
     d->max_keys = longest + d->gen_cap;
     if (c->sliding_window > 0 && c->sliding_window < d->max_keys) d->max_keys = c->sliding_window;
-    d->draws_h.resize((size_t)6 * rows);
+    d->draws_h.resize((size_t)7 * rows);
 
     const size_t r = (size_t)rows, cache = (size_t)L * r * d->gen_cap * KV;
     const size_t mr = r > (size_t)B ? r : (size_t)B;
@@ -125,16 +125,16 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
         {(void **)&d->prefill_logits, (size_t)B * V * 4},
         {(void **)&d->logits, r * V * 4},
         {(void **)&d->u, r * 4},
-        {&d->draws, 6 * r * 4},
+        {&d->draws, 7 * r * 4},
     };
     char what[96];
     snprintf(what, sizeof what, "decoding %d candidates of up to %d tokens", rows, d->gen_cap + 1);
     d->slab = dev_slab(bufs, (int)(sizeof bufs / sizeof bufs[0]), what,
                        "lower sampling.max_new_tokens or the batch size");
-    // the draws' six arrays in one block, so one copy a step brings them to the host
+    // the draws' seven arrays in one block, so one copy a step brings them to the host
     float *w = (float *)d->draws;
-    d->out = {(int *)w, w + r, w + 2 * r, w + 3 * r, w + 4 * r, w + 5 * r};
-    cudaCheck(cudaMemsetAsync(d->draws, 0, 6 * r * sizeof(float), s)); // rows past n are copied too
+    d->out = {(int *)w, w + r, w + 2 * r, w + 3 * r, w + 4 * r, w + 5 * r, w + 6 * r};
+    cudaCheck(cudaMemsetAsync(d->draws, 0, 7 * r * sizeof(float), s)); // rows past n are copied too
     cudaCheck(cudaMemcpyAsync(d->prompt_off, prompts->offsets, (B + 1) * sizeof(int),
                               cudaMemcpyHostToDevice, s));
     cudaCheck(
@@ -174,7 +174,7 @@ extern "C" void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const flo
     sample_rows(d->out, d->logits, d->u, n, V, nd, sc->temperature, sc->top_k, sc->top_p,
                 with_entropy, s);
     const size_t R = (size_t)d->rows;
-    cudaCheck(cudaMemcpyAsync(d->draws_h.data(), d->draws, 6 * R * sizeof(uint32_t),
+    cudaCheck(cudaMemcpyAsync(d->draws_h.data(), d->draws, 7 * R * sizeof(uint32_t),
                               cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     const uint32_t *h = d->draws_h.data();
@@ -185,6 +185,7 @@ extern "C" void gpu_decode_draw(GpuDecode *d, int n, const int *slots, const flo
         std::memcpy(&out[r].entropy_sample, h + 3 * R + r, 4);
         std::memcpy(&out[r].entropy_raw, h + 4 * R + r, 4);
         std::memcpy(&out[r].certainty, h + 5 * R + r, 4);
+        std::memcpy(&out[r].logp_old, h + 6 * R + r, 4);
     }
 }
 

@@ -335,9 +335,10 @@ void gpu_forward_body(GpuModel *g, const PackedBatch *batch) {
 }
 
 extern "C" void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *logprobs,
-                                  float *entropy) {
+                                  float *entropy, float logit_scale) {
     const int N = batch->N, C = g->cfg.hidden_size, V = g->cfg.vocab_size;
     g->last_N = N;
+    g->logit_scale = logit_scale;
     if (N <= 0) return;
     gpu_forward_body(g, batch);
     GpuActs *a = &g->acts;
@@ -351,6 +352,8 @@ extern "C" void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *
         const int cnt = N - r0 < HEAD_ROWS ? N - r0 : HEAD_ROWS;
         gemm(g->gemm, 0, 1, cnt, V, C, a->lnf + (size_t)r0 * C, C, head, C, 0.0f, nullptr,
              a->logits, V, GEMM_OUT_F32, nullptr, s);
+        // z / T (none at T = 1, so the raw logits keep their bits)
+        if (logit_scale != 1.0f) scale_f32(a->logits, (size_t)cnt * V, logit_scale, s);
         head_forward(a->lp + r0, a->ent + r0, a->head_lse + r0, a->logits, a->targets + r0, cnt, V,
                      s);
     }
@@ -401,6 +404,8 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
     const size_t n = (size_t)N;
     float *scr = a->scratch;
     cudaCheck(cudaMemcpyAsync(a->dlp, dlogprobs, n * sizeof(float), cudaMemcpyHostToDevice, s));
+    // the head read z / T: dL/dz = (1/T) dL/d(z/T), folded into dlogprob before the bf16 dlogits
+    if (g->logit_scale != 1.0f) scale_f32(a->dlp, n, g->logit_scale, s);
 
     // head: recompute each window's logits, dlogits = dlogprob (onehot - softmax), then
     // dlnf = dlogits head and dhead += dlogits^T lnf
@@ -412,6 +417,7 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
         const bf16 *h = a->lnf + (size_t)r0 * C;
         gemm(g->gemm, 0, 1, cnt, V, C, h, C, head, C, 0.0f, nullptr, a->logits, V, GEMM_OUT_F32,
              nullptr, s);
+        if (g->logit_scale != 1.0f) scale_f32(a->logits, (size_t)cnt * V, g->logit_scale, s);
         head_backward(a->dlogits, a->logits, a->head_lse + r0, nullptr, a->targets + r0,
                       a->dlp + r0, nullptr, cnt, V, s);
         linear_backward(g, a->dln + (size_t)r0 * C, 0, dhead, a->dlogits, h, head, cnt, C, V);

@@ -69,7 +69,8 @@ struct GpuModel {
     float *norm_out;                // [1] sum of squares of the gradients
     float *norm_scratch;            // its reduction's partial sums
     GpuActs acts;
-    int last_N; // rows of the last forward (the backward checks it)
+    int last_N;        // rows of the last forward (the backward checks it)
+    float logit_scale; // 1/T of the last forward's head (1: the raw logits)
 };
 
 // Layer l's tensor of kind k in a slab of the model's layout (NULL when the config has none).

@@ -233,7 +233,8 @@ __device__ __forceinline__ void smp_rebase(float &Ss, float &Ts, float d, float 
 
 template <bool ENT, int MODE>
 __device__ __forceinline__ void state_rebase(RowState &st, float m, float temp) {
-    if (MODE == MODE_PLAIN) smp_rebase<ENT>(st.Ss, st.Ts, st.raw.m - m, temp);
+    // KEPT keeps the untruncated sampling sums too: logp_old's normaliser
+    if (MODE != MODE_GREEDY) smp_rebase<ENT>(st.Ss, st.Ts, st.raw.m - m, temp);
     if (ENT && st.n > 0) st.D += st.n * (st.raw.m - m); // (n == 0: m is -inf, nothing to move)
     soft_rebase<ENT>(st.raw, m);
 }
@@ -249,7 +250,7 @@ __device__ __forceinline__ void state_add(RowState &st, float x, int i, int n_dr
     }
     if (i >= n_draw) return;
     if (x > st.bm) st.bm = x, st.bi = i; // ids arrive in increasing order: strict keeps the lowest
-    if (MODE == MODE_PLAIN) {
+    if (MODE != MODE_GREEDY) {
         const float ds = scaled(d, temp), es = temp == 1.0f ? e : expf(ds);
         st.Ss += es;
         if (ENT) st.Ts += es > 0 ? es * ds : 0.0f;
@@ -498,6 +499,10 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
         out.entropy_raw[row] = H_raw;
         out.certainty[row] = cert;
         out.logp_sample[row] = MODE == MODE_GREEDY ? 0.0f : ds - logf(S);
+        // softmax(z / T) before top-k and top-p: Ssum sums every drawable id's weight
+        out.logp_old[row] = MODE == MODE_GREEDY || temp == 1.0f
+                                ? out.logp_raw[row]
+                                : scaled(z[tok] - m, temp) - logf(Ssum);
         out.entropy_sample[row] =
             MODE == MODE_GREEDY || !ENT ? 0.0f : fmaxf(logf(S) - Tq / S, 0.0f);
     };

@@ -38,6 +38,8 @@ struct SampleOut {
     float *entropy_raw;    // H(p), nats (0 when with_entropy is 0)
     float *certainty;      // KL(uniform || p) = ln S - mean(z - m) - ln V over all V ids, nats,
                            // at least 0 (self-certainty; 0 when with_entropy is 0)
+    float *logp_old;       // ln p_T(token), softmax(z / T) over the drawable ids with nothing cut
+                           // (logp_raw at T = 1 or greedy): the learner's ratio
 };
 
 // Draw r (r < n) draws from row r of logits [n, V] with the uniform u[r] in [0, 1) (device

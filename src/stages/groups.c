@@ -14,7 +14,7 @@ int groups_sample(GroupBatch *gb, Policy *p, const GemConfig *c, const Dataset *
                   int G, int step, RunDir *r) {
     const int k = c->sampling.k;
     memset(gb, 0, sizeof *gb);
-    gb->G = G, gb->k = k;
+    gb->G = G, gb->k = k, gb->step = step;
     gb->idx = mallocCheck(sizeof(int) * (size_t)G);
     memcpy(gb->idx, idx, sizeof(int) * (size_t)G);
     gb->cands = callocCheck((size_t)G * k, sizeof(Candidate));
@@ -96,7 +96,8 @@ static int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, cons
                                   .gem_score = gb->scores[(size_t)g * k + i].score,
                                   .answer = answers[i]};
         }
-        reward_group_values(&c->reward, in, k, expected, value);
+        reward_group_values(&c->reward, in, k, expected,
+                            reward_coin_key(c->run.seed, gb->step, gb->idx[g]), value);
         for (int i = 0; i < k; i++) {
             gb->scores[(size_t)g * k + i].value = value[i];
             free(answers[i]);

@@ -92,6 +92,7 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
                 memcpy(s->token_id + t, cd->ids, sizeof(int) * n);
                 memcpy(s->logp_raw + t, cd->logp_raw, sizeof(float) * n);
                 memcpy(s->logp_sample + t, cd->logp_sample, sizeof(float) * n);
+                memcpy(s->logp_old + t, cd->logp_old, sizeof(float) * n);
                 memcpy(s->entropy + t, use_raw ? cd->entropy_raw : cd->entropy_sample,
                        sizeof(float) * n);
                 if (cd->certainty) memcpy(s->self_certainty + t, cd->certainty, sizeof(float) * n);

@@ -211,6 +211,14 @@ float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss
     return norm;
 }
 
+void metrics_grad_norm(Metrics *m, const OptimConfig *o, float norm) {
+    const int clipped = o->grad_clip > 0 && norm > o->grad_clip;
+    metrics_num(m, "grad_norm", norm);
+    // model_clip_grad_norm's scale applied to the norm: what AdamW was given
+    metrics_num(m, "grad_norm_clipped", clipped ? norm * (o->grad_clip / (norm + 1e-6f)) : norm);
+    metrics_int(m, "clipped", clipped);
+}
+
 int nonfinite_guard_step(NonFiniteGuard *g, const OptimConfig *o, const char *stage, int step,
                          int updated, double loss, float norm) {
     if (updated) {

@@ -108,6 +108,7 @@ typedef struct {
     int *correct;           // [G * k] 1/0: the final answer is / is not the prompt's; -1: no answer
     double t_sample, t_score; // seconds
     long new_tokens;          // tokens generated
+    int step;                 // the step that sampled them (the random source's key)
 } GroupBatch;
 
 // Samples sampling.k candidates for each prompt ds->rec[idx[g]] with the policy (stream keys
@@ -139,9 +140,12 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
 // The SEGA loss of one step (Eq. 2) over the groups g = offset, offset + stride, ... of gb (a
 // data-parallel learner's share; stride 1 and offset 0 for all), its gradient accumulated into
 // m->grads. Group g's prompt is prompts[g][0 .. prompt_lens[g]). Every weight is
-// 1 / (active groups of the whole batch * the group's valid candidates), so the shares of all
-// learners add up to the whole batch's loss and gradient. A candidate sampled by weights older
-// than `version` takes the PPO-clipped off-policy term against its recorded sampling log-probs.
+// sega_batch_weights' (sega.loss_agg, sega.group_norm), computed over the whole batch, so the
+// shares of all learners add up to the whole batch's loss and gradient. Log-probs are the
+// policy's at sampling.temperature, the distribution the candidates were drawn from (top-k and
+// top-p stay out: docs/algorithm.md section 5). A candidate sampled by weights older than
+// `version` takes the PPO-clipped off-policy term against the sampler's logp_old, the same
+// temperature's log-probs, so equal weights give a ratio of 1.
 // ref: the frozen reference for the KL term (kl_coef > 0), or NULL. Returns the loss; *n_seqs
 // and *n_tokens count the sequences and tokens of the share.
 double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
@@ -157,6 +161,9 @@ float stage_lr(const OptimConfig *o, float lr, int step, int steps);
 // norm is not finite makes no update: the weights, the AdamW moments and its step count stay as
 // they were and *updated is 0. Returns the grad norm.
 float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated);
+// Logs a step's gradient norm before clipping (grad_norm), after (grad_norm_clipped: what AdamW
+// was given) and whether optim.grad_clip cut it (clipped, 0/1).
+void metrics_grad_norm(Metrics *m, const OptimConfig *o, float norm);
 // Model FLOPs utilisation of a step that trained `tokens` tokens of a model of n_params in
 // `seconds` on `devices` devices of log.peak_tflops each: 6 FLOPs per parameter per token
 // (forward and backward) over the peak. NAN when log.peak_tflops is 0 (unknown).

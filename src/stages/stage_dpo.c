@@ -130,7 +130,7 @@ int stage_dpo(const GemConfig *c) {
         Metrics m;
         metrics_begin(&m, "dpo", step);
         metrics_num(&m, "loss", loss);
-        metrics_num(&m, "grad_norm", norm);
+        metrics_grad_norm(&m, &c->optim, norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "pairs", n_pairs);
         metrics_int(&m, "tokens", tokens);

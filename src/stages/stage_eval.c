@@ -27,9 +27,13 @@ typedef struct {
     int task_n, task_correct, task_marker; // marker: answers that had the answer marker
     double task_lo, task_hi;
     double len_mean;
-    int sig_n;               // groups ranked (eval.signal_k), not skipped
-    double sig_mean;         // summed share of correct candidates
-    int sig_top, sig_bottom; // top- and bottom-ranked candidates that were correct
+    int sig_n;                        // groups ranked (eval.signal_k), not skipped
+    double sig_mean;                  // summed share of correct candidates
+    int sig_top, sig_bottom;          // top- and bottom-ranked candidates that were correct
+    int pass_n;                       // prompts of eval.pass_k
+    double pass1, pass1_lo, pass1_hi; // mean share of right candidates
+    int pass_k, maj_k;                // prompts with some right candidate; right majority
+    double pass_k_lo, pass_k_hi, maj_k_lo, maj_k_hi;
 } EvalRow;
 
 // "LABEL=DIR" or "DIR" (labelled by its path).
@@ -99,22 +103,20 @@ static const char *majority(char **answers, int k) {
     return best >= 0 ? answers[best] : NULL;
 }
 
-// Task accuracy of greedy answers (or of the majority answer of eval.majority_k samples) on the
-// prompts ds->rec[idx[0 .. n)).
-static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int *idx, int n,
-                     RunDir *r, EvalRow *row) {
-    SamplingConfig sc = c->sampling;
-    if (c->eval.majority_k <= 1)
-        sc.k = 1, sc.temperature = 0; // greedy
-    else
-        sc.k = c->eval.majority_k;
-    const int chunk = 32, k = sc.k;
+// Samples sc->k candidates for each prompt ds->rec[idx[0 .. n)) (greedy when sc->temperature
+// is 0), stream keys from the prompt indices and run.seed, so the same seed gives the same
+// candidates. Per prompt: right[i] candidates with the right answer, majority_right[i] whether
+// the answer most of them gave is right (may be NULL); *with_marker counts the prompts whose
+// majority answer had the marker, *len_sum the candidates' tokens.
+static int sample_and_check(const GemConfig *c, Policy *p, const SamplingConfig *sc,
+                            const Dataset *ds, const int *idx, int n, RunDir *r, int *right,
+                            int *majority_right, int *with_marker, long *len_sum) {
+    const int chunk = 32, k = sc->k;
     Candidate *cands = callocCheck((size_t)chunk * k, sizeof(Candidate));
     const int **prompts = mallocCheck(sizeof(int *) * chunk);
     int *lens = mallocCheck(sizeof(int) * chunk);
     uint64_t *keys = mallocCheck(sizeof(uint64_t) * chunk);
     char **answers = callocCheck((size_t)k, sizeof(char *));
-    long len_sum = 0;
     int rc = 0;
     progress_set_label("eval");
     for (int c0 = 0; c0 < n && rc == 0; c0 += chunk) {
@@ -124,7 +126,7 @@ static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int
             prompts[i] = rec->prompt_ids.v, lens[i] = rec->prompt_ids.n;
             keys[i] = (uint64_t)idx[c0 + i];
         }
-        GenerateRequest req = {.sc = &sc,
+        GenerateRequest req = {.sc = sc,
                                .eos_ids = p->stop_ids,
                                .n_eos = p->n_stop,
                                .seed = c->run.seed,
@@ -132,24 +134,77 @@ static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int
                                .draw_vocab = tokenizer_vocab_size(p->tok)};
         if ((rc = sampler_generate(&p->model, &req, m, prompts, lens, keys, cands)) != 0) break;
         for (int i = 0; i < m; i++) {
+            const char *want = ds->rec[idx[c0 + i]].answer;
+            int ok = 0;
             for (int j = 0; j < k; j++) {
                 answers[j] =
                     policy_candidate_answer(p, c->score.answer_marker, &cands[(size_t)i * k + j]);
-                len_sum += cands[(size_t)i * k + j].n;
+                ok += answers[j] && gem_answer_matches(answers[j], want);
+                *len_sum += cands[(size_t)i * k + j].n;
             }
             const char *got = majority(answers, k);
-            row->task_marker += got != NULL;
-            row->task_correct += got && gem_answer_matches(got, ds->rec[idx[c0 + i]].answer);
+            right[c0 + i] = ok;
+            if (majority_right) majority_right[c0 + i] = got && gem_answer_matches(got, want);
+            *with_marker += got != NULL;
             for (int j = 0; j < k; j++) free(answers[j]), answers[j] = NULL;
         }
         for (int i = 0; i < m * k; i++) candidate_free(&cands[i]);
         progress_bar(r, c0 + m, n);
     }
     progress_done(r);
-    row->task_n = n;
-    row->len_mean = (double)len_sum / ((double)n * k);
-    wilson_interval(row->task_correct, n, &row->task_lo, &row->task_hi);
     free(answers), free(cands), free(prompts), free(lens), free(keys);
+    return rc;
+}
+
+// Task accuracy of greedy answers (or of the majority answer of eval.majority_k samples) on the
+// prompts ds->rec[idx[0 .. n)).
+static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int *idx, int n,
+                     RunDir *r, EvalRow *row) {
+    SamplingConfig sc = c->sampling;
+    if (c->eval.majority_k <= 1)
+        sc.k = 1, sc.temperature = 0; // greedy
+    else
+        sc.k = c->eval.majority_k;
+    int *right = mallocCheck(sizeof(int) * (size_t)n), *maj = mallocCheck(sizeof(int) * (size_t)n);
+    long len_sum = 0;
+    int rc = sample_and_check(c, p, &sc, ds, idx, n, r, right, maj, &row->task_marker, &len_sum);
+    for (int i = 0; i < n; i++) row->task_correct += maj[i];
+    row->task_n = n;
+    row->len_mean = (double)len_sum / ((double)n * sc.k);
+    wilson_interval(row->task_correct, n, &row->task_lo, &row->task_hi);
+    free(right), free(maj);
+    return rc;
+}
+
+// eval.pass_k: K candidates a prompt at the sampling settings (the policy training samples).
+// pass@1 is the mean share of right candidates, with a 95% normal interval over the prompts
+// (the K candidates of a prompt are not independent draws of the task, so the prompt is the
+// unit); pass@K is the unbiased estimator 1 - C(n-c, K)/C(n, K) of Chen et al. at n = K, that
+// is whether some candidate is right; majority@K whether the most frequent answer is. Both
+// with Wilson intervals.
+static int eval_pass_k(const GemConfig *c, Policy *p, const Dataset *ds, const int *idx, int n,
+                       RunDir *r, EvalRow *row) {
+    SamplingConfig sc = c->sampling;
+    sc.k = c->eval.pass_k;
+    int *right = mallocCheck(sizeof(int) * (size_t)n), *maj = mallocCheck(sizeof(int) * (size_t)n);
+    int marker = 0;
+    long len_sum = 0;
+    int rc = sample_and_check(c, p, &sc, ds, idx, n, r, right, maj, &marker, &len_sum);
+    double s = 0, s2 = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const double x = (double)right[i] / sc.k;
+        s += x, s2 += x * x;
+        row->pass_k += right[i] > 0;
+        row->maj_k += maj[i];
+    }
+    row->pass_n = n;
+    row->pass1 = n ? s / n : 0;
+    const double var = n > 1 ? (s2 - s * s / n) / (n - 1) : 0, h = 1.96 * sqrt(var > 0 ? var : 0);
+    row->pass1_lo = fmax(0, row->pass1 - h / sqrt(n > 0 ? n : 1));
+    row->pass1_hi = fmin(1, row->pass1 + h / sqrt(n > 0 ? n : 1));
+    wilson_interval(row->pass_k, n, &row->pass_k_lo, &row->pass_k_hi);
+    wilson_interval(row->maj_k, n, &row->maj_k_lo, &row->maj_k_hi);
+    free(right), free(maj);
     return rc;
 }
 
@@ -198,6 +253,7 @@ static int eval_prompts(const GemConfig *c, Policy *p, RunDir *r, EvalRow *row) 
         rc = -1;
     }
     if (rc == 0) rc = eval_task(c, p, &ds, idx, n, r, row);
+    if (rc == 0 && c->eval.pass_k > 0) rc = eval_pass_k(c, p, &ds, idx, n, r, row);
     if (rc == 0 && c->eval.signal_k > 0) rc = eval_signal(c, p, &ds, idx, n, r, row);
     free(idx);
     dataset_free(&ds);
@@ -231,20 +287,42 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
              rows[0].pref_n);
     strbuf_puts(&md, line);
     if (with_signal) strbuf_puts(&md, " "), strbuf_puts(&md, sig_head), strbuf_puts(&md, " |");
-    strbuf_puts(&md, with_signal ? "\n|---|---|---|---|---|\n" : "\n|---|---|---|---|\n");
-    printf("\n%-12s  %-24s  %-24s  %-5s %s\n", "model", "task accuracy [95% CI]",
+    const int K = c->eval.pass_k;
+    char pass_head[3][64];
+    snprintf(pass_head[0], sizeof pass_head[0], "pass@1 (T=%g)", c->sampling.temperature);
+    snprintf(pass_head[1], sizeof pass_head[1], "pass@%d", K);
+    snprintf(pass_head[2], sizeof pass_head[2], "majority@%d", K);
+    if (K > 0)
+        for (int j = 0; j < 3; j++) strbuf_printf(&md, " %s |", pass_head[j]);
+    strbuf_puts(&md, "\n|---|---|---|---|");
+    if (with_signal) strbuf_puts(&md, "---|");
+    if (K > 0) strbuf_puts(&md, "---|---|---|");
+    strbuf_puts(&md, "\n");
+    printf("\n%-12s  %-24s  %-24s  %-5s %s", "model", "task accuracy [95% CI]",
            "pref. accuracy [95% CI]", "ties", sig_head);
+    if (K > 0)
+        for (int j = 0; j < 3; j++) printf("  %-24s", pass_head[j]);
+    printf("\n");
     strbuf_puts(&js, "{\n  \"models\": [");
     for (int i = 0; i < n; i++) {
         const EvalRow *r = &rows[i];
         cell(task, sizeof task, r->task_correct, r->task_n, r->task_lo, r->task_hi);
         cell(pref, sizeof pref, r->pref_wins, r->pref_n, r->pref_lo, r->pref_hi);
         signal_cell(sig, sizeof sig, r);
-        printf("%-12s  %-24s  %-24s  %-5d %s\n", r->label, task, pref, r->pref_ties,
+        printf("%-12s  %-24s  %-24s  %-5d %s", r->label, task, pref, r->pref_ties,
                with_signal ? sig : "");
         snprintf(line, sizeof line, "| %s | %s | %s | %d |", r->label, task, pref, r->pref_ties);
         strbuf_puts(&md, line);
         if (with_signal) strbuf_puts(&md, " "), strbuf_puts(&md, sig), strbuf_puts(&md, " |");
+        if (K > 0) {
+            char pc[3][64];
+            cell(pc[0], sizeof pc[0], r->pass1 * r->pass_n, r->pass_n, r->pass1_lo, r->pass1_hi);
+            cell(pc[1], sizeof pc[1], r->pass_k, r->pass_n, r->pass_k_lo, r->pass_k_hi);
+            cell(pc[2], sizeof pc[2], r->maj_k, r->pass_n, r->maj_k_lo, r->maj_k_hi);
+            for (int j = 0; j < 3; j++)
+                printf("  %-24s", pc[j]), strbuf_printf(&md, " %s |", pc[j]);
+        }
+        printf("\n");
         strbuf_puts(&md, "\n");
         strbuf_puts(&js, i ? ",\n    {\"label\": " : "\n    {\"label\": ");
         strbuf_json_string(&js, r->label);
@@ -256,7 +334,7 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
                  "\"response_len_mean\": %.3f, \"pref_n\": %d, \"pref_accuracy\": %.6f, "
                  "\"pref_ties\": %d, \"pref_ci95\": [%.6f, %.6f], \"signal_groups\": %d, "
                  "\"signal_top_accuracy\": %.6f, \"signal_mean_accuracy\": %.6f, "
-                 "\"signal_bottom_accuracy\": %.6f}",
+                 "\"signal_bottom_accuracy\": %.6f",
                  r->task_n, r->task_correct, r->task_n ? (double)r->task_correct / r->task_n : 0,
                  r->task_lo, r->task_hi, r->task_marker, r->len_mean, r->pref_n,
                  r->pref_n ? r->pref_wins / r->pref_n : 0, r->pref_ties, r->pref_lo, r->pref_hi,
@@ -264,12 +342,23 @@ static void write_results(const GemConfig *c, const EvalRow *rows, int n) {
                  r->sig_n ? r->sig_mean / r->sig_n : 0,
                  r->sig_n ? (double)r->sig_bottom / r->sig_n : 0);
         strbuf_puts(&js, line);
+        if (K > 0) {
+            const double pn = r->pass_n ? r->pass_n : 1;
+            strbuf_printf(&js,
+                          ", \"pass_n\": %d, \"pass1\": %.6f, \"pass1_ci95\": [%.6f, %.6f], "
+                          "\"pass_k\": %.6f, \"pass_k_ci95\": [%.6f, %.6f], "
+                          "\"majority_k_accuracy\": %.6f, \"majority_k_ci95\": [%.6f, %.6f]",
+                          r->pass_n, r->pass1, r->pass1_lo, r->pass1_hi, r->pass_k / pn,
+                          r->pass_k_lo, r->pass_k_hi, r->maj_k / pn, r->maj_k_lo, r->maj_k_hi);
+        }
+        strbuf_puts(&js, "}");
     }
     snprintf(line, sizeof line,
              "\n  ],\n  \"beta\": %g, \"use_ref\": %s, \"length_norm\": %s, \"majority_k\": %d, "
-             "\"signal_k\": %d\n}\n",
+             "\"signal_k\": %d, \"pass_k\": %d, \"temperature\": %g\n}\n",
              c->eval.beta, c->eval.use_ref ? "true" : "false",
-             c->eval.length_norm ? "true" : "false", c->eval.majority_k, c->eval.signal_k);
+             c->eval.length_norm ? "true" : "false", c->eval.majority_k, c->eval.signal_k, K,
+             c->sampling.temperature);
     strbuf_puts(&js, line);
     char *pm = path_join(c->eval.dir, "results.md"), *pj = path_join(c->eval.dir, "results.json");
     if (write_file_atomic(pm, md.p, md.len) != 0 || write_file_atomic(pj, js.p, js.len) != 0)
@@ -409,6 +498,7 @@ int stage_eval_in_training_probe(const GemConfig *c, Policy *p, RunDir *r, Metri
     GemConfig ec = *c; // read-only copy: the subset, and no signal or reference model
     ec.eval.max_prompts = ec.eval.max_pairs = c->eval.every_max;
     ec.eval.signal_k = 0;
+    ec.eval.pass_k = 0;
     ec.eval.use_ref = 0;
     EvalRow row = {0}, probe = {0};
     RewardSeparation sig = {0};
@@ -504,6 +594,11 @@ int stage_eval(const GemConfig *c) {
                 metrics_num(&m, "task_accuracy", (double)rows[i].task_correct / rows[i].task_n);
             if (rows[i].pref_n)
                 metrics_num(&m, "pref_accuracy", rows[i].pref_wins / rows[i].pref_n);
+            if (rows[i].pass_n) {
+                metrics_num(&m, "pass1", rows[i].pass1);
+                metrics_num(&m, "pass_k", (double)rows[i].pass_k / rows[i].pass_n);
+                metrics_num(&m, "majority_k", (double)rows[i].maj_k / rows[i].pass_n);
+            }
             metrics_num(&m, "time_eval", now_seconds() - t0);
             metrics_end(&m, &r);
         }

@@ -49,6 +49,7 @@ static void put_candidate(StrBuf *b, const Policy *p, const DataRecord *rec, int
     strbuf_puts(b, "]");
     put_floats(b, "logp_raw", cd->logp_raw, cd->n);
     put_floats(b, "logp_sample", cd->logp_sample, cd->n);
+    put_floats(b, "logp_old", cd->logp_old, cd->n);
     put_floats(b, "entropy_raw", cd->entropy_raw, cd->n);
     put_floats(b, "entropy_sample", cd->entropy_sample, cd->n);
     strbuf_puts(b, "}\n");

@@ -73,7 +73,7 @@ int stage_sft(const GemConfig *c) {
         Metrics m;
         metrics_begin(&m, "sft", step);
         metrics_num(&m, "loss", loss);
-        metrics_num(&m, "grad_norm", norm);
+        metrics_grad_norm(&m, &c->optim, norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "tokens", tokens);
         metrics_int(&m, "response_tokens", resp);

@@ -22,7 +22,7 @@ typedef struct {
     const SeqRef *seqs;
     const float *adv;                // [n] A_i of each sequence
     const float *weight;             // [n] 1 / (G k_g)
-    const float *const *sample_logp; // [n] the generator's sampling log-probs, NULL = on-policy
+    const float *const *sample_logp; // [n] the generator's logp_old, NULL = on-policy
     const float *ref_logp;           // packed like the response log-probs, or NULL
     const long *off;                 // [n + 1] response offsets
 } SegaCtx;
@@ -68,14 +68,20 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
             seqs[n] = (SeqRef){prompts[g], prompt_lens[g], cd->ids, cd->n};
             adv[n] = rk->advantage[i];
             weight[n] = w[(size_t)g * k + i];
-            // weights newer than the sampler's: the PPO-clipped ratio to the recorded sampling
-            // log-probs; the same weights: rho = 1 and the plain Eq. 2 term
-            sample_logp[n] = cd->policy_version < version ? cd->logp_sample : NULL;
+            // weights newer than the sampler's: the PPO-clipped ratio to the sampler's log-probs
+            // at the same temperature, untruncated (logp_old); the same weights: rho = 1 and the
+            // plain Eq. 2 term
+            sample_logp[n] = cd->policy_version < version ? cd->logp_old : NULL;
             tokens += cd->n + prompt_lens[g];
             n++;
         }
     }
     seq_resp_offsets(seqs, n, off);
+    // the policy the candidates came from: softmax(z / T) (greedy sampling has no T: the raw one)
+    const float T = c->sampling.temperature > 0 ? c->sampling.temperature : 1.0f;
+    const float keep_t = m->logit_temperature, keep_ref_t = ref ? ref->logit_temperature : 0;
+    m->logit_temperature = T;
+    if (ref) ref->logit_temperature = T;
     float *ref_logp = NULL;
     if (ref && n > 0) {
         ref_logp = mallocCheck(sizeof(float) * (size_t)(off[n] ? off[n] : 1));
@@ -86,6 +92,8 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
     if (n > 0)
         loss =
             seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens, NULL, sega_grad, &ctx);
+    m->logit_temperature = keep_t;
+    if (ref) ref->logit_temperature = keep_ref_t;
     free(ref_logp), free(seqs), free(adv), free(weight), free(sample_logp), free(off);
     free(len), free(w);
     *n_seqs = n;
@@ -243,7 +251,7 @@ int stage_train(const GemConfig *c) {
         double reward, fork, final, correct;
         metrics_begin(&m, "train", step);
         metrics_num(&m, "loss", loss);
-        metrics_num(&m, "grad_norm", norm);
+        metrics_grad_norm(&m, &c->optim, norm);
         metrics_num(&m, "lr", lr);
         groups_metrics(&gb, &m, &reward, &fork, &final, &correct);
         metrics_int(&m, "candidates_trained", n);

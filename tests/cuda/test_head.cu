@@ -239,7 +239,7 @@ static const double TOL_CERT = 1e-5;
 
 struct Draws {
     std::vector<int> token;
-    std::vector<float> logp_sample, logp_raw, entropy_sample, entropy_raw, certainty;
+    std::vector<float> logp_sample, logp_raw, entropy_sample, entropy_raw, certainty, logp_old;
 };
 
 // Draw r * nu + j: row r of rows [nrows, V] with us[j], on the GPU.
@@ -253,13 +253,15 @@ static Draws gpu_draws(const std::vector<float> &rows, int nrows, const float *u
     }
     float *dz = to_dev(z), *du = to_dev(u);
     SampleOut o = {dev_alloc<int>(n),   dev_alloc<float>(n), dev_alloc<float>(n),
-                   dev_alloc<float>(n), dev_alloc<float>(n), dev_alloc<float>(n)};
+                   dev_alloc<float>(n), dev_alloc<float>(n), dev_alloc<float>(n),
+                   dev_alloc<float>(n)};
     sample_rows(o, dz, du, n, V, n_draw, sc.temperature, sc.top_k, sc.top_p, with_entropy, 0);
     Draws g;
     g.token = from_dev(o.token, n);
     g.logp_sample = from_dev(o.logp_sample, n), g.logp_raw = from_dev(o.logp_raw, n);
     g.entropy_sample = from_dev(o.entropy_sample, n), g.entropy_raw = from_dev(o.entropy_raw, n);
-    g.certainty = from_dev(o.certainty, n);
+    g.certainty = from_dev(o.certainty, n), g.logp_old = from_dev(o.logp_old, n);
+    cudaFree(o.logp_old);
     cudaFree(dz), cudaFree(du), cudaFree(o.token), cudaFree(o.logp_sample);
     cudaFree(o.logp_raw), cudaFree(o.entropy_sample), cudaFree(o.entropy_raw);
     cudaFree(o.certainty);
@@ -290,7 +292,8 @@ static Draws check_sampling(const char *what, int V, int n_draw, float temperatu
         bool ok = tok >= 0 && tok < n_draw;
         if (ok && tok == c.token) {
             same++;
-            ok = close(g.logp_sample[d], c.logp_sample) && close(g.logp_raw[d], c.logp_raw);
+            ok = close(g.logp_sample[d], c.logp_sample) && close(g.logp_raw[d], c.logp_raw) &&
+                 close(g.logp_old[d], c.logp_old);
         } else if (ok && !greedy) {
             // a neighbour across a boundary within rounding of u: the exact numbers for it
             const Dist dist = exact_dist(z, V, n_draw, sc);

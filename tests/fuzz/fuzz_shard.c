@@ -86,6 +86,7 @@ static const struct {
     {"/tokens/token_id", E_I32, R_T},
     {"/tokens/logp_raw", E_F32, R_T},
     {"/tokens/logp_sample", E_F32, R_T},
+    {"/tokens/logp_old", E_F32, R_T},
     {"/tokens/entropy", E_F32, R_T},
 };
 #define N_DS ((int)(sizeof DS / sizeof DS[0]))
