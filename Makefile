@@ -3,7 +3,7 @@
 #   make test     install missing dependencies, build, run every test
 #   make demo     install missing dependencies, build, run the embedded default
 #   make ablation every reward source and GEM ablation, 3 seeds, 95% intervals (~30-40 min)
-#   make learner-check  the true reward against GEM from a middling SFT model, 3 seeds (~30 min)
+#   make learner-check  SFT, then RL on the true reward and on the random control, 3 seeds (~22 min)
 #   make deps     install the Debian/Ubuntu packages (as root), or print the apt-get line
 #   make format   clang-format every source file
 #   make test SAN=1      the same tests on an ASan + UBSan build (build/san), MPI ranks included
@@ -255,9 +255,9 @@ SEEDS ?= 1 2 3
 ablation: gemc $(BUILD)/make_task
 	@MAKE_TASK=$(BUILD)/make_task sh tools/ablation.sh "$(SEEDS)"
 
-# Does the learner improve a model given the right signal? The true reward and GEM on the same
-# budget from each seed's middling SFT model: runs/learner_check/results.md
-# (tools/learner_check.sh).
+# Does the learner improve a model given the right signal? SFT, then the true reward, the random
+# control and continued SFT on the same budget, greedy and pass@8 on 500 held-out problems:
+# runs/learner-check/results.md and results.json (tools/learner_check.sh).
 .PHONY: learner-check
 learner-check: gemc $(BUILD)/make_task
 	@MAKE_TASK=$(BUILD)/make_task sh tools/learner_check.sh "$(SEEDS)"

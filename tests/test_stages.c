@@ -435,6 +435,50 @@ static void test_stage_errors(void) {
     expect_stage_error(cmd, "nothing");
 }
 
+// `make learner-check` (tools/learner_check.sh) end to end on a tiny budget: one seed, a task of
+// 40 problems, a few steps of each stage; results.json holds a run per model with fractions in
+// [0, 1], k and n, and results.md the table.
+static void test_learner_check_script(void) {
+    setup_e2e();
+    const char *mt = getenv("GEMC_MAKE_TASK");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "OUT=%s/lc MAKE_TASK=%s TASK_ARGS='--train 40' RL_STEPS=2 PASS_K=2 "
+             "ARGS='sft.steps=3 sft.batch_size=4 train.batch_size=2 sampling.max_new_tokens=8 "
+             "eval.max_prompts=6 eval.every=0' sh tools/learner_check.sh 7",
+             root, mt && *mt ? mt : "build/make_task");
+    char *out = NULL, *err = NULL;
+    const int rc = test_run(cmd, &out, &err);
+    if (rc != 0) printf("\n  %s\n  %s\n", out ? out : "", err ? err : "");
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    free(out), free(err);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/lc/results.json", root);
+    char *text = read_text_file(p, NULL);
+    cJSON *js = text ? cJSON_Parse(text) : NULL;
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(js, "runs");
+    CU_ASSERT_FATAL(cJSON_IsArray(runs) && cJSON_GetArraySize(runs) == 4);
+    const char *models[4] = {"sft", "answer", "random", "sft_more"};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *r = cJSON_GetArrayItem(runs, i);
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItemCaseSensitive(r, "model")->valuestring,
+                               models[i]);
+        CU_ASSERT(cJSON_GetObjectItemCaseSensitive(r, "seed")->valueint == 7);
+        CU_ASSERT(cJSON_GetObjectItemCaseSensitive(r, "k")->valueint == 2);
+        CU_ASSERT(cJSON_GetObjectItemCaseSensitive(r, "n")->valueint == 6);
+        const char *frac[3] = {"greedy", "pass1", "pass_k"};
+        for (int j = 0; j < 3; j++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, frac[j]);
+            CU_ASSERT(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1);
+        }
+    }
+    cJSON_Delete(js);
+    free(text);
+    snprintf(p, sizeof p, "%s/lc/results.md", root);
+    CU_ASSERT_EQUAL(test_count_lines(p, "| sft_more |"), 1);
+    CU_ASSERT_EQUAL(test_count_lines(p, "- random:"), 1);
+}
+
 static void test_stage_help(void) {
     const char *stages[] = {"sft", "train", "dpo", "eval", "generate"};
     for (int i = 0; i < 5; i++) {
@@ -653,6 +697,9 @@ static void test_train_answer_source(void) {
                 GEMC " train %s/cfg.yaml train.dir=%s/gem_answer reward.source=answer", root, root);
     char *m = in_root("gem_answer/metrics.jsonl");
     CU_ASSERT_EQUAL(test_count_lines(m, "\"correct\": "), 2);
+    // the step size: the norm after clipping and whether it was cut, every step
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"grad_norm_clipped\": "), 2);
+    CU_ASSERT_EQUAL(test_count_lines(m, "\"clipped\": "), 2);
     char *path = in_root("gem_answer/shards/step_000002.gen_0.h5");
     Shard s;
     CU_ASSERT_EQUAL_FATAL(shard_read(path, &s, 0), 0);
@@ -833,6 +880,7 @@ void register_stage_tests(void) {
          test_train_answer_source},
         {"train with eval.probe: the signal check's metrics", test_train_probe},
         {"train.stop_on_collapse: a checkpoint, one line, exit 0", test_train_stop_on_collapse},
+        {"make learner-check on a tiny budget: results.json and the table", test_learner_check_script},
         {"stage --help lists the config keys", test_stage_help},
         {"sft, train and generate on the CUDA backend", test_stages_on_cuda},
         {NULL, NULL},

@@ -281,7 +281,7 @@ static void check_split(const char *dir, const char *split, int want_n, int max_
 static void test_chosen_right_rejected_one_slip(void) {
     int steps[MAX_LINES] = {0};
     check_split(default_task(), "train", 3000, 256, steps);
-    check_split(default_task(), "test", 200, 256, steps);
+    check_split(default_task(), "test", 500, 256, steps);
     // the defaults make 2-step problems
     CU_ASSERT(steps[2] && !steps[1] && !steps[3]);
 
@@ -476,6 +476,27 @@ static void expect_error(const char *args, const char *needle) {
     free(err);
 }
 
+// The defaults' answers are hard to guess: the most frequent answer of the train split (the best
+// guess that ignores the problem) is right on fewer than 2% of the held-out problems, so a right
+// answer comes from working (README, "The learner check").
+static void test_default_answers_unguessable(void) {
+    Jsonl train = read_jsonl(default_task(), "train_prompts.jsonl");
+    Jsonl test = read_jsonl(default_task(), "test_prompts.jsonl");
+    int *count = calloc(100001, sizeof(int)), best = 0;
+    for (int i = 0; i < train.n; i++) {
+        const int a = cJSON_GetObjectItemCaseSensitive(train.obj[i], "answer")->valueint;
+        CU_ASSERT_FATAL(a >= 0 && a <= 100000);
+        if (++count[a] > count[best]) best = a;
+    }
+    int hits = 0;
+    for (int i = 0; i < test.n; i++)
+        hits += cJSON_GetObjectItemCaseSensitive(test.obj[i], "answer")->valueint == best;
+    CU_ASSERT(test.n == 500 && hits * 50 < test.n);              // the best guess: under 2%
+    CU_ASSERT(count[best] * 50 < train.n);                        // and on the train split
+    jsonl_free(&train), jsonl_free(&test);
+    free(count);
+}
+
 // --direct-percent P: about P% of the train pairs answer with their last lines only (chosen
 // "Final Answer: N" with the right N, rejected the slip's wrong one); every problem, every prompt
 // file, the test pairs and the other train pairs are the bytes the same seed gives without it.
@@ -567,6 +588,7 @@ void register_task_tests(void) {
         {"tokenizer_config.json", test_tokenizer_config},
         {"config.json is tiny-llama", test_config_is_tiny_llama},
         {"--direct-percent: answers without working, nothing else moved", test_direct_percent},
+        {"default answers: the best guess is right under 2% of the time", test_default_answers_unguessable},
         {"bad arguments", test_bad_arguments},
         {0},
     };

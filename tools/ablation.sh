@@ -6,7 +6,9 @@
 # and runs/ablation/curves.png (the in-training accuracy curves of the first seed).
 #
 #   sh tools/ablation.sh [SEEDS]      default "1 2 3"; OUT=DIR moves runs/ablation
-# Extra settings for every run: ARGS="key=value ...". TABLE_ONLY=1 redraws the table and the
+# Extra settings for every run: ARGS="key=value ..."; make_task's knobs: TASK_ARGS="--knob N ...".
+# The earlier task: TASK_ARGS="--max-value 12 --max-start 9 --max-operand 5 --test 200"
+# ARGS="sft.steps=600" OUT=runs/ablation_earlier. TABLE_ONLY=1 redraws the table and the
 # plot from the runs already in OUT. About 22 minutes on 2 cores (README, "The ablation").
 set -eu
 seeds=${1:-"1 2 3"}
@@ -14,6 +16,7 @@ out=${OUT:-runs/ablation}
 task=${TASK_DIR:-data/arith}
 make_task=${MAKE_TASK:-build/make_task}
 args=${ARGS:-}
+task_args=${TASK_ARGS:-} # make_task's knobs: another task
 # every run reads the demo's config; the in-training curves (curves.png) are 64 held-out problems
 # every 10 steps, the final evaluation all of them
 base="configs/demo.yaml eval.every=10 eval.every_max=64 eval.signal_k=0"
@@ -30,7 +33,7 @@ majority|train|reward.source=majority
 self_certainty|train|reward.source=self_certainty
 entropy|train|reward.source=entropy'
 
-"$make_task" --seed 1 --out "$task" >/dev/null
+"$make_task" --seed 1 --out "$task" $task_args >/dev/null
 mkdir -p "$out"
 # TABLE_ONLY=1: only the table and the plot, from runs already made
 [ "${TABLE_ONLY:-0}" = 1 ] && seeds_to_run="" || seeds_to_run=$seeds

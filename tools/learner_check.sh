@@ -1,107 +1,142 @@
 #!/bin/sh
 # `make learner-check`: does the SEGA learner improve a model when it is given the right signal?
-# On each seed: SFT as configs/demo.yaml but over a 1000-step schedule, keeping a checkpoint every
-# 100 steps; the start is the first checkpoint that answers at least 40% of 200 training
-# problems (middling, with answers that mostly follow its own working: README, "Does gemc make a
-# model better?"; the held-out problems play no part in the choice). From it, the same budget for
-# the true reward (reward.source=answer, the RLVR/GRPO baseline) and for GEM (label-free): 200
-# steps of 16 prompts x k=8, lr 1e-4 after 10 warmup steps, constant. Every run measures greedy
-# accuracy on the 200 held-out problems every 50 steps. Writes OUT/results.md: each model's
-# held-out accuracy with its 95% Wilson interval, the mean change against the start with a 95% t
-# interval, and the training reward curve (share right over the first and last 20 steps).
-# The 1000-step SFT model (the rest of the SFT schedule) is the supervised reference.
+# On each seed, from the default task (make_task's defaults: README, "The learner check"):
+#   sft       SFT from a random init (configs/demo.yaml's sft section)
+#   answer    RL from it with the true reward (reward.source=answer: the RLVR / GRPO baseline)
+#   random    the same budget with reward.source=random, the control: the group's answer
+#             rewards in a seeded random order (a learner that gains as much from it proves
+#             nothing)
+#   sft_more  SFT continued for the same number of steps, on the labelled pairs: the ceiling a
+#             labelled method reaches on this budget
+# Every model is evaluated on the held-out problems (data/arith/test_prompts.jsonl, 500 with the
+# defaults): greedy accuracy, and pass@1, pass@K and majority@K of K samples at the training
+# temperature (eval.pass_k). Writes OUT/results.md (a table with 95% intervals: Wilson per model,
+# t over the seeds for the mean change against SFT), OUT/results.json (a list `runs` of
+# {seed, model, greedy, pass1, pass_k, majority_k, k, n}) and OUT/curves.png (the first seed's
+# RL runs, gemc plot).
 #
-#   sh tools/learner_check.sh [SEEDS]   default "1 2 3"; OUT=DIR moves runs/learner_check
-# Extra settings for every run: ARGS="key=value ...". SOURCES="answer" runs only the true reward.
-# TABLE_ONLY=1 redraws the table. A seed's SFT model and its choice of start are reused when OUT
-# already holds them (delete OUT to start over).
-# About 10 minutes a seed on 2 cores.
+#   sh tools/learner_check.sh [SEEDS]   default "1 2 3"; OUT=DIR moves runs/learner-check
+# ARGS="key=value ..." goes to every stage; TASK_ARGS="--knob N ..." to make_task (another
+# task, e.g. TASK_ARGS="--max-value 12 --max-start 9 --max-operand 5" for the earlier one).
+# TABLE_ONLY=1 redraws the table from the runs in OUT. About 6 minutes a seed on 2 cores.
 set -eu
 seeds=${1:-"1 2 3"}
-out=${OUT:-runs/learner_check}
-task=${TASK_DIR:-data/arith}
+out=${OUT:-runs/learner-check}
+task=${TASK_DIR:-$out/task}
 make_task=${MAKE_TASK:-build/make_task}
+gemc=${GEMC:-./gemc}
 args=${ARGS:-}
-sources=${SOURCES:-"answer gem"}
-base="configs/demo.yaml eval.signal_k=0 eval.pairs= run.progress=false"
-budget="train.steps=200 sampling.k=8 train.lr=1e-4 optim.schedule=constant eval.every=50
-        eval.every_max=200"
+task_args=${TASK_ARGS:-}
+K=${PASS_K:-8}
+# the RL budget (README, "The learner check": how it was chosen)
+rl_steps=${RL_STEPS:-100}
+rl="train.steps=$rl_steps sampling.k=8 train.lr=${RL_LR:-1e-4} optim.schedule=constant
+    optim.warmup_steps=10"
+base="configs/demo.yaml eval.signal_k=0 eval.pairs= run.progress=false
+      eval.prompts=$task/test_prompts.jsonl"
 t0=$(date +%s)
+stamp() { echo "   ($(($(date +%s) - t0)) s so far)"; }
 
-"$make_task" --seed 1 --out "$task" >/dev/null
 mkdir -p "$out"
 [ "${TABLE_ONLY:-0}" = 1 ] && seeds_to_run="" || seeds_to_run=$seeds
+if [ -n "$seeds_to_run" ]; then
+    "$make_task" --seed 1 --test 500 --out "$task" $task_args >/dev/null
+fi
 for s in $seeds_to_run; do
     d=$out/s$s
-    if [ ! -f "$d/init/config.json" ]; then
-        ./gemc init --config "$task/config.json" --tokenizer "$task" --out "$d/init" --seed 1 \
-            --dtype f32 >/dev/null
-    fi
-    if [ ! -f "$d/sft/final/config.json" ]; then
-        echo "== seed $s: sft ($(($(date +%s) - t0)) s so far)"
-        ./gemc sft $base run.seed=$s sft.model=$d/init sft.dir=$d/sft sft.steps=1000 \
-            run.save_every=100 eval.every=0 $args >"$d/sft.log"
-    fi
-    # the start: the first checkpoint at 40% or more on the first 200 training problems
-    head -n 200 "$task/train_prompts.jsonl" >"$out/train_200.jsonl"
-    models=$(ls -d "$d"/sft/checkpoints/step_* | awk '{printf "%s%s=%s", (NR > 1 ? "," : ""),
-        substr($0, length($0) - 3), $0}')
-    if [ ! -f "$d/sft_choice/results.md" ]; then
-        ./gemc eval $base run.seed=$s "eval.models=[$models]" \
-            eval.prompts="$out/train_200.jsonl" eval.dir=$d/sft_choice $args >"$d/sft_choice.log"
-    fi
-    step=$(awk -F'|' 'NR > 2 { v = $3; sub("%.*", "", v); if (v + 0 >= 40) { print $2; exit } }' \
-        "$d/sft_choice/results.md" | tr -d ' ')
-    [ -n "$step" ] || { echo "seed $s: no SFT checkpoint reaches 40% ($d/sft_choice)"; exit 1; }
-    start=$d/sft/checkpoints/step_00$step
-    echo "== seed $s: the start is SFT step $(echo "$step" | sed 's/^0*//')"
-    models="start=$start"
-    for source in $sources; do
-        echo "== seed $s: $source ($(($(date +%s) - t0)) s so far)"
-        ./gemc train $base $budget run.seed=$s train.model=$start train.dir=$d/$source \
-            reward.source=$source $args >"$d/$source.log" 2>&1 ||
-            { echo "$source failed: see $d/$source.log"; tail -3 "$d/$source.log"; exit 1; }
-        models="$models,$source=$d/$source/final"
+    "$gemc" init --config "$task/config.json" --tokenizer "$task" --out "$d/init" --seed 1 \
+        --dtype f32 >/dev/null
+    echo "== seed $s: sft"
+    "$gemc" sft $base run.seed=$s sft.model=$d/init sft.dir=$d/sft \
+        sft.data=$task/train_pairs.jsonl eval.every=0 $args >"$d/sft.log" 2>&1 ||
+        { echo "sft failed: see $d/sft.log"; exit 1; }
+    stamp
+    for source in answer random; do
+        echo "== seed $s: RL with reward.source=$source"
+        "$gemc" train $base $rl run.seed=$s train.model=$d/sft/final train.dir=$d/$source \
+            train.data=$task/train_prompts.jsonl reward.source=$source eval.every=25 \
+            eval.every_max=100 $args >"$d/$source.log" 2>&1 ||
+            { echo "$source failed: see $d/$source.log"; exit 1; }
+        stamp
     done
-    ./gemc eval $base run.seed=$s "eval.models=[$models,sft_1000=$d/sft/final]" eval.dir=$d/eval \
-        $args >"$d/eval.log"
+    echo "== seed $s: sft_more (SFT continued for $rl_steps steps)"
+    "$gemc" sft $base run.seed=$s sft.model=$d/sft/final sft.dir=$d/sft_more \
+        sft.data=$task/train_pairs.jsonl sft.steps=$rl_steps sft.lr=${SFT_MORE_LR:-3e-4} \
+        optim.schedule=constant optim.warmup_steps=0 eval.every=0 $args >"$d/sft_more.log" 2>&1 ||
+        { echo "sft_more failed: see $d/sft_more.log"; exit 1; }
+    echo "== seed $s: eval (greedy, pass@$K)"
+    "$gemc" eval $base run.seed=$s eval.pass_k=$K eval.dir=$d/eval \
+        "eval.models=[sft=$d/sft/final,answer=$d/answer/final,random=$d/random/final,sft_more=$d/sft_more/final]" \
+        $args >"$d/eval.log" 2>&1 || { echo "eval failed: see $d/eval.log"; exit 1; }
+    stamp
 done
 
 . tools/table_lib.sh
+# field_of MODEL KEY FILE: a number of model MODEL's line in a `gemc eval` results.json
+field_of() {
+    awk -v m="\"label\": \"$1\"" -v k="\"$2\": " 'index($0, m) {
+        i = index($0, k); if (i) { v = substr($0, i + length(k)); sub(/[,}].*/, "", v); print v } }' "$3"
+}
 # correct_share RUN FIRST|LAST: the mean share right over a run's first or last 20 steps
 correct_share() {
     awk -v which="$2" 'match($0, /"correct": [0-9.e-]+/) {
         v[n++] = substr($0, RSTART + 11, RLENGTH - 11) } END {
         a = which == "first" ? 0 : n - 20; if (a < 0) a = 0; b = a + 20; if (b > n) b = n;
-        for (i = a; i < b; i++) s += v[i]; printf "%.2f", s / (b - a) }' "$1/metrics.jsonl"
+        for (i = a; i < b; i++) s += v[i]; printf "%.3f", s / (b - a) }' "$1/metrics.jsonl"
 }
+models="sft answer random sft_more"
 {
-    echo "| model | $(for s in $seeds; do printf 'seed %s | ' "$s"; done)change against the start, points [95%] |"
-    echo "|---|$(for s in $seeds; do printf -- '---|'; done)---|"
-    for name in start $sources sft_1000; do
-        row="| $name |" diffs=""
+    echo "| model | $(for s in $seeds; do printf 'seed %s greedy | ' "$s"; done)change against SFT, points [95%] | pass@1 (T=1), mean | pass@$K, mean |"
+    echo "|---|$(for s in $seeds; do printf -- '---|'; done)---|---|---|"
+    for name in $models; do
+        row="| $name |" diffs="" p1="" pk=""
         for s in $seeds; do
-            cell=$(cell_of "$name" "$out/s$s/eval/results.md")
+            f=$out/s$s/eval/results.md
+            cell=$(cell_of "$name" "$f")
             row="$row$cell|"
-            diffs="$diffs $(echo "$(num_of "$cell") $(num_of "$(cell_of start "$out/s$s/eval/results.md")")" |
-                awk '{print $1 - $2}')"
+            diffs="$diffs $(echo "$(num_of "$cell") $(num_of "$(cell_of sft "$f")")" | awk '{print $1 - $2}')"
+            p1="$p1 $(field_of "$name" pass1 "$out/s$s/eval/results.json")"
+            pk="$pk $(field_of "$name" pass_k "$out/s$s/eval/results.json")"
         done
-        if [ "$name" = start ]; then change="-"; else change=$(t_mean "$diffs" -100 100); fi
-        echo "$row $change |"
+        if [ "$name" = sft ]; then change="-"; else change=$(t_mean "$diffs" -100 100); fi
+        echo "$row $change | $(echo "$p1" | awk '{for (i = 1; i <= NF; i++) s += $i; printf "%.1f%%", 100 * s / NF}') | $(echo "$pk" | awk '{for (i = 1; i <= NF; i++) s += $i; printf "%.1f%%", 100 * s / NF}') |"
     done
     echo
-    echo "Training reward curve (share of right candidates, first 20 steps -> last 20 steps):"
+    echo "Training reward (share of right samples), first 20 steps -> last 20 steps:"
     echo
-    for name in $sources; do
+    for name in answer random; do
         printf -- '- %s:' "$name"
         for s in $seeds; do
-            printf ' seed %s %s -> %s;' "$s" "$(correct_share "$out/s$s/$name" first)" \
-                "$(correct_share "$out/s$s/$name" last)"
+            a=$(correct_share "$out/s$s/$name" first) b=$(correct_share "$out/s$s/$name" last)
+            printf ' seed %s %s -> %s (x%s);' "$s" "$a" "$b" "$(echo "$a $b" | awk '{printf "%.2f", ($1 > 0 ? $2 / $1 : 0)}')"
         done
         echo
     done
 } >"$out/results.md"
+{
+    echo "{"
+    echo "  \"k\": $K,"
+    echo "  \"runs\": ["
+    first=1
+    for s in $seeds; do
+        j=$out/s$s/eval/results.json
+        for name in $models; do
+            [ $first = 1 ] || echo ","
+            first=0
+            printf '    {"seed": %s, "model": "%s", "greedy": %s, "pass1": %s, "pass_k": %s, "majority_k": %s, "k": %s, "n": %s}' \
+                "$s" "$name" "$(field_of "$name" task_accuracy "$j")" "$(field_of "$name" pass1 "$j")" \
+                "$(field_of "$name" pass_k "$j")" "$(field_of "$name" majority_k_accuracy "$j")" "$K" \
+                "$(field_of "$name" task_n "$j")"
+        done
+    done
+    echo
+    echo "  ]"
+    echo "}"
+} >"$out/results.json"
+first=$(echo "$seeds" | awk '{print $1}')
+"$gemc" plot "$out/s$first/answer" "$out/s$first/random" --out "$out/curves.png" >/dev/null 2>&1 ||
+    echo "(no curves.png: gemc plot needs gnuplot)"
 echo
 cat "$out/results.md"
-echo "held-out task accuracy, 200 prompts; the table: $out/results.md"
+echo "held-out greedy accuracy and pass@$K; the table: $out/results.md, the runs: $out/results.json"
 echo "($(($(date +%s) - t0)) s)"
