@@ -44,7 +44,8 @@ float reward_answer(const char *got, const char *expected);
 void reward_group_values(const RewardConfig *rc, const RewardInput *in, int k, const char *expected,
                          uint64_t key, float *value);
 // The random source's key of a group: from run.seed, the step and the prompt's dataset index, so
-// a run, its resume and `gemc rescore` draw the same order.
+// a run and its resume draw the same order. (`gemc rescore` leaves the control out: its AUROC is
+// 0.5 by construction.)
 uint64_t reward_coin_key(uint64_t seed, long step, int prompt_index);
 // 1 when the source reads the prompts' answers (answer, random).
 int reward_needs_labels(const RewardConfig *rc);

@@ -184,11 +184,13 @@ static float row_max(const float *z, int V, int *argmax) {
 }
 
 // The sweep: raw sums of z, and (when e != NULL) the sampling weights e[i] = e^((z-m)/temp)
-// with their sums over ids [0, n_draw) (the weights of the ids above are 0).
+// with their sums over ids [0, n_draw) (the weights of the ids above are 0), and in *rest the
+// sum of e^((z-m)/temp) over the ids above, which logp_old's softmax over every id counts.
 static void sweep(const float *z, int V, int n_draw, float m, float temp, float *e, SoftSums *raw,
-                  SoftSums *smp) {
+                  SoftSums *smp, float *rest) {
     Lanes lr = {{0}, {0}, {0}}, ls = {{0}, {0}, {0}};
     *raw = (SoftSums){0, 0, 0}, *smp = (SoftSums){0, 0, 0};
+    *rest = 0;
     for (int b0 = 0; b0 < V; b0 += SUM_BLOCK) {
         const int b1 = b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V;
         for (int i = b0; i < b1; i++) {
@@ -197,6 +199,7 @@ static void sweep(const float *z, int V, int n_draw, float m, float temp, float 
             if (!e) continue;
             if (i >= n_draw) {
                 e[i] = 0;
+                *rest += temp == 1.0f ? er : expf(temp == 1.0f ? d : d / temp);
                 continue;
             }
             // (z-m)/temp <= 0: no overflow however small the temperature (temp 1: the same bits)
@@ -256,7 +259,8 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
     const float temp = sc->temperature;
     float *e = scratch; // [V] sampling weights e^((z-m)/temp), before truncation
     SoftSums raw, smp;
-    sweep(z, V, n_draw, m, temp, greedy ? NULL : e, &raw, &smp);
+    float rest;
+    sweep(z, V, n_draw, m, temp, greedy ? NULL : e, &raw, &smp, &rest);
     const float lnS = logf(raw.S);
     out->entropy_raw = entropy_of(raw);
     const float kl = lnS - raw.D / (float)V - logf((float)V);
@@ -295,8 +299,9 @@ void sample_token_limited(const float *z, int V, int n_draw, const SamplingConfi
     out->token = tok;
     out->logp_raw = d - lnS;
     out->logp_sample = (temp == 1.0f ? d : d / temp) - logf(q.S);
-    // the same temperature before top-k and top-p cut it: what the learner's forward at T gives
-    out->logp_old = temp == 1.0f ? out->logp_raw : d / temp - logf(smp.S);
+    // the same temperature before top-k and top-p cut it, over every id: what the learner's
+    // forward at T gives
+    out->logp_old = temp == 1.0f ? out->logp_raw : d / temp - logf(smp.S + rest);
     out->entropy_sample = entropy_of(q);
 }
 

@@ -43,16 +43,18 @@ typedef struct {
     const PackedBatch *batch;
     double *lp;
     const double *R;
+    double logit_scale; // 1/T of the head (1: the raw logits)
 } ModelCtx;
 
 static double model_loss(ModelCtx *c) {
-    model_forward_cpu_f64(c->cfg, c->lay, c->params, c->inv_freq, &c->acts, c->batch, c->lp, NULL);
+    model_forward_cpu_tp_f64(c->cfg, c->lay, c->params, c->inv_freq, &c->acts, c->batch, c->lp,
+                             NULL, NULL, c->logit_scale);
     long double s = 0;
     for (int i = 0; i < c->batch->N; i++) s += (long double)c->R[i] * c->lp[i];
     return (double)s;
 }
 
-static void check_family_fd(ModelType type) {
+static void check_family_fd(ModelType type, double temperature) {
     ModelConfig cfg;
     test_tiny_config(&cfg, type);
     Model m;
@@ -72,15 +74,15 @@ static void check_family_fd(ModelType type) {
     double R[17], lp[17];
     for (int i = 0; i < 17; i++) R[i] = rng_normal(&rng); // sequence ends too: must be ignored
 
-    ModelCtx c = {&cfg, lay, P, inv, {0}, &batch, lp, R};
+    ModelCtx c = {&cfg, lay, P, inv, {0}, &batch, lp, R, 1.0 / temperature};
     model_loss(&c);
     CU_ASSERT_EQUAL(lp[5], 0.0);
     CU_ASSERT_EQUAL(lp[8], 0.0);
     CU_ASSERT_EQUAL(lp[16], 0.0);
     double *G = callocCheck(lay->total, sizeof(double));
-    model_backward_cpu_f64(&cfg, lay, P, &c.acts, &batch, R, G);
+    model_backward_cpu_tp_f64(&cfg, lay, P, &c.acts, &batch, R, G, NULL);
 
-    printf("\n    %s:", cfg.model_type);
+    printf("\n    %s at T %g:", cfg.model_type, temperature);
     double worst_all = 0;
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         const ParamSpec *s = &lay->p[k];
@@ -115,15 +117,21 @@ static void check_family_fd(ModelType type) {
 }
 
 static void test_fd_llama(void) {
-    check_family_fd(MODEL_LLAMA);
+    check_family_fd(MODEL_LLAMA, 1.0);
+}
+
+// The log-probs of softmax(z / T), as the SEGA loss computes them at the sampling temperature:
+// the backward goes through the 1/T of the head.
+static void test_fd_temperature(void) {
+    check_family_fd(MODEL_LLAMA, 0.7);
 }
 
 static void test_fd_qwen2(void) {
-    check_family_fd(MODEL_QWEN2);
+    check_family_fd(MODEL_QWEN2, 1.0);
 }
 
 static void test_fd_mistral(void) {
-    check_family_fd(MODEL_MISTRAL);
+    check_family_fd(MODEL_MISTRAL, 1.0);
 }
 
 // ---- the float path against the double one -------------------------------------------------
@@ -338,6 +346,7 @@ void register_model_grad_tests(void) {
         {"finite differences llama", test_fd_llama},
         {"finite differences qwen2", test_fd_qwen2},
         {"finite differences mistral", test_fd_mistral},
+        {"finite differences at temperature 0.7 (llama)", test_fd_temperature},
         {"float path matches double path", test_float_vs_double},
         {"packing independence", test_packing_independence},
         {"determinism and thread count", test_determinism_and_threads},

@@ -684,6 +684,11 @@ static void test_draw_limit(void) {
             drawn[lim.token]++;
             CU_ASSERT_EQUAL(lim.entropy_raw, full.entropy_raw);
             CU_ASSERT(lim.logp_sample <= 0 && lim.entropy_sample >= 0);
+            // logp_old is softmax(z / T) over every id, the padding included: the learner's
+            double S = 0, T = sc.temperature > 0 ? sc.temperature : 1;
+            for (int i = 0; i < V; i++) S += exp((z[i] - 6.0) / T);
+            const double want = (z[lim.token] - 6.0) / T - log(S);
+            CU_ASSERT(fabs(lim.logp_old - want) <= 1e-5 * fmax(1, fabs(want)));
         }
         int above = 0, below = 0;
         for (int i = 0; i < V; i++) {

@@ -208,9 +208,10 @@ enum { MODE_GREEDY, MODE_PLAIN, MODE_KEPT };
 // cancels: its error scales with |z| rather than |z - m|, so a row shifted by a constant (the
 // softmax does not change) would lose digits. n is a count in a float (exact: V <= 2^24).
 struct RowState {
-    Soft raw;     // every id
-    float Ss, Ts; // PLAIN: sampling weights e^((z - raw.m)/temp) of ids < n_draw, and their T
-    float bm;     // the largest logit of ids < n_draw, at id bi (the lowest on ties)
+    Soft raw;      // every id
+    float Ss, Ts;  // sampling weights e^((z - raw.m)/temp) of ids < n_draw, and their T
+    float Sx, pad; // the same weights of ids >= n_draw (logp_old's softmax counts every id)
+    float bm;      // the largest logit of ids < n_draw, at id bi (the lowest on ties)
     int bi;
     float D, n; // ENT: sum (z - raw.m) over the n ids seen (self-certainty)
 };
@@ -234,7 +235,10 @@ __device__ __forceinline__ void smp_rebase(float &Ss, float &Ts, float d, float 
 template <bool ENT, int MODE>
 __device__ __forceinline__ void state_rebase(RowState &st, float m, float temp) {
     // KEPT keeps the untruncated sampling sums too: logp_old's normaliser
-    if (MODE != MODE_GREEDY) smp_rebase<ENT>(st.Ss, st.Ts, st.raw.m - m, temp);
+    if (MODE != MODE_GREEDY) {
+        smp_rebase<ENT>(st.Ss, st.Ts, st.raw.m - m, temp);
+        smp_rebase<false>(st.Sx, st.pad, st.raw.m - m, temp);
+    }
     if (ENT && st.n > 0) st.D += st.n * (st.raw.m - m); // (n == 0: m is -inf, nothing to move)
     soft_rebase<ENT>(st.raw, m);
 }
@@ -248,7 +252,10 @@ __device__ __forceinline__ void state_add(RowState &st, float x, int i, int n_dr
         st.raw.T += e > 0 ? e * d : 0.0f;
         st.D += d, st.n += 1.0f;
     }
-    if (i >= n_draw) return;
+    if (i >= n_draw) {
+        if (MODE != MODE_GREEDY) st.Sx += temp == 1.0f ? e : expf(scaled(d, temp));
+        return;
+    }
     if (x > st.bm) st.bm = x, st.bi = i; // ids arrive in increasing order: strict keeps the lowest
     if (MODE != MODE_GREEDY) {
         const float ds = scaled(d, temp), es = temp == 1.0f ? e : expf(ds);
@@ -265,6 +272,7 @@ __device__ __forceinline__ RowState state_merge(RowState a, RowState b, float te
     state_rebase<ENT, MODE>(b, m, temp);
     r.raw = Soft{m, a.raw.S + b.raw.S, a.raw.T + b.raw.T, 0.0f};
     r.Ss = a.Ss + b.Ss, r.Ts = a.Ts + b.Ts;
+    r.Sx = a.Sx + b.Sx, r.pad = 0.0f;
     r.D = a.D + b.D, r.n = a.n + b.n;
     const bool take_b = b.bm > a.bm || (b.bm == a.bm && b.bi < a.bi);
     r.bm = take_b ? b.bm : a.bm, r.bi = take_b ? b.bi : a.bi;
@@ -277,7 +285,8 @@ template <bool VEC, bool ENT, int MODE>
 __device__ RowState row_pass(const float *z, int V, int n_draw, float temp, int L) {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int c0 = imin(warp * L, V), c1 = imin(c0 + L, V);
-    RowState st = {{-INFINITY, 0.0f, 0.0f, 0.0f}, 0.0f, 0.0f, -INFINITY, INT_MAX, 0.0f, 0.0f};
+    RowState st = {
+        {-INFINITY, 0.0f, 0.0f, 0.0f}, 0.0f, 0.0f, 0.0f, 0.0f, -INFINITY, INT_MAX, 0.0f, 0.0f};
     if (VEC) {
 #pragma unroll 4
         for (int i = c0 + 4 * lane; i < c1; i += 128) {
@@ -474,13 +483,13 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     float m = -INFINITY;
     for (int w = 0; w < nw; w++) m = fmaxf(m, chunk[w].raw.m);
     Soft raw = {m, 0.0f, 0.0f, 0.0f};
-    float Ssum = 0.0f, Tsum = 0.0f, bm = -INFINITY, D = 0.0f;
+    float Ssum = 0.0f, Tsum = 0.0f, Sx = 0.0f, bm = -INFINITY, D = 0.0f;
     int bi = INT_MAX;
     for (int w = 0; w < nw; w++) {
         RowState c = chunk[w];
         state_rebase<ENT, MODE>(c, m, temp);
         raw.S += c.raw.S, raw.T += c.raw.T;
-        Ssum += c.Ss, Tsum += c.Ts;
+        Ssum += c.Ss, Tsum += c.Ts, Sx += c.Sx;
         D += c.D;                            // (0 without ENT)
         if (c.bm > bm) bm = c.bm, bi = c.bi; // chunks in id order: strict keeps the lowest id
     }
@@ -499,10 +508,10 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
         out.entropy_raw[row] = H_raw;
         out.certainty[row] = cert;
         out.logp_sample[row] = MODE == MODE_GREEDY ? 0.0f : ds - logf(S);
-        // softmax(z / T) before top-k and top-p: Ssum sums every drawable id's weight
+        // softmax(z / T) before top-k and top-p, over every id (drawable or not)
         out.logp_old[row] = MODE == MODE_GREEDY || temp == 1.0f
                                 ? out.logp_raw[row]
-                                : scaled(z[tok] - m, temp) - logf(Ssum);
+                                : scaled(z[tok] - m, temp) - logf(Ssum + Sx);
         out.entropy_sample[row] =
             MODE == MODE_GREEDY || !ENT ? 0.0f : fmaxf(logf(S) - Tq / S, 0.0f);
     };

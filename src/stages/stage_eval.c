@@ -165,7 +165,9 @@ static int eval_task(const GemConfig *c, Policy *p, const Dataset *ds, const int
         sc.k = 1, sc.temperature = 0; // greedy
     else
         sc.k = c->eval.majority_k;
-    int *right = mallocCheck(sizeof(int) * (size_t)n), *maj = mallocCheck(sizeof(int) * (size_t)n);
+    // zeroed: a failed sampling leaves the rest unwritten
+    int *right = callocCheck((size_t)n + 1, sizeof(int)),
+        *maj = callocCheck((size_t)n + 1, sizeof(int));
     long len_sum = 0;
     int rc = sample_and_check(c, p, &sc, ds, idx, n, r, right, maj, &row->task_marker, &len_sum);
     for (int i = 0; i < n; i++) row->task_correct += maj[i];
@@ -186,7 +188,8 @@ static int eval_pass_k(const GemConfig *c, Policy *p, const Dataset *ds, const i
                        RunDir *r, EvalRow *row) {
     SamplingConfig sc = c->sampling;
     sc.k = c->eval.pass_k;
-    int *right = mallocCheck(sizeof(int) * (size_t)n), *maj = mallocCheck(sizeof(int) * (size_t)n);
+    int *right = callocCheck((size_t)n + 1, sizeof(int)),
+        *maj = callocCheck((size_t)n + 1, sizeof(int));
     int marker = 0;
     long len_sum = 0;
     int rc = sample_and_check(c, p, &sc, ds, idx, n, r, right, maj, &marker, &len_sum);

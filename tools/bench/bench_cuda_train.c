@@ -98,7 +98,7 @@ static void train_step(GpuModel *g, const PackedBatch *batch, float *logprobs,
     const double t0 = now_seconds(); // the previous step (or model_to_gpu) left the device idle
     gpu_model_zero_grad(g);
     const double t1 = bench_cuda_clock(g);
-    gpu_model_forward(g, batch, logprobs, NULL);
+    gpu_model_forward(g, batch, logprobs, NULL, 1.0f);
     const double t2 = bench_cuda_clock(g);
     gpu_model_backward(g, batch, dlogprobs);
     const double t3 = bench_cuda_clock(g);
