@@ -828,7 +828,7 @@ static void test_shipped_configs_load(void) {
     CU_ASSERT_EQUAL(c.sampling.max_new_tokens, 96);
     CU_ASSERT_STRING_EQUAL(c.sft.model, "runs/demo/init");
     CU_ASSERT_STRING_EQUAL(c.train.data, "data/arith/train_prompts.jsonl");
-    CU_ASSERT_EQUAL_FATAL(c.eval.models.n, 5);
+    CU_ASSERT_EQUAL_FATAL(c.eval.models.n, 4);
     CU_ASSERT_STRING_EQUAL(c.eval.models.items[1], "gem=runs/demo/gem/final");
     CU_ASSERT_STRING_EQUAL(c.eval.models.items[2], "answer=runs/demo/answer/final");
     const char *stages[] = {"sft", "train", "dpo", "eval"};

@@ -972,6 +972,7 @@ static void ratio_at_sampling_temperature(float init, double bound) {
     for (int g = 0; g < G; g++) group_ranking_free(&gb.rank[g]);
     free(gb.cands), free(gb.rank), free(lp), free(on);
     model_free(&m);
+    config_free(&c);
 }
 
 // A model initialised as transformers does (0.02), and one with far larger logits (0.3, the grad
