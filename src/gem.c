@@ -339,12 +339,12 @@ double sega_candidate_loss(const SegaConfig *s, float advantage, float weight, c
 
 void sega_batch_weights(const SegaConfig *s, const GroupRanking *rank, const int *len, int G, int k,
                         float constant, float *weight) {
-    int active = 0;
+    int groups = 0; // G: every group of the batch, or the ones not skipped
     long tokens = 0;
     const int all = s->group_norm == GROUP_NORM_BATCH;
     for (int g = 0; g < G; g++) {
         if (rank[g].skipped && !all) continue;
-        active++;
+        groups++;
         for (int i = 0; i < k; i++)
             if (rank[g].valid[i]) tokens += len[(size_t)g * k + i];
     }
@@ -352,7 +352,7 @@ void sega_batch_weights(const SegaConfig *s, const GroupRanking *rank, const int
         for (int i = 0; i < k; i++) {
             float w = 0.0f;
             if (!rank[g].skipped && rank[g].valid[i]) {
-                const double group = (double)active * rank[g].n_valid;
+                const double group = (double)groups * rank[g].n_valid;
                 w = s->loss_agg == LOSS_TOKEN_MEAN ? (float)(1.0 / (double)tokens)
                     : s->loss_agg == LOSS_CONSTANT ? (float)(1.0 / (group * constant))
                                                    : (float)(1.0 / group);

@@ -199,7 +199,7 @@ static void sweep(const float *z, int V, int n_draw, float m, float temp, float 
             if (!e) continue;
             if (i >= n_draw) {
                 e[i] = 0;
-                *rest += temp == 1.0f ? er : expf(temp == 1.0f ? d : d / temp);
+                *rest += temp == 1.0f ? er : expf(d / temp);
                 continue;
             }
             // (z-m)/temp <= 0: no overflow however small the temperature (temp 1: the same bits)

@@ -136,17 +136,15 @@ static int pick_range(Rng *r, int lo, int hi) {
     return lo + pick(r, hi - lo + 1);
 }
 
-#define putf strbuf_printf
-
 // A phrase that may or may not name a second person: the format decides.
 static void put_phrase(StrBuf *b, const char *fmt, int n, const char *other) {
     const char *s = strstr(fmt, "%s");
     if (s && strstr(fmt, "%d") > s)
-        putf(b, fmt, other, n);
+        strbuf_printf(b, fmt, other, n);
     else if (s)
-        putf(b, fmt, n, other);
+        strbuf_printf(b, fmt, n, other);
     else
-        putf(b, fmt, n);
+        strbuf_printf(b, fmt, n);
 }
 
 // The steps, keeping every intermediate value in [0, max_value]. Returns the answer.
@@ -189,7 +187,7 @@ static long put_lines(StrBuf *b, long start, const Step *steps, int n, int slip,
         long c = apply(v, steps[i]);
         if (i == slip) c += delta;
         if (c < 0) return -1;
-        putf(b, "%ld %c %d = %ld\n", v, steps[i].op, steps[i].b, c);
+        strbuf_printf(b, "%ld %c %d = %ld\n", v, steps[i].op, steps[i].b, c);
         v = c;
     }
     return v;
@@ -214,7 +212,7 @@ static void put_box_step(Rng *r, StrBuf *b, Step s, const char *container) {
     else if (s.op == '-')
         put_phrase(b, BOX_SUB[pick(r, NUM_BOX_SUB)], s.b, NULL);
     else
-        putf(b, "%s what is in the %s", s.b == 2 ? "doubles" : "triples", container);
+        strbuf_printf(b, "%s what is in the %s", s.b == 2 ? "doubles" : "triples", container);
 }
 
 // The prompt text and the first CoT line of one problem.
@@ -226,10 +224,11 @@ static void make_story(Rng *r, int start, const Step *steps, int n, StrBuf *prom
         const Person *who = &PEOPLE[pick(r, NUM_PEOPLE)];
         const char *pron = who->she ? "she" : "he";
         const char *Pron = who->she ? "She" : "He";
-        putf(prompt, "%s %s %d %s.", who->name, pick(r, 2) ? "has" : "starts with", start, obj);
+        strbuf_printf(prompt, "%s %s %d %s.", who->name, pick(r, 2) ? "has" : "starts with", start,
+                      obj);
         if (style == 0) {
             // one sentence: "She buys 5 more, then gives 3 to Leo, and then ..."
-            putf(prompt, " %s ", Pron);
+            strbuf_printf(prompt, " %s ", Pron);
             for (int i = 0; i < n; i++) {
                 if (i == 1) strbuf_puts(prompt, ", then ");
                 if (i >= 2) strbuf_puts(prompt, i == n - 1 ? ", and finally " : ", and then ");
@@ -243,26 +242,26 @@ static void make_story(Rng *r, int start, const Step *steps, int n, StrBuf *prom
                                    : i == 0     ? "First,"
                                    : i == n - 1 ? "Finally,"
                                                 : "Next,";
-                putf(prompt, " %s %s ", lead, pron);
+                strbuf_printf(prompt, " %s %s ", lead, pron);
                 put_owner_step(r, prompt, steps[i], who);
                 strbuf_puts(prompt, ".");
             }
         }
         strbuf_puts(prompt, " ");
-        putf(prompt, OWNER_QUESTIONS[pick(r, NUM_OWNER_QUESTIONS)], obj, who->name);
-        putf(intro, "%s starts with %d %s.\n", who->name, start, obj);
+        strbuf_printf(prompt, OWNER_QUESTIONS[pick(r, NUM_OWNER_QUESTIONS)], obj, who->name);
+        strbuf_printf(intro, "%s starts with %d %s.\n", who->name, start, obj);
     } else {
         // container story: several people put things in and take them out
         const char *box = CONTAINERS[pick(r, NUM_CONTAINERS)];
-        putf(prompt, "There are %d %s in a %s.", start, obj, box);
+        strbuf_printf(prompt, "There are %d %s in a %s.", start, obj, box);
         for (int i = 0; i < n; i++) {
             const Person *who = &PEOPLE[pick(r, NUM_PEOPLE)];
-            putf(prompt, " %s%s ", i == n - 1 && n > 1 ? "Then " : "", who->name);
+            strbuf_printf(prompt, " %s%s ", i == n - 1 && n > 1 ? "Then " : "", who->name);
             put_box_step(r, prompt, steps[i], box);
             strbuf_puts(prompt, ".");
         }
-        putf(prompt, " How many %s are in the %s now?", obj, box);
-        putf(intro, "The %s starts with %d %s.\n", box, start, obj);
+        strbuf_printf(prompt, " How many %s are in the %s now?", obj, box);
+        strbuf_printf(intro, "The %s starts with %d %s.\n", box, start, obj);
     }
 }
 
@@ -278,7 +277,7 @@ static int make_problem(Rng *r, const Knobs *k, Problem *p) {
 
     strbuf_puts(&chosen, intro.p);
     put_lines(&chosen, start, steps, n, -1, 0);
-    putf(&chosen, "Final Answer: %ld", p->answer);
+    strbuf_printf(&chosen, "Final Answer: %ld", p->answer);
 
     // The slip: a small nonzero error in one step. A negative error can drive a later value
     // below zero; a positive one never can (every step is monotone in its input).
@@ -294,7 +293,7 @@ static int make_problem(Rng *r, const Knobs *k, Problem *p) {
     }
     strbuf_puts(&rejected, intro.p);
     strbuf_puts(&rejected, lines.p);
-    putf(&rejected, "Final Answer: %ld", wrong);
+    strbuf_printf(&rejected, "Final Answer: %ld", wrong);
     if (wrong == p->answer) gemc_fatal("internal: a slip left the answer unchanged");
     free(intro.p);
     free(lines.p);
