@@ -74,11 +74,6 @@ for s in $seeds_to_run; do
 done
 
 . tools/table_lib.sh
-# field_of MODEL KEY FILE: a number of model MODEL's line in a `gemc eval` results.json
-field_of() {
-    awk -v m="\"label\": \"$1\"" -v k="\"$2\": " 'index($0, m) {
-        i = index($0, k); if (i) { v = substr($0, i + length(k)); sub(/[,}].*/, "", v); print v } }' "$3"
-}
 # correct_share RUN FIRST|LAST: the mean share right over a run's first or last 20 steps
 correct_share() {
     awk -v which="$2" 'match($0, /"correct": [0-9.e-]+/) {

@@ -12,3 +12,13 @@ t_mean() {
             lo = m - h; hi = m + h; if (lo < lo_min) lo = lo_min; if (hi > hi_max) hi = hi_max;
             printf "%+.1f [%+.1f, %+.1f]", m, lo, hi } else printf "%+.1f", m }'
 }
+# field_of MODEL KEY FILE: a number of model MODEL's line in a `gemc eval` results.json
+field_of() {
+    awk -v m="\"label\": \"$1\"" -v k="\"$2\": " 'index($0, m) {
+        i = index($0, k); if (i) { v = substr($0, i + length(k)); sub(/[,}].*/, "", v); print v } }' "$3"
+}
+# auroc_of SOURCE FILE: the within-group AUROC of SOURCE in a `gemc rescore --json` output
+auroc_of() {
+    awk -v m="\"source\": \"$1\"" 'index($0, m) { i = index($0, "\"auroc\": ");
+        v = substr($0, i + 9); sub(/[,}].*/, "", v); print v }' "$2"
+}
