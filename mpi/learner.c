@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd/commands.h"
 #include "common.h"
 #include "gpu.h"
 #include "pipeline_internal.h"
@@ -269,7 +268,7 @@ static void checkpoint(Learner *L, long t) {
                          .tp = c->pipeline.tp,
                          .max_staleness = c->pipeline.max_staleness,
                          .config_hash = pl->shard_hash};
-        if (cmd_save_model(&L->p.model, tmp, save_dtype(c->run.dtype), L->p.dir, 0) != 0 ||
+        if (model_save_folder(&L->p.model, tmp, save_dtype(c->run.dtype), L->p.dir, 0) != 0 ||
             ckpt_write_state(tmp, &st) != 0)
             pipeline_fail(pl);
     }

@@ -66,6 +66,11 @@ int model_load_hf(Model *m, const char *dir);
 // Writes DIR/config.json and DIR/model.safetensors in `dtype` (F32, BF16 or F16), with the
 // Hugging Face tensor names; each file atomically. Creates DIR when missing.
 int model_save_hf(const Model *m, const char *dir, DType dtype);
+// Writes the model folder, plus the tokenizer files of tokenizer_src (a tokenizer.json or a
+// folder holding one) when it is non-NULL. A source folder without a tokenizer.json is skipped
+// unless required (an explicit --tokenizer).
+int model_save_folder(const Model *m, const char *out, DType dtype, const char *tokenizer_src,
+                      int required);
 
 // Forward over a packed batch (at m->logit_temperature). For each token position i of sequence b:
 //   logprobs[i] = ln p(tokens[i+1] | tokens[offsets[b] .. i]), 0 at the sequence's last position;

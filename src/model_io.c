@@ -7,6 +7,7 @@
 #include "common.h"
 #include "model.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
 // What to tell the user when a parameter tensor is not in the checkpoint.
 static const char *missing_hint(const ModelConfig *cfg, ParamKind k) {
@@ -155,4 +156,18 @@ int model_save_hf(const Model *m, const char *dir, DType dtype) {
     free(cpath);
     free(json);
     return rc;
+}
+
+int model_save_folder(const Model *m, const char *out, DType dtype, const char *tokenizer_src,
+                      int required) {
+    // the tokenizer goes first: a tokenizer that does not fit the model leaves no weights behind
+    struct stat st;
+    if (tokenizer_src && !required && stat(tokenizer_src, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char *f = path_join(tokenizer_src, "tokenizer.json");
+        if (stat(f, &st) != 0) tokenizer_src = NULL;
+        free(f);
+    }
+    if (tokenizer_src && tokenizer_copy_files(tokenizer_src, out, m->cfg.vocab_size) != 0)
+        return -1;
+    return model_save_hf(m, out, dtype);
 }

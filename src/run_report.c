@@ -7,7 +7,6 @@
 #include "common.h"
 #include "metrics_log.h"
 #include "run_report.h"
-#include "stages/stage.h"
 #include "strbuf.h"
 
 // The metrics the table shows, when the run has them. best: +1 the largest is best, -1 the

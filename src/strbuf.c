@@ -1,3 +1,4 @@
+#include <math.h>
 #include "strbuf.h"
 
 #include <stdarg.h>
@@ -65,4 +66,24 @@ size_t json_nul_escape_offset(const char *s, size_t n) {
         if (k % 2 == 0) return (size_t)(p - s);
     }
     return n;
+}
+
+void format_duration(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t % 3600 / 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
+}
+
+void format_count(double v, char *buf, size_t n) {
+    if (v >= 1e6)
+        snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e4)
+        snprintf(buf, n, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, n, "%.0f", v);
 }

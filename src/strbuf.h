@@ -20,4 +20,9 @@ void strbuf_json_string(StrBuf *b, const char *s);
 // strings, which such an escape would cut short without a word, so readers refuse it.
 size_t json_nul_escape_offset(const char *s, size_t n);
 
+// Console figures: "1m05s", "2h03m", "12s".
+void format_duration(double seconds, char *buf, size_t n);
+// "12.3k", "950", "1.20M".
+void format_count(double v, char *buf, size_t n);
+
 #endif

@@ -27,7 +27,7 @@ int cmd_convert(int argc, char **argv) {
     DType dtype = cmd_output_dtype(dtype_name);
     Model model;
     if (model_load_hf(&model, in) != 0) return cmd_fail();
-    rc = cmd_save_model(&model, out, dtype, in, 0);
+    rc = model_save_folder(&model, out, dtype, in, 0);
     if (rc == 0) printf("wrote %s (%s)\n", out, dtype_name ? dtype_name : "bf16");
     model_free(&model);
     return rc ? cmd_fail() : 0;

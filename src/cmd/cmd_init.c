@@ -36,7 +36,7 @@ int cmd_init(int argc, char **argv) {
     Model model;
     model_init(&model, &cfg);
     model_init_random(&model, (uint64_t)seed);
-    rc = cmd_save_model(&model, out, dtype, tokenizer, 1);
+    rc = model_save_folder(&model, out, dtype, tokenizer, 1);
     if (rc == 0)
         printf("wrote %s: %s, %zu parameters, %s\n", out, cfg.model_type, model.layout.total,
                dtype_name ? dtype_name : "bf16");

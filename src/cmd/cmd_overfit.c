@@ -73,7 +73,7 @@ int cmd_overfit(int argc, char **argv) {
     printf("loss %.6f -> %.6f after %d steps\n", first, loss, steps);
     rc = 0;
     if (out) {
-        rc = cmd_save_model(&model, out, dtype, model_dir, 0);
+        rc = model_save_folder(&model, out, dtype, model_dir, 0);
         if (rc == 0) printf("wrote %s\n", out);
     }
     free(logprobs);

@@ -1,13 +1,11 @@
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "launch.h"
 #include "common.h"
-#include "tokenizer.h"
 
 DType cmd_output_dtype(const char *name) {
     if (!name) return DT_BF16;
@@ -50,18 +48,4 @@ int cmd_load_model_and_ids(const char *model_dir, const char *ids_text, int min_
         return -1;
     }
     return 0;
-}
-
-int cmd_save_model(const Model *m, const char *out, DType dtype, const char *tokenizer_src,
-                   int required) {
-    // the tokenizer goes first: a tokenizer that does not fit the model leaves no weights behind
-    struct stat st;
-    if (tokenizer_src && !required && stat(tokenizer_src, &st) == 0 && S_ISDIR(st.st_mode)) {
-        char *f = path_join(tokenizer_src, "tokenizer.json");
-        if (stat(f, &st) != 0) tokenizer_src = NULL;
-        free(f);
-    }
-    if (tokenizer_src && tokenizer_copy_files(tokenizer_src, out, m->cfg.vocab_size) != 0)
-        return -1;
-    return model_save_hf(m, out, dtype);
 }

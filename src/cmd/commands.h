@@ -28,11 +28,6 @@ DType cmd_output_dtype(const char *name);
 // Returns 0, or -1 with the error recorded and nothing left allocated.
 int cmd_load_model_and_ids(const char *model_dir, const char *ids_text, int min_ids, Model *m,
                            int **ids, int *n);
-// Writes the model folder, plus the tokenizer files of tokenizer_src (a tokenizer.json or a
-// folder holding one) when it is non-NULL. A source folder without a tokenizer.json is skipped
-// unless required (an explicit --tokenizer).
-int cmd_save_model(const Model *m, const char *out, DType dtype, const char *tokenizer_src,
-                   int required);
 // Prints the recorded error line and returns 1 (for `return cmd_fail();`).
 int cmd_fail(void);
 

@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd/commands.h"
 #include "common.h"
 #include "json_file.h"
 
@@ -310,7 +309,7 @@ int ckpt_save_whole(const char *run_dir, long step, const Model *m, const char *
     model_sync_host(m);
     char *tmp = ckpt_begin(run_dir, step);
     if (!tmp) return -1;
-    int rc = cmd_save_model(m, tmp, dtype, tokenizer_dir, 0);
+    int rc = model_save_folder(m, tmp, dtype, tokenizer_dir, 0);
     if (rc == 0) rc = ckpt_write_optimizer(tmp, 0, 1, m);
     if (rc == 0) rc = ckpt_write_state(tmp, st);
     if (rc == 0) rc = ckpt_commit(run_dir, step);

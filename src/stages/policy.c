@@ -7,6 +7,7 @@
 #include "common.h"
 #include "checkpoint.h"
 #include "gpu.h"
+#include "launch.h"
 #include "stage.h"
 #include "utf8.h"
 
@@ -52,17 +53,6 @@ fail:
     return -1;
 }
 
-// The node-local rank of this process under mpirun or srun (0 alone): with one device per rank,
-// as the Slurm scripts arrange through CUDA_VISIBLE_DEVICES, every rank takes its device 0.
-static int local_rank(void) {
-    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
-    for (int i = 0; i < 3; i++) {
-        const char *v = getenv(names[i]);
-        if (v && *v) return atoi(v);
-    }
-    return 0;
-}
-
 int model_place(Model *m, const GemConfig *c) {
     if (c->run.device == DEVICE_CPU) return 0;
     const int n = gpu_device_count();
@@ -71,7 +61,9 @@ int model_place(Model *m, const GemConfig *c) {
         gemc_set_error("config: run.device=cuda: %s", gpu_unavailable());
         return -1;
     }
-    return model_to_gpu(m, local_rank() % n);
+    // one device per rank, as the Slurm scripts arrange through CUDA_VISIBLE_DEVICES: every
+    // rank of a node takes its local rank's device (device 0 when each sees one)
+    return model_to_gpu(m, launcher_local_rank() % n);
 }
 
 void policy_free(Policy *p) {

@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd/commands.h"
 #include "common.h"
 #include "cpu/cpu_env.h"
 #include "json_file.h"
@@ -125,7 +124,7 @@ int rundir_save(RunDir *r, const Policy *p, int step) {
     model_sync_host(&p->model);
     // the complete copy is written under a temporary name and renamed into place, so DIR/final
     // is always either the old model or the new one, never half of each
-    if (cmd_save_model(&p->model, tmp, save_dtype(r->cfg->run.dtype), p->dir, 0) != 0) {
+    if (model_save_folder(&p->model, tmp, save_dtype(r->cfg->run.dtype), p->dir, 0) != 0) {
         remove_dir_files(tmp);
         goto out;
     }
@@ -216,26 +215,6 @@ void metrics_end(Metrics *m, RunDir *r) {
 }
 
 // ---- console ---------------------------------------------------------------------------------
-
-void format_duration(double s, char *buf, size_t n) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, t % 3600 / 60);
-    else if (t >= 60)
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%lds", t);
-}
-
-void format_count(double v, char *buf, size_t n) {
-    if (v >= 1e6)
-        snprintf(buf, n, "%.2fM", v / 1e6);
-    else if (v >= 1e4)
-        snprintf(buf, n, "%.1fk", v / 1e3);
-    else
-        snprintf(buf, n, "%.0f", v);
-}
 
 static const char *bar_label = "";
 

@@ -238,10 +238,6 @@ void metrics_end(Metrics *m, RunDir *r);
 // ETA from the mean time per step so far (t_loop: when the first step began).
 void stage_print_step(const char *stage, int step, int steps, const char *fields, double tok_s,
                       double t_loop);
-// "1m05s", "2h03m", "12s".
-void format_duration(double seconds, char *buf, size_t n);
-// "12.3k", "950", "1.20M".
-void format_count(double v, char *buf, size_t n);
 // Progress bar on stderr (when enabled): "\r  LABEL [#####-----] done/total", cleared at the end.
 void progress_bar(void *run_dir, long done, long total);
 void progress_set_label(const char *label);

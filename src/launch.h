@@ -7,5 +7,7 @@
 int launcher_world_size(void);
 // This process's rank as announced by the launcher; 0 when started alone.
 int launcher_world_rank(void);
+// This process's rank on its node (Open MPI, Slurm, MPICH), which picks its GPU; 0 when alone.
+int launcher_local_rank(void);
 
 #endif

@@ -33,3 +33,9 @@ int launcher_world_rank(void) {
     if (getenv("SLURM_STEP_ID")) r = env_int(slurm, -1);
     return r >= 0 ? r : 0;
 }
+
+int launcher_local_rank(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
+                                        "MPI_LOCALRANKID", NULL};
+    return env_int(names, 0);
+}
