@@ -22,7 +22,7 @@ HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf
 PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PC) yaml-0.1 libcjson libpcre2-8 libutf8proc 2>/dev/null)
 # The OpenMP build of OpenBLAS, whatever the system's default BLAS: the float64 kernels of the
-# gradient tests call its dgemm (the fp32 path has gemc's own GEMM, src/cpu/gemm.h), and with the
+# gradient tests call its dgemm (the fp32 path has gemc's own GEMM, src/model/cpu/gemm.h), and with the
 # pthreads build two thread pools (ours and OpenBLAS's) would spin against each other.
 # The rpath makes the loader take this build too, not the one update-alternatives points at.
 MULTIARCH  := $(shell $(CC) -print-multiarch 2>/dev/null)
@@ -34,7 +34,7 @@ CUNIT_LIBS := $(shell pkg-config --libs cunit 2>/dev/null)
 
 # The portable default: x86-64-v3 (AVX2 + FMA, every x86-64 CPU since 2013-2015), so a binary
 # built on an AVX-512 login node runs on an AVX2 compute node. gemc's GEMM picks its AVX-512
-# kernels at run time where the CPU has them (src/cpu/gemm.c), with the same bits.
+# kernels at run time where the CPU has them (src/model/cpu/gemm.c), with the same bits.
 # make NATIVE=1 builds for this CPU only (-march=native, into build/native).
 ARCH := $(if $(filter x86_64,$(shell uname -m)),x86-64-v3)
 ifeq ($(NATIVE),1)
@@ -59,59 +59,59 @@ OPT := -O1 -g -Wno-maybe-uninitialized
 endif
 
 # -ffp-contract=off: no fused multiply-adds behind our back, so the CPU results are the same
-# bits on every x86-64 machine (the GEMM's FMAs are explicit, src/cpu/gemm.h). -fno-math-errno:
+# bits on every x86-64 machine (the GEMM's FMAs are explicit, src/model/cpu/gemm.h). -fno-math-errno:
 # sqrt becomes one instruction (same IEEE result) and the optimizer loops vectorise.
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
-           -ffp-contract=off -fno-math-errno -fopenmp $(OPT) -Isrc -Impi $(PKG_CFLAGS) $(BLAS_CFLAGS)
+           -ffp-contract=off -fno-math-errno -fopenmp $(OPT) -Isrc $(PKG_CFLAGS) $(BLAS_CFLAGS)
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT))
 # what `gemc env` reports as the build's target
-$(BUILD)/src/cpu/cpu_env.o: CFLAGS += \
+$(BUILD)/src/model/cpu/cpu_env.o: CFLAGS += \
   -DGEMC_BUILD_ARCH='"$(if $(findstring -march=,$(OPT)),$(ARCH),compiler default)"'
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm
 
-# The CUDA backend (src/cuda/*.cu, sm_90 plus the card present) where nvcc exists; otherwise
-# src/gpu_none.c answers "no device" with a HINT and everything runs on the CPU.
+# The CUDA backend (src/model/cuda/*.cu, sm_90 plus the card present) where nvcc exists; otherwise
+# src/model/gpu_none.c answers "no device" with a HINT and everything runs on the CPU.
 CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
-CU_SRC    := $(wildcard src/cuda/*.cu)
+CU_SRC    := $(wildcard src/model/cuda/*.cu)
 CU_OBJ    := $(if $(NVCC),$(CU_SRC:%.cu=$(BUILD)/%.o))
-GPU_OBJ   := $(if $(NVCC),$(CU_OBJ),$(BUILD)/src/gpu_none.o)
+GPU_OBJ   := $(if $(NVCC),$(CU_OBJ),$(BUILD)/src/model/gpu_none.o)
 ifneq ($(NVCC),)
 CUDA_LIB  := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
 LDLIBS    += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart -lstdc++
 endif
 
-# NCCL collectives (mpi/comm_nccl.c, COMM_NCCL) where nccl.h is found; without it that backend
+# NCCL collectives (src/pipeline/comm_nccl.c, COMM_NCCL) where nccl.h is found; without it that backend
 # is a fatal error with a HINT and pipeline.collectives: mpi is the way.
 NCCL_H    := $(firstword $(wildcard /usr/include/nccl.h $(CUDA_HOME)/include/nccl.h))
 ifneq ($(NCCL_H),)
 NCCL_SO := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so))
 CFLAGS  += -DGEMC_HAVE_NCCL
 # the CUDA headers only where they are used, so none of them shadows a system header elsewhere
-$(BUILD)/mpi/comm_nccl.o: CFLAGS += -I$(dir $(NCCL_H)) -I$(CUDA_HOME)/include
+$(BUILD)/src/pipeline/comm_nccl.o: CFLAGS += -I$(dir $(NCCL_H)) -I$(CUDA_HOME)/include
 ifneq ($(NCCL_SO),)
 LDLIBS  += -L$(dir $(NCCL_SO)) -Wl,-rpath,$(dir $(NCCL_SO))
 endif
 LDLIBS  += -lnccl -lcudart
 endif
 
-LIB_SRC  := $(filter-out src/main.c src/gpu_none.c,\
-              $(wildcard src/*.c src/cpu/*.c src/cmd/*.c src/stages/*.c mpi/*.c))
+LIB_SRC  := $(filter-out src/main.c src/model/gpu_none.c,\
+              $(wildcard src/*/*.c src/model/cpu/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d $(BUILD)/src/gpu_none.d
+DEPFILES := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/main.d $(BUILD)/src/model/gpu_none.d
 
 # The GPU tests (tests/cuda/*.cu), built twice: build/test_cuda on the device (every test skips
 # with its reason when there is none) and build/test_cuda_emu, the same tests and kernels run
-# by the CPU emulator of src/cuda/emu/ (any C++17 compiler, no CUDA needed).
+# by the CPU emulator of tests/cuda/emu/ (any C++17 compiler, no CUDA needed).
 CXX      ?= g++
 TCU_SRC  := $(wildcard tests/cuda/*.cu)
 EMU      := $(BUILD)/emu
-EMU_OBJ  := $(CU_SRC:%.cu=$(EMU)/%.o) $(TCU_SRC:%.cu=$(EMU)/%.o) $(EMU)/src/cuda/emu/cuda_emu.o
+EMU_OBJ  := $(CU_SRC:%.cu=$(EMU)/%.o) $(TCU_SRC:%.cu=$(EMU)/%.o) $(EMU)/tests/cuda/emu/cuda_emu.o
 # -Wno-unknown-pragmas: the host compiler does not know CUDA's `#pragma unroll`
 EMU_FLAGS := -std=c++17 -DGEMC_CUDA_EMU -Wall -Wextra -Wno-unknown-pragmas -ffp-contract=off \
              -fno-math-errno \
-             $(filter-out -march=native,$(OPT)) -Isrc -Impi -Itests $(PKG_CFLAGS)
+             $(filter-out -march=native,$(OPT)) -Isrc -Itests $(PKG_CFLAGS)
 CU_TEST_OBJ := $(if $(NVCC),$(TCU_SRC:%.cu=$(BUILD)/%.o))
 DEPFILES += $(EMU_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(CU_TEST_OBJ:.o=.d)
 
@@ -140,7 +140,7 @@ $(BUILD)/%.o: %.c | check-deps
 CU_ARCH := -gencode arch=compute_90,code=sm_90 $(shell nvidia-smi --query-gpu=compute_cap \
            --format=csv,noheader 2>/dev/null | head -1 | tr -d . | \
            awk '$$1 && $$1 != 90 {print "-gencode arch=compute_" $$1 ",code=sm_" $$1}')
-NVCC_FLAGS := -O3 -std=c++17 $(CU_ARCH) -Xcompiler -Wall,-Wextra -Isrc -Impi -Itests \
+NVCC_FLAGS := -O3 -std=c++17 $(CU_ARCH) -Xcompiler -Wall,-Wextra -Isrc -Itests \
               $(PKG_CFLAGS) $(if $(filter 1,$(DEBUG)),-g -lineinfo)
 $(BUILD)/%.o: %.cu | check-deps
 	@mkdir -p $(dir $@)
@@ -168,7 +168,7 @@ test-gpu-sanitize: $(BUILD)/test_cuda
 	    || exit 1; done
 
 # gemc itself with the emulated device: `make test` runs the stages with run.device=cuda on it.
-EMU_SRC_OBJ := $(CU_SRC:%.cu=$(EMU)/%.o) $(EMU)/src/cuda/emu/cuda_emu.o
+EMU_SRC_OBJ := $(CU_SRC:%.cu=$(EMU)/%.o) $(EMU)/tests/cuda/emu/cuda_emu.o
 $(BUILD)/gemc_emu: $(BUILD)/src/main.o $(LIB_OBJ) $(EMU_SRC_OBJ) | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
 $(BUILD)/test_cuda: $(CU_TEST_OBJ) $(BUILD)/tests/test_util.o $(LIB_OBJ) $(GPU_OBJ) | check-deps

@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "base/cli.h"
 #include "cmd/commands.h"
-#include "common.h"
-#include "cpu/cpu_env.h"
-#include "launch.h"
+#include "base/common.h"
+#include "model/cpu/cpu_env.h"
+#include "base/launch.h"
 
 typedef struct {
     const char *name;
@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NUM_COMMANDS; i++) {
         if (strcmp(name, commands[i].name) != 0) continue;
         int world = launcher_world_size();
-        // `gemc train` is the one command that runs as a pipeline of ranks (mpi/pipeline.h)
+        // `gemc train` is the one command that runs as a pipeline of ranks
+        // (src/pipeline/pipeline.h)
         if (world > 1 && strcmp(name, "train") != 0)
             gemc_fatal("gemc %s runs on one process, but was started as one of %d ranks "
                        "(HINT: run it without mpirun/srun)",

@@ -7,10 +7,10 @@
 
 #include <cJSON.h>
 
-#include "chat_template.h"
-#include "common.h"
+#include "text/chat_template.h"
+#include "base/common.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 // test_data.c: the byte-level test tokenizer (ids 0..255 are the bytes, then
 // <|begin_of_text|> 256, <|end_of_text|> 257, <|im_start|> 258, <|im_end|> 259)

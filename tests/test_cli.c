@@ -8,9 +8,9 @@
 
 #include <cJSON.h>
 
-#include "common.h"
-#include "model_config.h"
-#include "strbuf.h"
+#include "base/common.h"
+#include "model/model_config.h"
+#include "base/strbuf.h"
 #include "tests.h"
 
 #define GEMC "./gemc"

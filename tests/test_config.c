@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "config.h"
+#include "base/common.h"
+#include "config/config.h"
 #include "tests.h"
 
 // ---- helpers

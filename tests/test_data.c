@@ -8,12 +8,12 @@
 
 #include <cJSON.h>
 
-#include "chat_template.h"
-#include "common.h"
-#include "data.h"
+#include "text/chat_template.h"
+#include "base/common.h"
+#include "text/data.h"
 #include "tests.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "text/tokenizer.h"
+#include "base/utf8.h"
 
 // ---- helpers
 

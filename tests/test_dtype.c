@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
+#include "model/dtype.h"
 #include "tests.h"
 
 static float from_bits(uint32_t u) {

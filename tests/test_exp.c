@@ -1,10 +1,10 @@
-// exp_f32 (src/cpu/exp_f32.h), the exponential of the CPU kernels: within 2 ulp of the exact
+// exp_f32 (src/model/cpu/exp_f32.h), the exponential of the CPU kernels: within 2 ulp of the exact
 // value over its range, the same bits in a vectorized loop as one at a time, NaN kept.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/exp_f32.h"
+#include "model/cpu/exp_f32.h"
 #include "tests.h"
 
 // ulps between a float and the exact value e (as double)

@@ -1,4 +1,4 @@
-// The GEM objective (src/gem.c) on hand-made numbers: every Eq. 1 span rule, filtering and the
+// The GEM objective (src/gem/gem.c) on hand-made numbers: every Eq. 1 span rule, filtering and the
 // reward mappings, SEGA and DPO gradients against central finite differences, no padding in any
 // score or loss, and the evaluation helpers.
 #include <math.h>
@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gem.h"
-#include "model.h"
-#include "rng.h"
-#include "sampler.h"
+#include "gem/gem.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 #include "stages/stage.h"
 #include "tests.h"
 

@@ -1,13 +1,13 @@
-// gemc's fp32 GEMM (src/cpu/gemm.h): every element is the FMA sequence of the definition, bit for
-// bit, in every kernel family this CPU can run, for every transpose, edge and k panel; so a row
+// gemc's fp32 GEMM (src/model/cpu/gemm.h): every element is the FMA sequence of the definition, bit
+// for bit, in every kernel family this CPU can run, for every transpose, edge and k panel; so a row
 // does not depend on the rows beside it, nor on the thread count, nor on the family.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/gemm.h"
-#include "rng.h"
+#include "model/cpu/gemm.h"
+#include "base/rng.h"
 #include "tests.h"
 
 static float *random_matrix(Rng *rng, size_t n) {

@@ -2,8 +2,8 @@
 // a sampled generation, hashed, against hashes committed here. Run in every GEMM kernel family
 // this CPU has (scalar, AVX2, AVX-512) and with one and two threads: every one must give the
 // committed bits. gemc's fp32 path defines each sum as a fixed sequence of IEEE operations
-// (src/cpu/gemm.h, src/cpu/kernels.inc), so this holds on every x86-64 machine with AVX2 and
-// FMA, and on the emulated AVX2 path of an AVX-512 machine.
+// (src/model/cpu/gemm.h, src/model/cpu/kernels.inc), so this holds on every x86-64 machine with
+// AVX2 and FMA, and on the emulated AVX2 path of an AVX-512 machine.
 //
 // When a change alters the numerics on purpose, the failure prints the new hashes: check that
 // the other tests still hold, then put the new values in GOLDEN_* below.
@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/gemm.h"
-#include "model.h"
-#include "rng.h"
-#include "sampler.h"
+#include "model/cpu/gemm.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 #include "tests.h"
 
 // log-probs and entropies of the first forward; the weights after three AdamW steps; the ids,

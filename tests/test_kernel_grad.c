@@ -1,15 +1,15 @@
 // Float64 central finite-difference checks of every CPU layer kernel's backward (the double
-// instantiation of src/cpu/kernels.inc), plus forward checks against direct computations in
+// instantiation of src/model/cpu/kernels.inc), plus forward checks against direct computations in
 // long double. Each check uses the scalar loss sum(out * R) for a random R.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "cpu/cpu_kernels.h"
-#include "rng.h"
-#include "rope.h"
+#include "base/common.h"
+#include "model/cpu/cpu_kernels.h"
+#include "base/rng.h"
+#include "model/rope.h"
 #include "tests.h"
 
 #define FD_H   1e-5 // central-difference step (truncation ~h^2, roundoff ~1e-16/h: ~1e-10 here)

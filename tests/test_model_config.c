@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "model_config.h"
+#include "base/common.h"
+#include "model/model_config.h"
 #include "tests.h"
 
 #define PATH "/models/x/config.json"

@@ -11,11 +11,11 @@
 
 #include <cblas.h>
 
-#include "common.h"
-#include "cpu/cpu_kernels.h"
-#include "model.h"
-#include "rng.h"
-#include "rope.h"
+#include "base/common.h"
+#include "model/cpu/cpu_kernels.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/rope.h"
 #include "tests.h"
 
 #define FD_H   1e-5 // central-difference step

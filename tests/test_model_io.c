@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 #include "tests.h"
 
 #define MAX_T 128

@@ -1,4 +1,4 @@
-// AdamW and gradient clipping (src/optimizer.c) against the formulas of torch.optim.AdamW and
+// AdamW and gradient clipping (src/model/optimizer.c) against the formulas of torch.optim.AdamW and
 // torch.nn.utils.clip_grad_norm_, and a short training run that must overfit one sequence.
 #include <math.h>
 #include <omp.h>
@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "model.h"
-#include "rng.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/rng.h"
 #include "stages/stage.h"
 #include "tests.h"
 

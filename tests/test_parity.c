@@ -20,9 +20,9 @@
 
 #include <cJSON.h>
 
-#include "common.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 #include "tests.h"
 
 #define TOL_LOGPROB      1e-4

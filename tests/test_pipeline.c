@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "safetensors.h"
-#include "shard.h"
+#include "base/common.h"
+#include "model/safetensors.h"
+#include "run/shard.h"
 #include "tests.h"
 
 // Open MPI refuses root without these flags; 4 ranks on a 2-core machine need --oversubscribe.

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "metrics_log.h"
-#include "tb_events.h"
+#include "base/common.h"
+#include "run/metrics_log.h"
+#include "run/tb_events.h"
 #include "tests.h"
 
 #define GEMC "./gemc"

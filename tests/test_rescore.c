@@ -8,14 +8,14 @@
 #include <string.h>
 
 #include "cmd/commands.h"
-#include "common.h"
-#include "config.h"
-#include "gem.h"
-#include "reward.h"
-#include "shard.h"
-#include "strbuf.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "gem/gem.h"
+#include "gem/reward.h"
+#include "run/shard.h"
+#include "base/strbuf.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define GEMC "./gemc"
 

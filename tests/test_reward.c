@@ -1,14 +1,14 @@
-// Reward sources (src/reward.h) on hand-made groups, the fused self-certainty of the sampler
+// Reward sources (src/gem/reward.h) on hand-made groups, the fused self-certainty of the sampler
 // against a double-precision reference, and the SEGA loss aggregations (sega.loss_agg, the
 // zero-advantage skip) against their formulas and finite differences.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gem.h"
-#include "reward.h"
-#include "rng.h"
-#include "sampler.h"
+#include "gem/gem.h"
+#include "gem/reward.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 #include "tests.h"
 
 static RewardConfig reward_cfg(RewardSource s) {

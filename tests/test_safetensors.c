@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "model/safetensors.h"
 #include "tests.h"
 
 // Writes a safetensors file from raw parts: 8-byte length, `header` padded with spaces to a

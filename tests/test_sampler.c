@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "model.h"
-#include "rng.h"
-#include "sampler.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 #include "tests.h"
 
 // ---- sample_token against a double reference -----------------------------------------------

@@ -1,4 +1,4 @@
-// HDF5 shards (src/shard.c): a bit-exact round trip, the atomic write (nothing left behind, not
+// HDF5 shards (src/run/shard.c): a bit-exact round trip, the atomic write (nothing left behind, not
 // even when the disk fills), a reader that turns every kind of damage into one error line, the
 // layout as h5dump shows it, `gemc inspect`, and groups_to_shard's one-to-one packing.
 #include <signal.h>
@@ -12,13 +12,13 @@
 
 #include <hdf5.h>
 
-#include "common.h"
-#include "config.h"
-#include "rng.h"
-#include "shard.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "base/rng.h"
+#include "run/shard.h"
 #include "stages/stage.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define GEMC "./gemc"
 

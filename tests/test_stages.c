@@ -10,13 +10,13 @@
 
 #include <cJSON.h>
 
-#include "common.h"
-#include "config.h"
-#include "model.h"
-#include "rng.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "base/rng.h"
 #include "stages/stage.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define GEMC "./gemc"
 
@@ -880,7 +880,8 @@ void register_stage_tests(void) {
          test_train_answer_source},
         {"train with eval.probe: the signal check's metrics", test_train_probe},
         {"train.stop_on_collapse: a checkpoint, one line, exit 0", test_train_stop_on_collapse},
-        {"make learner-check on a tiny budget: results.json and the table", test_learner_check_script},
+        {"make learner-check on a tiny budget: results.json and the table",
+         test_learner_check_script},
         {"stage --help lists the config keys", test_stage_help},
         {"sft, train and generate on the CUDA backend", test_stages_on_cuda},
         {NULL, NULL},

@@ -8,12 +8,12 @@
 
 #include <cJSON.h>
 
-#include "chat_template.h"
-#include "common.h"
-#include "model_config.h"
-#include "strbuf.h"
+#include "text/chat_template.h"
+#include "base/common.h"
+#include "model/model_config.h"
+#include "base/strbuf.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static const char *const FILES[] = {
     "train_pairs.jsonl", "test_pairs.jsonl",      "train_prompts.jsonl", "test_prompts.jsonl",
@@ -491,8 +491,8 @@ static void test_default_answers_unguessable(void) {
     int hits = 0;
     for (int i = 0; i < test.n; i++)
         hits += cJSON_GetObjectItemCaseSensitive(test.obj[i], "answer")->valueint == best;
-    CU_ASSERT(test.n == 500 && hits * 50 < test.n);              // the best guess: under 2%
-    CU_ASSERT(count[best] * 50 < train.n);                        // and on the train split
+    CU_ASSERT(test.n == 500 && hits * 50 < test.n); // the best guess: under 2%
+    CU_ASSERT(count[best] * 50 < train.n);          // and on the train split
     jsonl_free(&train), jsonl_free(&test);
     free(count);
 }
@@ -588,7 +588,8 @@ void register_task_tests(void) {
         {"tokenizer_config.json", test_tokenizer_config},
         {"config.json is tiny-llama", test_config_is_tiny_llama},
         {"--direct-percent: answers without working, nothing else moved", test_direct_percent},
-        {"default answers: the best guess is right under 2% of the time", test_default_answers_unguessable},
+        {"default answers: the best guess is right under 2% of the time",
+         test_default_answers_unguessable},
         {"bad arguments", test_bad_arguments},
         {0},
     };

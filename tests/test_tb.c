@@ -1,4 +1,4 @@
-// TensorBoard event files (src/tb_events.c): CRC-32C against published vectors, Event bytes
+// TensorBoard event files (src/run/tb_events.c): CRC-32C against published vectors, Event bytes
 // against protoc's (tests/fixtures/tb, made by tools/tb_fixture.sh), a bit-exact round trip
 // through a file, and a reader that turns damage into an error naming the file and offset.
 #include <stdio.h>
@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "tb_events.h"
+#include "base/common.h"
+#include "run/tb_events.h"
 #include "tests.h"
 
 #define FIXTURES "tests/fixtures/tb"

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "rng.h"
+#include "base/common.h"
+#include "base/rng.h"
 #include "tests.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "text/tokenizer.h"
+#include "base/utf8.h"
 
 // ---- UTF-8 ----
 

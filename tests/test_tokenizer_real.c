@@ -23,10 +23,10 @@
 
 #include <cJSON.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "tests.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "text/tokenizer.h"
+#include "base/utf8.h"
 
 #define CORPUS        "tests/fixtures/tokenizer/corpus.jsonl"
 #define EXPECTED_FMT  "tests/fixtures/tokenizer/expected_%s.jsonl"

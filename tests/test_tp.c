@@ -1,5 +1,5 @@
-// Tensor parallelism (src/tensor_parallel.c, the tp path of src/cpu/model.inc) and the
-// collectives (mpi/comm.c). The shard arithmetic and the tp path on one rank run here; the
+// Tensor parallelism (src/model/tensor_parallel.c, the tp path of src/model/cpu/model.inc) and the
+// collectives (src/pipeline/comm.c). The shard arithmetic and the tp path on one rank run here; the
 // multi-rank checks are the MPI program tests/mpi/test_tp_mpi.c, run under mpirun (its path in
 // GEMC_TEST_TP_MPI, which `make test` sets).
 #include <math.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common.h"
-#include "model.h"
-#include "rng.h"
-#include "tensor_parallel.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/tensor_parallel.h"
 #include "tests.h"
 
 // ---- shard configs and copies ---------------------------------------------------------------

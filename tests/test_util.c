@@ -7,11 +7,11 @@
 
 #include <CUnit/Basic.h>
 
-#include "common.h"
-#include "model.h"
-#include "rng.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/rng.h"
 #include "tests.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 void add_suite(const char *name, const TestCase *tests) {
     CU_pSuite s = CU_add_suite(name, NULL, NULL);

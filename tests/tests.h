@@ -4,8 +4,8 @@
 
 #include <CUnit/CUnit.h>
 
-#include "model.h"
-#include "model_config.h"
+#include "model/model.h"
+#include "model/model_config.h"
 
 void register_dtype_tests(void);          // test_dtype.c
 void register_safetensors_tests(void);    // test_safetensors.c
@@ -99,7 +99,7 @@ void test_random_model(Model *m, const ModelConfig *cfg, uint64_t seed);
 // The embedded tiny model's byte-level tokenizer (tokenizer_write_bytelevel), loaded from a
 // fresh directory: ASCII text encodes to its bytes, 256..259 are <|begin_of_text|>,
 // <|end_of_text|>, <|im_start|> and <|im_end|>.
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 Tokenizer *test_byte_tokenizer(void);
 
 #define ASSERT_CLOSE(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))

@@ -17,14 +17,14 @@ COV=${LLVM_COV:-llvm-cov-14}
 # the parser sources whose coverage a harness is judged by
 sources_of() {
     case $1 in
-    safetensors) echo src/safetensors.c ;;
-    model_config) echo src/model_config.c ;;
-    tokenizer) echo src/tokenizer_load.c src/tokenizer.c src/tokenizer_bpe.c ;;
-    config_yaml) echo src/config_yaml.c src/config.c src/config_keys.c ;;
-    data) echo src/data.c ;;
-    shard) echo src/shard.c ;;
-    metrics) echo src/metrics_log.c ;;
-    tb_events) echo src/tb_events.c ;;
+    safetensors) echo src/model/safetensors.c ;;
+    model_config) echo src/model/model_config.c ;;
+    tokenizer) echo src/text/tokenizer_load.c src/text/tokenizer.c src/text/tokenizer_bpe.c ;;
+    config_yaml) echo src/config/config_yaml.c src/config/config.c src/config/config_keys.c ;;
+    data) echo src/text/data.c ;;
+    shard) echo src/run/shard.c ;;
+    metrics) echo src/run/metrics_log.c ;;
+    tb_events) echo src/run/tb_events.c ;;
     *) echo "fuzz_run.sh: unknown harness '$1'" >&2; exit 2 ;;
     esac
 }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates src/nfc_unicode9.inc: the code points that utf8proc (Unicode 15) normalizes but
+# Regenerates src/text/nfc_unicode9.inc: the code points that utf8proc (Unicode 15) normalizes but
 # Hugging Face tokenizers does not, because its normalizer (the unicode-normalization-alignments
 # crate) carries Unicode 9.0 data. They are the characters assigned after Unicode 9.0 that have
 # a combining class, a decomposition or a part in a composition. To tokenizers they are unknown
@@ -39,5 +39,5 @@ cc "$tmp/props.c" -o "$tmp/props" $(pkg-config --cflags --libs libutf8proc)
             print "// clang-format off"
             for (i = 1; i <= n; i++) { split(out[i], r, " "); printf "{0x%X, 0x%X},\n", r[1], r[2] }
             print "// clang-format on"
-        }' >src/nfc_unicode9.inc
-echo "wrote src/nfc_unicode9.inc ($(grep -c '^{' src/nfc_unicode9.inc) ranges)"
+        }' >src/text/nfc_unicode9.inc
+echo "wrote src/text/nfc_unicode9.inc ($(grep -c '^{' src/text/nfc_unicode9.inc) ranges)"

@@ -20,13 +20,13 @@
 
 #include <cJSON.h>
 
-#include "cli.h"
-#include "common.h"
-#include "json_file.h"
-#include "model_config.h"
-#include "rng.h"
-#include "strbuf.h"
-#include "tokenizer.h"
+#include "base/cli.h"
+#include "base/common.h"
+#include "base/json_file.h"
+#include "model/model_config.h"
+#include "base/rng.h"
+#include "base/strbuf.h"
+#include "text/tokenizer.h"
 
 // configs/models/tiny-llama.json, embedded so that the generator needs no file but its output
 // dir; test_task.c checks that the two agree field by field.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates tests/fixtures/tb/*.pb: tensorflow.Event messages serialized by protoc, the
-# reference encoder that tests/test_tb.c compares src/tb_events.c's bytes against. The tests only
+# reference encoder that tests/test_tb.c compares src/run/tb_events.c's bytes against. The tests only
 # read the committed .pb files; protoc is needed here alone.
 set -eu
 cd "$(dirname "$0")/../tests/fixtures/tb"

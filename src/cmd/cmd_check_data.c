@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "data.h"
-#include "model_config.h"
-#include "utf8.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "text/data.h"
+#include "model/model_config.h"
+#include "base/utf8.h"
 
 typedef struct {
     long sum;

@@ -1,10 +1,10 @@
 // gemc convert: re-save a model folder in another dtype (and as one safetensors file).
 #include <stdio.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "model.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "model/model.h"
 
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *dtype_name = NULL;

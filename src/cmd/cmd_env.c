@@ -1,9 +1,9 @@
 // gemc env: what runs on this machine (cpu/cpu_env.h).
 #include <stdio.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "cpu/cpu_env.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "model/cpu/cpu_env.h"
 
 int cmd_env(int argc, char **argv) {
     int json = 0;

@@ -1,10 +1,10 @@
 // gemc init: a randomly initialised model, written as a Hugging Face folder.
 #include <stdio.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "model.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "model/model.h"
 
 int cmd_init(int argc, char **argv) {
     const char *config_path = NULL, *out = NULL, *dtype_name = NULL, *tokenizer = NULL;

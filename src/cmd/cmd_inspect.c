@@ -6,14 +6,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "sampler.h"
-#include "shard.h"
-#include "strbuf.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "model/sampler.h"
+#include "run/shard.h"
+#include "base/strbuf.h"
+#include "text/tokenizer.h"
+#include "base/utf8.h"
 
 #define TEXT_LIMIT 200 // bytes of text shown per line without --full
 
@@ -209,7 +209,7 @@ int cmd_inspect(int argc, char **argv) {
         "examples:\n"
         "  gemc inspect runs/demo/gem/shards/step_000003.gen_0.h5 --group 1\n"
         "  gemc inspect SHARD.h5 --group 0 --tokens --model runs/demo/sft/final\n"
-        "h5dump -H SHARD.h5 (or h5ls -r) shows the raw layout; src/shard.h documents it.",
+        "h5dump -H SHARD.h5 (or h5ls -r) shows the raw layout; src/run/shard.h documents it.",
         opts,
         NULL,
     };

@@ -12,11 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "metrics_log.h"
-#include "strbuf.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "run/metrics_log.h"
+#include "base/strbuf.h"
 
 enum { MAX_RUNS = 12 };
 

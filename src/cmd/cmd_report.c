@@ -1,10 +1,10 @@
 // gemc report RUN_DIR [RUN_DIR ...]: the summary table of each run directory (run_report.h).
 #include <stdio.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "run_report.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "run/run_report.h"
 
 enum { MAX_RUNS = 16 };
 

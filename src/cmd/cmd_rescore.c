@@ -9,17 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "config.h"
-#include "data.h"
-#include "gem.h"
-#include "reward.h"
-#include "sampler.h"
-#include "shard.h"
-#include "strbuf.h"
-#include "tokenizer.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "text/data.h"
+#include "gem/gem.h"
+#include "gem/reward.h"
+#include "model/sampler.h"
+#include "run/shard.h"
+#include "base/strbuf.h"
+#include "text/tokenizer.h"
 
 enum { N_SOURCES = 5, MAX_ARGS = 256 };
 

@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "model.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "model/model.h"
 
 int cmd_score(int argc, char **argv) {
     const char *model_dir = NULL, *ids_text = NULL;

@@ -1,13 +1,13 @@
 // gemc sft|train|dpo|eval|generate CONFIG [key=value ...]: the stages, configured by a YAML file
-// whose keys can be overridden on the command line (src/config.h).
+// whose keys can be overridden on the command line (src/config/config.h).
 #include <stdio.h>
 #include <string.h>
 
-#include "commands.h"
-#include "common.h"
-#include "config.h"
-#include "launch.h"
-#include "pipeline.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "base/launch.h"
+#include "pipeline/pipeline.h"
 #include "stages/stage.h"
 
 typedef struct {

@@ -6,11 +6,11 @@
 
 #include <cJSON.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "common.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/common.h"
+#include "text/tokenizer.h"
+#include "base/utf8.h"
 
 static void put_ids(StrBuf *b, const IntVec *ids) {
     char num[16];

@@ -2,10 +2,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "commands.h"
-#include "launch.h"
-#include "common.h"
+#include "base/cli.h"
+#include "cmd/commands.h"
+#include "base/launch.h"
+#include "base/common.h"
 
 DType cmd_output_dtype(const char *name) {
     if (!name) return DT_BF16;

@@ -21,9 +21,9 @@ int cmd_env(int argc, char **argv);
 int cmd_rescore(int argc, char **argv);
 
 // Shared by commands: parses --dtype (NULL means bf16). Exits with status 1 on a bad name.
-#include "dtype.h"
+#include "model/dtype.h"
 DType cmd_output_dtype(const char *name);
-#include "model.h"
+#include "model/model.h"
 // Loads --model DIR and parses --ids LIST (at least min_ids ids, all inside the vocabulary).
 // Returns 0, or -1 with the error recorded and nothing left allocated.
 int cmd_load_model_and_ids(const char *model_dir, const char *ids_text, int min_ids, Model *m,
@@ -31,8 +31,8 @@ int cmd_load_model_and_ids(const char *model_dir, const char *ids_text, int min_
 // Prints the recorded error line and returns 1 (for `return cmd_fail();`).
 int cmd_fail(void);
 
-#include "gem.h"
-#include "shard.h"
+#include "gem/gem.h"
+#include "run/shard.h"
 // gemc rescore's Eq. 1 for every candidate of a shard under sc, from the shard's token entropies
 // (its tokens decoded with tok for final_span: marker), into out[shard_n_cands(s)]: with the
 // run's own score settings, S is the shard's score bit for bit. Returns 0, or -1 with the error

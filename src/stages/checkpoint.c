@@ -1,5 +1,5 @@
 // Training-state checkpoints: the optimizer files, trainer_state.json and the DONE protocol.
-#include "checkpoint.h"
+#include "stages/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "json_file.h"
+#include "base/common.h"
+#include "base/json_file.h"
 
 char *ckpt_path(const char *run_dir, long step, int tmp) {
     char name[64];

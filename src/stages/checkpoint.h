@@ -18,9 +18,9 @@
 
 #include <stdint.h>
 
-#include "config.h"
-#include "dtype.h"
-#include "model.h"
+#include "config/config.h"
+#include "model/dtype.h"
+#include "model/model.h"
 
 #define TRAIN_STATE_VERSION      1
 #define OPTIMIZER_FORMAT_VERSION 1

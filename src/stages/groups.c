@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "reward.h"
-#include "stage.h"
+#include "base/common.h"
+#include "gem/reward.h"
+#include "stages/stage.h"
 
 static int groups_rank(GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds);
 

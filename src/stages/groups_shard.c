@@ -5,8 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common.h"
-#include "stage.h"
+#include "base/common.h"
+#include "stages/stage.h"
 
 int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds,
                     const long *group_ids, long step, long policy_version, int generator_rank,
@@ -105,4 +105,54 @@ int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, c
     s->text_offsets[(long)G * k] = text_off[(long)G * k];
     free(text_off);
     return 0;
+}
+
+void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int **prompts,
+                        int *prompt_lens, long *group_ids) {
+    memset(gb, 0, sizeof *gb);
+    int G = 0;
+    for (int i = 0; i < n; i++) G += sh[i].n_groups;
+    const int k = sh[0].k;
+    gb->G = G, gb->k = k;
+    gb->idx = mallocCheck(sizeof(int) * (size_t)(G ? G : 1));
+    gb->cands = callocCheck((size_t)(G ? G : 1) * k, sizeof(Candidate));
+    gb->scores = callocCheck((size_t)(G ? G : 1) * k, sizeof(CandidateScore));
+    gb->rank = callocCheck((size_t)(G ? G : 1), sizeof(GroupRanking));
+    gb->correct = mallocCheck(sizeof(int) * (size_t)(G ? G : 1) * k);
+    int g = 0;
+    for (int i = 0; i < n; i++) {
+        const Shard *s = &sh[i];
+        for (int sg = 0; sg < s->n_groups; sg++, g++) {
+            gb->idx[g] = s->prompt_index[sg];
+            group_ids[g] = s->group_id[sg];
+            prompts[g] = s->prompt_tokens + s->prompt_offsets[sg];
+            prompt_lens[g] = (int)(s->prompt_offsets[sg + 1] - s->prompt_offsets[sg]);
+            GroupRanking *rk = &gb->rank[g];
+            group_ranking_alloc(rk, k);
+            rk->n_valid = s->n_valid[sg];
+            rk->skipped = s->skipped[sg];
+            rk->zero_adv = s->zero_adv[sg];
+            for (int i2 = 0; i2 < k; i2++) {
+                const long row = (long)sg * k + i2;
+                Candidate *cd = &gb->cands[(size_t)g * k + i2];
+                const long t0 = s->token_offsets[row], nt = s->token_offsets[row + 1] - t0;
+                cd->n = (int)nt;
+                cd->ids = mallocCheck(sizeof(int) * (size_t)(nt ? nt : 1));
+                cd->logp_old = mallocCheck(sizeof(float) * (size_t)(nt ? nt : 1));
+                memcpy(cd->ids, s->token_id + t0, sizeof(int) * (size_t)nt);
+                memcpy(cd->logp_old, s->logp_old + t0, sizeof(float) * (size_t)nt);
+                cd->finish = s->finish_reason[row] ? FINISH_LENGTH : FINISH_EOS;
+                cd->policy_version = (int)s->policy_version;
+                gb->scores[(size_t)g * k + i2] = (CandidateScore){.value = s->value[row],
+                                                                  .score = s->score[row],
+                                                                  .fork = s->fork_entropy[row],
+                                                                  .final = s->final_entropy[row]};
+                gb->correct[(size_t)g * k + i2] = s->correct[row];
+                rk->valid[i2] = s->valid[row];
+                rk->rank[i2] = s->rank_in_group[row];
+                rk->reward[i2] = s->reward[row];
+                rk->advantage[i2] = s->advantage[row];
+            }
+        }
+    }
 }

@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "checkpoint.h"
-#include "gpu.h"
-#include "launch.h"
-#include "stage.h"
-#include "utf8.h"
+#include "base/common.h"
+#include "stages/checkpoint.h"
+#include "model/gpu.h"
+#include "base/launch.h"
+#include "stages/stage.h"
+#include "base/utf8.h"
 
 static void add_stop(Policy *p, int id) {
     for (int i = 0; i < p->n_stop; i++)

@@ -8,11 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "cpu/cpu_env.h"
-#include "json_file.h"
-#include "metrics_log.h"
-#include "stage.h"
+#include "base/common.h"
+#include "model/cpu/cpu_env.h"
+#include "base/json_file.h"
+#include "run/metrics_log.h"
+#include "stages/stage.h"
 
 // Keeps the lines of path whose "step" is at most keep (a resumed run rewrites the steps after
 // its checkpoint), atomically.

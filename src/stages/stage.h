@@ -11,16 +11,16 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "chat_template.h"
-#include "config.h"
-#include "data.h"
-#include "gem.h"
-#include "model.h"
-#include "rng.h"
-#include "shard.h"
-#include "strbuf.h"
-#include "tb_events.h"
-#include "tokenizer.h"
+#include "text/chat_template.h"
+#include "config/config.h"
+#include "text/data.h"
+#include "gem/gem.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "run/shard.h"
+#include "base/strbuf.h"
+#include "run/tb_events.h"
+#include "text/tokenizer.h"
 
 typedef struct RunDir RunDir;
 typedef struct Metrics Metrics;
@@ -136,6 +136,11 @@ void groups_metrics(const GroupBatch *gb, Metrics *m, double *reward_mean, doubl
 int groups_to_shard(const GroupBatch *gb, const Policy *p, const GemConfig *c, const Dataset *ds,
                     const long *group_ids, long step, long policy_version, int generator_rank,
                     Shard *s);
+// The inverse of groups_to_shard: the groups of a step's n shards as one GroupBatch (what
+// sega_accumulate and groups_metrics read), group g's prompt pointing into its shard
+// (prompts[g], prompt_lens[g]) and its id in group_ids[g]. Free with groups_free.
+void groups_from_shards(const Shard *sh, int n, GroupBatch *gb, const int **prompts,
+                        int *prompt_lens, long *group_ids);
 
 // The SEGA loss of one step (Eq. 2) over the groups g = offset, offset + stride, ... of gb (a
 // data-parallel learner's share; stride 1 and offset 0 for all), its gradient accumulated into

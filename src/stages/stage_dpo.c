@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common.h"
-#include "run_report.h"
-#include "stage.h"
+#include "base/common.h"
+#include "run/run_report.h"
+#include "stages/stage.h"
 
 typedef struct {
     const SeqRef *seqs; // 2 per pair: chosen, rejected

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "metrics_log.h"
-#include "run_report.h"
-#include "reward.h"
-#include "stage.h"
+#include "base/common.h"
+#include "run/metrics_log.h"
+#include "run/run_report.h"
+#include "gem/reward.h"
+#include "stages/stage.h"
 
 typedef struct {
     char label[64];

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "stage.h"
+#include "base/common.h"
+#include "stages/stage.h"
 
 static void put_floats(StrBuf *b, const char *key, const float *v, int n) {
     char tmp[48];

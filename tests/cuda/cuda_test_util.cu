@@ -5,7 +5,7 @@
 #include "cuda_tests.h"
 
 extern "C" {
-#include "rng.h"
+#include "base/rng.h"
 }
 
 std::vector<float> rand_vec(size_t n, uint64_t seed, float scale) {
@@ -52,7 +52,6 @@ double rel_err(const char *what, const std::vector<float> &got, const std::vecto
     const double err = worst / scale;
     if (!(err <= tol))
         std::printf("\n    %s: relative error %.3g > %.3g at [%zu]: got %.9g, expected %.9g\n",
-                    what, err, tol, at, got.empty() ? 0.0 : got[at],
-                    want.empty() ? 0.0 : want[at]);
+                    what, err, tol, at, got.empty() ? 0.0 : got[at], want.empty() ? 0.0 : want[at]);
     return err;
 }

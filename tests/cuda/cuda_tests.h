@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "cuda/cuda_common.cuh"
+#include "model/cuda/cuda_common.cuh"
 
 extern "C" {
-#include "common.h"
-#include "cpu/cpu_kernels.h"
-#include "tests.h"
+#include "base/common.h"
+#include "model/cpu/cpu_kernels.h"
+#include "../tests.h"
 }
 
 void register_cuda_gemm_tests(void);      // test_gemm.cu: the row-major cuBLASLt wrapper

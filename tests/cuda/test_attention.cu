@@ -1,4 +1,4 @@
-// GPU attention (src/cuda/attention.cu) against the CPU kernels: the training forward and
+// GPU attention (src/model/cuda/attention.cu) against the CPU kernels: the training forward and
 // backward over ragged packed batches (GQA, sliding window, tensor-core and plain head dims),
 // their determinism, and the KV-cache decode step against a direct softmax in double.
 #include <algorithm>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "cuda/attention.cuh"
+#include "model/cuda/attention.cuh"
 #include "cuda_tests.h"
 
 // ---- training --------------------------------------------------------------------------------

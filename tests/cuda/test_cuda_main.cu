@@ -7,7 +7,7 @@
 #include "cuda_tests.h"
 
 extern "C" {
-#include "gpu.h"
+#include "model/gpu.h"
 }
 
 int main(int argc, char **argv) {

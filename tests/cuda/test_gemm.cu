@@ -1,10 +1,10 @@
-// The row-major GEMM wrapper (src/cuda/gemm.cuh) against a double-precision loop: every
+// The row-major GEMM wrapper (src/model/cuda/gemm.cuh) against a double-precision loop: every
 // transpose pair, bf16 and fp32 outputs, beta 0 and 1 (in place and into another buffer), the
 // bias epilogue, leading dimensions wider than the matrix, and the model's three uses. On the
 // device this is cuBLASLt's row-major mapping; under the emulator, its stand-in loop.
 #include <cmath>
 
-#include "cuda/gemm.cuh"
+#include "model/cuda/gemm.cuh"
 #include "cuda_tests.h"
 
 // D = op(A) op(B) + beta C (+ bias), in double, from the bf16-rounded inputs.

@@ -1,4 +1,4 @@
-// The GPU head and sampler (src/cuda/head.cuh) against the CPU: head_forward / head_backward
+// The GPU head and sampler (src/model/cuda/head.cuh) against the CPU: head_forward / head_backward
 // against head_forward_f32 / head_backward_f32, sample_rows against sample_token_limited
 // (plain, temperature, greedy, top-k, top-p, both, a drawing limit n_draw < V, u from 0 to just
 // below 1), entropies off, rows whose length is not a multiple of 4, and determinism; and the
@@ -16,12 +16,12 @@
 
 #include <algorithm>
 
-#include "cuda/head.cuh"
+#include "model/cuda/head.cuh"
 #include "cuda_tests.h"
 
 extern "C" {
-#include "config.h"
-#include "sampler.h"
+#include "config/config.h"
+#include "model/sampler.h"
 }
 
 #if CUDA_TEST_BIG

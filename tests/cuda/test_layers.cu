@@ -1,13 +1,13 @@
-// Tests of the CUDA layer kernels (src/cuda/layers.cu) against the CPU kernels of
-// src/cpu/kernels.inc and the AdamW and grad-norm formulas of src/optimizer.c. Each kernel runs
-// on a size that takes its 16-byte vector path and on one that does not (odd sizes, pointers
+// Tests of the CUDA layer kernels (src/model/cuda/layers.cu) against the CPU kernels of
+// src/model/cpu/kernels.inc and the AdamW and grad-norm formulas of src/optimizer.c. Each kernel
+// runs on a size that takes its 16-byte vector path and on one that does not (odd sizes, pointers
 // one element off), += kernels on random prior contents, and the reductions twice to check
 // they give the same bits.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 
-#include "cuda/layers.cuh"
+#include "model/cuda/layers.cuh"
 #include "cuda_tests.h"
 
 #if CUDA_TEST_BIG
@@ -287,7 +287,7 @@ static void test_add(void) {
 
 // ---- AdamW ---------------------------------------------------------------------------------
 
-// adamw_block of src/optimizer.c, element by element.
+// adamw_block of src/model/optimizer.c, element by element.
 static void adamw_ref(float *p, const float *g, float *mo, float *vo, size_t n, float decay_mul,
                       float w1, float b2, float w2, float bc2_sqrt, float eps, float neg_step) {
     for (size_t i = 0; i < n; i++) {

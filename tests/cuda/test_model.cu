@@ -9,10 +9,10 @@
 #include "cuda_tests.h"
 
 extern "C" {
-#include "gem.h"
-#include "gpu.h"
-#include "rng.h"
-#include "sampler.h"
+#include "gem/gem.h"
+#include "model/gpu.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 }
 
 // Log-probs and entropies of a model agree to about 1e-2 of their scale; gradients to a few

@@ -37,7 +37,7 @@ test-run: fuzz-replay
 # ---- libFuzzer and coverage builds (clang, always under build/fuzz) ---------------------------
 FUZZ_CC   ?= clang
 FUZZ_OUT  := build/fuzz
-FUZZ_SRCS := $(LIB_SRC) src/gpu_none.c
+FUZZ_SRCS := $(LIB_SRC) src/model/gpu_none.c
 MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
 # the library's flags without the optimisation/sanitizer choice and without NCCL (no GPU here)

@@ -3,7 +3,7 @@
 // then what was accepted through every stage's cross-key checks and the resolved-YAML hashes.
 #include <stdlib.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "fuzz_util.h"
 
 static const char *const STAGES[] = {"sft", "train", "dpo", "eval", "generate"};

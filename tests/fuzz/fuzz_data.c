@@ -4,8 +4,8 @@
 // dataset_tokenize with the embedded byte-level tokenizer and one of the chat templates.
 #include <stdlib.h>
 
-#include "chat_template.h"
-#include "data.h"
+#include "text/chat_template.h"
+#include "text/data.h"
 #include "fuzz_util.h"
 
 static Tokenizer *tok;

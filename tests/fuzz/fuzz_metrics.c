@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "metrics_log.h"
-#include "tb_events.h"
+#include "run/metrics_log.h"
+#include "run/tb_events.h"
 
 static int finite_fields(const MetricsRow *row) {
     int n = 0;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 static char *single_dir, *sharded_dir;
 

@@ -21,7 +21,7 @@
 #include <hdf5.h>
 
 #include "fuzz_util.h"
-#include "shard.h"
+#include "run/shard.h"
 
 // ---- the recipe ------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ static int64_t interesting(Recipe *r) {
     return i < sizeof V / sizeof V[0] ? V[i] : (int64_t)take64(r);
 }
 
-// ---- the layout (the same table as src/shard.c; the harness keeps its own copy so that a
+// ---- the layout (the same table as src/run/shard.c; the harness keeps its own copy so that a
 // change there shows up as a reader that rejects everything) ---------------------------------
 
 enum { E_I32, E_I64, E_U8, E_F32 };

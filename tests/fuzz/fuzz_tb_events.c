@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "tb_events.h"
+#include "run/tb_events.h"
 
 typedef struct {
     uint8_t *p;

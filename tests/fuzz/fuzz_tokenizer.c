@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static const char TEXT[] = "Hello, world! 12345 <|im_start|>user\n caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5"
                            "\xbd  \t\n<|end_of_text|> Final Answer: -42.5<|eot_id|>";

@@ -1,5 +1,5 @@
-// MPI checks of the collectives (mpi/comm.c) and of the tensor-parallel model, run under mpirun
-// by tests/test_tp.c:
+// MPI checks of the collectives (src/pipeline/comm.c) and of the tensor-parallel model, run under
+// mpirun by tests/test_tp.c:
 //   test_tp_mpi model TP   world split into groups of TP ranks; each rank runs the whole model
 //                          and its shard of it on the same batch and checks log-probs,
 //                          entropies, every gradient (gathered from the shards) and the
@@ -17,11 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "comm.h"
-#include "common.h"
-#include "model.h"
-#include "rng.h"
-#include "tensor_parallel.h"
+#include "pipeline/comm.h"
+#include "base/common.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/tensor_parallel.h"
 #include "../tests.h" // test_tiny_config, test_random_model (tests/test_util.c)
 
 static int g_rank, g_size, g_fail;

@@ -17,7 +17,7 @@
 // loop (a[i] = b[i] + s * c[i], OpenMP over all cores) on arrays much larger than the caches.
 //
 // GEMM mode times, on the shapes the models use (training, the LM head, decode rows), gemc's
-// own GEMM (src/cpu/gemm.h) in each kernel family the CPU has, next to one cblas_sgemm call
+// own GEMM (src/model/cpu/gemm.h) in each kernel family the CPU has, next to one cblas_sgemm call
 // with OpenBLAS's kernels (OPENBLAS_CORETYPE): what the fixed per-element order costs.
 //
 // The last line of the first two modes is "RESULT key=value ...", which tools/bench/run_cpu.sh
@@ -30,11 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "common.h"
-#include "cpu/gemm.h"
-#include "model.h"
-#include "rng.h"
+#include "base/cli.h"
+#include "base/common.h"
+#include "model/cpu/gemm.h"
+#include "model/model.h"
+#include "base/rng.h"
 
 // ---- model FLOPs ---------------------------------------------------------------------------
 //

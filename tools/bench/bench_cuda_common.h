@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#include "config.h"
-#include "gpu.h"
-#include "model.h"
+#include "config/config.h"
+#include "model/gpu.h"
+#include "model/model.h"
 
 // The card a benchmark runs on and the peaks its roofline uses.
 typedef struct {

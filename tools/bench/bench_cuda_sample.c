@@ -31,12 +31,12 @@
 #include <string.h>
 
 #include "bench_cuda_common.h"
-#include "cli.h"
-#include "common.h"
-#include "config.h"
-#include "gpu.h"
-#include "model.h"
-#include "sampler.h"
+#include "base/cli.h"
+#include "base/common.h"
+#include "config/config.h"
+#include "model/gpu.h"
+#include "model/model.h"
+#include "model/sampler.h"
 
 // ---- model FLOPs ---------------------------------------------------------------------------
 //

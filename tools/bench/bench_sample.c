@@ -24,13 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "common.h"
-#include "cpu/gemm.h"
-#include "config.h"
-#include "model.h"
-#include "rng.h"
-#include "sampler.h"
+#include "base/cli.h"
+#include "base/common.h"
+#include "model/cpu/gemm.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "model/sampler.h"
 
 // ---- model FLOPs ---------------------------------------------------------------------------
 //

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "common.h"
-#include "tokenizer.h"
+#include "base/cli.h"
+#include "base/common.h"
+#include "text/tokenizer.h"
 
 // Encodes text[0..len) as documents of at least min bytes (min 0: one text); -1 on an error.
 static int encode_docs(Tokenizer *t, const char *text, size_t len, size_t min, IntVec *ids,

@@ -1,0 +1,51 @@
+// The Model API (model.h) on the CPU: the float instantiation of src/model/cpu/model.inc; a model
+// moved to a GPU (m->gpu) goes to the CUDA backend instead (gpu.h).
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/common.h"
+#include "model/cpu/cpu_kernels.h"
+#include "model/gpu.h"
+#include "model/model.h"
+
+// 1 / T of the head, 1 for the raw logits.
+static float model_logit_scale(const Model *m) {
+    const float t = m->logit_temperature;
+    return t > 0 && t != 1.0f ? 1.0f / t : 1.0f;
+}
+
+void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
+    if (m->gpu) {
+        gpu_model_forward(m->gpu, batch, logprobs, entropy, model_logit_scale(m));
+        return;
+    }
+    if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
+    // m->tp: a tensor-parallel shard, whose forward calls its group's collectives
+    model_forward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
+                             logprobs, entropy, m->tp, model_logit_scale(m));
+}
+
+void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs) {
+    if (m->gpu) {
+        gpu_model_backward(m->gpu, batch, dlogprobs);
+        return;
+    }
+    if (!m->acts || m->acts->last_N != batch->N)
+        gemc_fatal("model_backward: no forward of this batch (%d tokens) to go back through",
+                   batch->N);
+    if (!m->grads) m->grads = callocCheck(m->layout.total, sizeof(float));
+    model_backward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->acts, batch, dlogprobs, m->grads,
+                              m->tp);
+}
+
+void model_zero_grad(Model *m) {
+    if (m->gpu) gpu_model_zero_grad(m->gpu);
+    if (m->grads) memset(m->grads, 0, m->layout.total * sizeof(float));
+}
+
+void model_free_acts(Model *m) {
+    if (!m->acts) return;
+    acts_free_f32(m->acts);
+    free(m->acts);
+    m->acts = NULL;
+}

@@ -1,0 +1,416 @@
+// A learner rank: one tensor-parallel shard of the policy in one data-parallel group. Each step
+// it reads every generator's shard of the step, takes its group's share of the SEGA loss
+// (Eq. 2) through the tensor-parallel forward/backward, sums gradients across the data-parallel
+// groups, steps AdamW on its shard, and (learner 0) sends the new version to the generators,
+// writes metrics, checkpoints and the final model.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/common.h"
+#include "model/gpu.h"
+#include "pipeline/pipeline_internal.h"
+#include "run/shard.h"
+#include "stages/checkpoint.h"
+#include "run/run_report.h"
+#include "stages/stage.h"
+#include "model/tensor_parallel.h"
+
+typedef struct {
+    Pipeline *pl;
+    const GemConfig *c;
+    Policy p;          // the full policy (tokenizer, config; learner 0 assembles weights in it)
+    Model shard;       // this rank's tensor-parallel shard, the weights it trains
+    Policy ref;        // the frozen reference (kl_coef > 0)
+    Model ref_shard;   // its shard
+    TensorParallel tp; // hooks over pl->tp (unused when tp == 1)
+    size_t max_local;  // the largest shard's slab, for the gather
+    int root;          // learner 0: metrics, checkpoints, the weight broadcast
+    RunDir run;
+    float *grads_host; // a GPU shard's gradients on their way through MPI (no NCCL)
+} Learner;
+
+// The shard of a full model for this rank, wired to the tp group when there is one. With tp = 1
+// the shard is the whole model and takes the single-process path (same bits as `gemc train`).
+static void make_shard(Learner *L, const Model *full, Model *out) {
+    const int tp = L->c->pipeline.tp;
+    ModelConfig local;
+    int v0;
+    if (tp_local_config(&full->cfg, L->pl->tp_rank, tp, &local, &v0) != 0) pipeline_fail(L->pl);
+    model_init(out, &local);
+    tp_shard_from_full(&full->cfg, L->pl->tp_rank, tp, full->params, out->params);
+    if (tp > 1) {
+        L->tp = (TensorParallel){.rank = L->pl->tp_rank,
+                                 .size = tp,
+                                 .vocab_start = v0,
+                                 .vocab_full = full->cfg.vocab_size,
+                                 .allreduce_sum = comm_tp_allreduce_sum,
+                                 .allreduce_max = comm_tp_allreduce_max,
+                                 .ctx = L->pl->tp};
+        out->tp = &L->tp;
+    }
+}
+
+// The full fp32 weights in L->p.model.params on learner 0, gathered from the tp group of
+// data-parallel group 0 (every replica holds the same weights). Called by all learners.
+static void gather_full(Learner *L) {
+    Pipeline *pl = L->pl;
+    if (pl->dp_rank != 0) return;
+    model_sync_host(&L->shard); // a GPU shard's weights to the host first
+    const int tp = L->c->pipeline.tp;
+    const size_t n = L->shard.layout.total;
+    if (tp == 1) {
+        if (L->root) memcpy(L->p.model.params, L->shard.params, n * sizeof(float));
+        return;
+    }
+    float *send = callocCheck(L->max_local, sizeof(float));
+    memcpy(send, L->shard.params, n * sizeof(float));
+    float *recv = L->root ? mallocCheck(L->max_local * tp * sizeof(float)) : NULL;
+    comm_gather(pl->tp, send, recv, L->max_local * sizeof(float), 0);
+    if (L->root)
+        for (int r = 0; r < tp; r++)
+            tp_shard_to_full(&L->p.model.cfg, r, tp, recv + (size_t)r * L->max_local,
+                             L->p.model.params);
+    free(send);
+    free(recv);
+}
+
+// The shards (and the reference's) go where run.device says once their host state is final (after
+// a restore). Tensor-parallel shards stay on the CPU backend, which has the tp collectives.
+// Then the data-parallel gradients' route: NCCL between distinct GPUs (collectives auto or
+// nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which NCCL
+// refuses).
+static void place_shards(Learner *L) {
+    Pipeline *pl = L->pl;
+    const GemConfig *c = L->c;
+    if (c->pipeline.tp == 1) {
+        if (model_place(&L->shard, c) != 0) pipeline_fail(pl);
+        if (L->ref_shard.params && model_place(&L->ref_shard, c) != 0) pipeline_fail(pl);
+    } else if (c->run.device == DEVICE_CUDA) {
+        pipeline_fatal(pl,
+                       "run.device=cuda with pipeline.tp=%d: the CUDA backend runs whole models "
+                       "only (HINT: pipeline.tp=1 with more data-parallel learners, or "
+                       "run.device=cpu)",
+                       c->pipeline.tp);
+    }
+    if (pl->n_dp == 1 || c->pipeline.collectives == COLLECTIVES_MPI) return;
+    // every data-parallel peer's device: "host/GPU-uuid", or "" for a CPU shard
+    char id[192] = "";
+    if (L->shard.gpu) {
+        char host[96] = "", uuid[80] = "";
+        gethostname(host, sizeof host - 1);
+        gpu_device_uuid(gpu_model_device(L->shard.gpu), uuid, sizeof uuid);
+        snprintf(id, sizeof id, "%s/%s", host, uuid);
+    }
+    char *all = callocCheck((size_t)pl->n_dp, sizeof id);
+    comm_gather(pl->dp, id, all, sizeof id, 0);
+    int use = 1, bad = -1;
+    if (pl->dp_rank == 0)
+        for (int i = 0; i < pl->n_dp && use; i++) {
+            if (!all[i * sizeof id]) use = 0, bad = i;
+            for (int j = 0; j < i && use; j++)
+                if (!strcmp(all + i * sizeof id, all + j * sizeof id)) use = 0, bad = i;
+        }
+    int verdict[2] = {use, bad};
+    comm_bcast(pl->dp, verdict, sizeof verdict, 0);
+    free(all);
+    if (!verdict[0] && c->pipeline.collectives == COLLECTIVES_NCCL)
+        pipeline_fatal(pl,
+                       "pipeline.collectives=nccl, but data-parallel learner %d %s (HINT: one "
+                       "GPU per learner rank, e.g. srun --gpus-per-task=1, or "
+                       "pipeline.collectives=auto to fall back to MPI)",
+                       verdict[1], id[0] ? "shares a GPU with another" : "has no GPU");
+    if (verdict[0])
+        pl->dp_nccl = comm_create(comm_mpi(pl->dp), COMM_NCCL, c->pipeline.timeout,
+                                  "the data-parallel gradients");
+}
+
+// Sums the shards' gradients across the data-parallel groups: in place on the host, over NCCL
+// on the devices, or through a host copy when GPU learners have no NCCL route.
+static void allreduce_grads(Learner *L) {
+    Pipeline *pl = L->pl;
+    Model *m = &L->shard;
+    const size_t total = m->layout.total;
+    if (!m->gpu) {
+        if (!m->grads) m->grads = callocCheck(total, sizeof(float));
+        comm_allreduce_sum_f32(pl->dp, m->grads, total);
+    } else if (pl->dp_nccl) {
+        gpu_model_synchronize(m->gpu);
+        comm_allreduce_sum_f32(pl->dp_nccl, gpu_model_grads_device(m->gpu), total);
+    } else {
+        if (!L->grads_host) L->grads_host = mallocCheck(total * sizeof(float));
+        gpu_model_grads_download(m->gpu, L->grads_host);
+        comm_allreduce_sum_f32(pl->dp, L->grads_host, total);
+        gpu_model_grads_upload(m->gpu, L->grads_host);
+    }
+}
+
+static void wait_for_shard(Pipeline *pl, const char *path, int gen) {
+    const double t0 = now_seconds(), limit = pl->c->pipeline.timeout;
+    while (!path_exists(path)) {
+        if (now_seconds() - t0 > limit)
+            pipeline_fatal(pl,
+                           "waited %.0f s (pipeline.timeout) for %s from generator %d: it died "
+                           "or hangs (HINT: see that rank's messages; raise pipeline.timeout if "
+                           "one step's sampling takes longer)",
+                           limit, path, gen);
+        usleep(2000);
+    }
+}
+
+// Reads the shards of step t, checked against what the schedule says they must hold.
+static Shard *read_step(Learner *L, long t, double *t_wait) {
+    Pipeline *pl = L->pl;
+    const GemConfig *c = L->c;
+    const int ngen = c->pipeline.generators, G = c->train.batch_size;
+    Shard *sh = callocCheck((size_t)ngen, sizeof(Shard));
+    double t0 = now_seconds();
+    for (int gen = 0; gen < ngen; gen++) {
+        char *path = shard_path(pl->shard_dir, t, gen);
+        wait_for_shard(pl, path, gen);
+        if (shard_read(path, &sh[gen], pl->shard_hash) != 0)
+            pipeline_fatal(pl,
+                           "%s (HINT: delete the shard and resume; its generator writes it "
+                           "again)",
+                           gemc_error());
+        const Shard *s = &sh[gen];
+        int j0, j1;
+        pipeline_gen_slice(c, gen, &j0, &j1);
+        int ok = s->step == t && s->generator_rank == gen && s->k == c->sampling.k &&
+                 s->policy_version == pipeline_version_for_step(c, t) && s->n_groups == j1 - j0;
+        for (int g = 0; ok && g < s->n_groups; g++) ok = s->group_id[g] == (t - 1) * G + j0 + g;
+        if (!ok)
+            pipeline_fatal(pl,
+                           "%s is not the shard of step %ld from generator %d that this run "
+                           "expects (it holds step %ld, version %ld, %d groups) (HINT: delete "
+                           "it and resume)",
+                           path, t, gen, s->step, s->policy_version, s->n_groups);
+        free(path);
+    }
+    *t_wait = now_seconds() - t0;
+    return sh;
+}
+
+static void checkpoint(Learner *L, long t) {
+    Pipeline *pl = L->pl;
+    const GemConfig *c = L->c;
+    char *tmp = NULL;
+    if (L->root && !(tmp = ckpt_begin(c->train.dir, t))) pipeline_fail(pl);
+    comm_barrier(pl->learners);
+    if (pl->dp_rank == 0) {
+        model_sync_host(&L->shard);
+        char *dir = ckpt_path(c->train.dir, t, 1);
+        if (ckpt_write_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L->shard) != 0)
+            pipeline_fail(pl);
+        free(dir);
+    }
+    if (L->root) {
+        TrainState st = {.format_version = TRAIN_STATE_VERSION,
+                         .step = t,
+                         .policy_version = t,
+                         .shard_cursor = t,
+                         .generators = c->pipeline.generators,
+                         .learners = c->pipeline.learners,
+                         .tp = c->pipeline.tp,
+                         .max_staleness = c->pipeline.max_staleness,
+                         .config_hash = pl->shard_hash};
+        if (model_save_folder(&L->p.model, tmp, save_dtype(c->run.dtype), L->p.dir, 0) != 0 ||
+            ckpt_write_state(tmp, &st) != 0)
+            pipeline_fail(pl);
+    }
+    comm_barrier(pl->learners);
+    if (L->root) {
+        // the shards a resumed run reads before its generators write again must be on disk
+        const long last = t + c->pipeline.max_staleness;
+        for (long u = t + 1; u <= last && u <= c->train.steps; u++)
+            for (int gen = 0; gen < c->pipeline.generators; gen++) {
+                char *path = shard_path(pl->shard_dir, u, gen);
+                wait_for_shard(pl, path, gen);
+                free(path);
+            }
+        if (ckpt_commit(c->train.dir, t) != 0) pipeline_fail(pl);
+        printf("train: checkpoint %s/checkpoints/step_%06ld\n", c->train.dir, t);
+        fflush(stdout);
+        free(tmp);
+    }
+}
+
+static void ids_json(const long *ids, int n, StrBuf *b) {
+    strbuf_puts(b, "[");
+    for (int i = 0; i < n; i++) {
+        char x[32];
+        snprintf(x, sizeof x, "%s%ld", i ? ", " : "", ids[i]);
+        strbuf_puts(b, x);
+    }
+    strbuf_puts(b, "]");
+}
+
+int learner_run(Pipeline *pl) {
+    const GemConfig *c = pl->c;
+    Learner L = {.pl = pl, .c = c, .root = pl->learner_rank == 0};
+    const int use_ref = c->sega.kl_coef > 0;
+    if (policy_load(&L.p, c->train.model, c) != 0) pipeline_fail(pl);
+    make_shard(&L, &L.p.model, &L.shard);
+    if (use_ref) {
+        if (policy_load(&L.ref, c->model.ref[0] ? c->model.ref : c->train.model, c) != 0)
+            pipeline_fail(pl);
+        make_shard(&L, &L.ref.model, &L.ref_shard);
+    }
+    for (int r = 0; r < c->pipeline.tp; r++) {
+        ModelConfig local;
+        int v0;
+        tp_local_config(&L.p.model.cfg, r, c->pipeline.tp, &local, &v0);
+        ParamLayout lay;
+        param_layout_init(&lay, &local);
+        if (lay.total > L.max_local) L.max_local = lay.total;
+    }
+    const long start = pl->start_step, steps = c->train.steps;
+    if (start > 0) {
+        char *dir = ckpt_path(c->train.dir, start, 0);
+        if (ckpt_read_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L.shard) != 0) pipeline_fail(pl);
+        free(dir);
+    }
+    place_shards(&L);
+    ProbeState probe = {0}; // eval.probe's signal check, on the root (stop_on_collapse: 1 rank)
+    if (L.root) {
+        if (stage_probe_open(&probe, c, &L.p, c->train.dir, start) != 0) pipeline_fail(pl);
+        if (rundir_open_at(&L.run, c->train.dir, c, "train", start > 0 ? start : -1) != 0)
+            pipeline_fail(pl);
+        printf("train (GEM pipeline): %d generators, %d learners (%d data-parallel x tp %d), "
+               "max_staleness %d; %ld steps of %d prompts x k=%d from %s, run dir %s\n",
+               c->pipeline.generators, c->pipeline.learners, pl->n_dp, c->pipeline.tp,
+               c->pipeline.max_staleness, steps, c->train.batch_size, c->sampling.k, c->train.data,
+               c->train.dir);
+        if (start > 0) printf("train: resuming from checkpoint step %ld\n", start);
+        fflush(stdout);
+    }
+    comm_barrier(pl->world); // the generators have cleaned up their shards
+
+    const long last_sent = pipeline_last_version_sent(pl);
+    if (start <= last_sent) {
+        gather_full(&L);
+        if (L.root) weights_send(pl, L.p.model.params, L.p.model.layout.total, start, 0);
+    }
+    const int G = c->train.batch_size;
+    const int **prompts = mallocCheck(sizeof(int *) * (size_t)G);
+    int *prompt_lens = mallocCheck(sizeof(int) * (size_t)G);
+    long *group_ids = mallocCheck(sizeof(long) * (size_t)G);
+    double t_loop = now_seconds();
+    NonFiniteGuard guard = {.quiet = !L.root};
+    int rc = 0;
+    for (long t = start + 1; t <= steps; t++) {
+        double t_wait;
+        Shard *sh = read_step(&L, t, &t_wait);
+        GroupBatch gb;
+        groups_from_shards(sh, c->pipeline.generators, &gb, prompts, prompt_lens, group_ids);
+
+        // this data-parallel group's share of the groups; the weights see the whole batch
+        double t0 = now_seconds();
+        int n;
+        long tokens;
+        double loss = sega_accumulate(&L.shard, use_ref ? &L.ref_shard : NULL, c, &gb, prompts,
+                                      prompt_lens, pl->n_dp, pl->dp_rank, t - 1, &n, &tokens);
+        double sums[3] = {loss, n, (double)tokens};
+        if (pl->n_dp > 1) {
+            allreduce_grads(&L);
+            comm_allreduce_sum_f64(pl->dp, sums, 3);
+        }
+        // a SIGTERM to any learner stops them all at this step boundary
+        float stop_f = stage_stop_requested ? 1.0f : 0.0f;
+        comm_allreduce_max_f32(pl->learners, &stop_f, 1);
+        float norm = 0, lr = stage_lr(&c->optim, c->train.lr, (int)t, (int)steps);
+        int updated = 0;
+        if (sums[1] > 0) norm = stage_optimizer_step(&L.shard, &c->optim, lr, sums[0], &updated);
+        double t_train = now_seconds() - t0;
+        // every learner holds the same allreduced loss and gradient norm, so all of them skip
+        // (and give up) together; only the root logs
+        const int gave_up = sums[1] > 0 && nonfinite_guard_step(&guard, &c->optim, "train", (int)t,
+                                                                updated, sums[0], norm);
+        const int stop = gave_up || (stop_f > 0 && t < steps);
+
+        const int send = t <= last_sent;
+        const int save =
+            gave_up ||
+            (t < steps && ((c->run.save_every > 0 && t % c->run.save_every == 0) || stop));
+        // eval.every: the root evaluates the whole model (the generators wait for the weights)
+        const int eval_now = stage_eval_due(c, t, steps);
+        if (send || save || t == steps || eval_now) gather_full(&L);
+        if (L.root && send) weights_send(pl, L.p.model.params, L.p.model.layout.total, t, stop);
+
+        if (L.root) {
+            Metrics m;
+            double reward, fork, final;
+            metrics_begin(&m, "train", (int)t);
+            metrics_num(&m, "loss", sums[0]);
+            metrics_grad_norm(&m, &c->optim, norm);
+            metrics_num(&m, "lr", lr);
+            groups_metrics(&gb, &m, &reward, &fork, &final, NULL);
+            metrics_int(&m, "candidates_trained", (long)sums[1]);
+            metrics_int(&m, "tokens", (long)sums[2]);
+            metrics_int(&m, "policy_version", t);
+            metrics_int(&m, "version_lag", t - 1 - pipeline_version_for_step(c, t));
+            metrics_num(&m, "train_tok_s", t_train > 0 && sums[1] > 0 ? sums[2] / t_train : NAN);
+            metrics_num(&m, "time_train", t_train);
+            metrics_num(&m, "time_wait_shards", t_wait);
+            metrics_num(
+                &m, "mfu",
+                stage_mfu(c, L.p.model.layout.total, sums[2], t_train, c->pipeline.learners));
+            metrics_int(&m, "updated", updated);
+            StrBuf ids = {0};
+            ids_json(group_ids, gb.G, &ids);
+            metrics_raw(&m, "group_ids", ids.p);
+            free(ids.p);
+            int collapsed = 0; // (config_check refuses stop_on_collapse with several ranks)
+            if (eval_now &&
+                stage_eval_in_training_probe(c, &L.p, &L.run, &m, t, &probe, &collapsed) != 0)
+                pipeline_fail(pl);
+            metrics_end(&m, &L.run);
+            int skipped = 0;
+            for (int g = 0; g < gb.G; g++) skipped += gb.rank[g].skipped;
+            if (t % c->run.log_every == 0 || t == steps) {
+                char f[200];
+                snprintf(
+                    f, sizeof f,
+                    "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d | lag %ld",
+                    sums[0], reward, fork, final, skipped, t - 1 - pipeline_version_for_step(c, t));
+                stage_print_step("train", (int)t, (int)steps, f, sums[2] / (now_seconds() - t0),
+                                 t_loop);
+            }
+        }
+        groups_free(&gb);
+        for (int i = 0; i < c->pipeline.generators; i++) shard_free(&sh[i]);
+        free(sh);
+        if (save) checkpoint(&L, t);
+        if (gave_up) {
+            rc = nonfinite_guard_stop(&guard, "train", c->train.dir, t, 0);
+            // one line for the job: mpirun's rank 0 is a generator, which ends cleanly
+            if (L.root) fprintf(stderr, "gemc: error: %s\n", gemc_error());
+            break;
+        }
+        if (stop) {
+            if (L.root)
+                printf("train: SIGTERM: stopped after step %ld with a checkpoint; the same "
+                       "command resumes (run.resume: auto)\n",
+                       t);
+            break;
+        }
+        if (t == steps && L.root) {
+            if (rundir_save(&L.run, &L.p, -1) != 0) pipeline_fail(pl);
+            printf("train: wrote %s/final\n", c->train.dir);
+        }
+    }
+    if (L.root && rc == 0) run_report_print(c->train.dir, stdout);
+    fflush(stdout);
+    free(prompts), free(prompt_lens), free(group_ids), free(L.grads_host);
+    if (L.root) rundir_close(&L.run);
+    stage_probe_close(&probe);
+    model_free(&L.shard);
+    policy_free(&L.p);
+    if (use_ref) {
+        model_free(&L.ref_shard);
+        policy_free(&L.ref);
+    }
+    return rc;
+}

@@ -1,0 +1,93 @@
+// The learner's core, shared by `gemc train` (stage_train.c) and the pipeline's learner ranks
+// (src/pipeline/learner.c): the SEGA loss of one step (Eq. 2, docs/algorithm.md section 5) and
+// its gradient, over a scored and ranked GroupBatch. The two callers hand it the same groups
+// (sampled here, or read back from shards by groups_from_shards), so one generator and one
+// learner give the bits of one process.
+#include <stdlib.h>
+
+#include "base/common.h"
+#include "stages/stage.h"
+
+typedef struct {
+    const GemConfig *c;
+    const SeqRef *seqs;
+    const float *adv;                // [n] A_i of each sequence
+    const float *weight;             // [n] 1 / (G k_g)
+    const float *const *sample_logp; // [n] the generator's logp_old, NULL = on-policy
+    const float *ref_logp;           // packed like the response log-probs, or NULL
+    const long *off;                 // [n + 1] response offsets
+} SegaCtx;
+
+static double sega_grad(void *ctx, int s0, int ns, const float *logp, float *dlogp) {
+    const SegaCtx *x = ctx;
+    double loss = 0;
+    const long base = x->off[s0];
+    for (int s = s0; s < s0 + ns; s++) {
+        const long o = x->off[s] - base;
+        loss += sega_candidate_loss(&x->c->sega, x->adv[s], x->weight[s], logp + o,
+                                    x->sample_logp[s], x->ref_logp ? x->ref_logp + x->off[s] : NULL,
+                                    x->seqs[s].R, dlogp + o);
+    }
+    return loss;
+}
+
+double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
+                       const int *const *prompts, const int *prompt_lens, int stride, int offset,
+                       long version, int *n_seqs, long *n_tokens) {
+    const int G = gb->G, k = gb->k;
+    int n = 0;
+    long tokens = 0;
+    // the weights see the whole batch, whatever share of it this learner trains
+    int *len = mallocCheck(sizeof(int) * ((size_t)G * k + 1));
+    float *w = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    for (int i = 0; i < G * k; i++) len[i] = gb->cands[i].n;
+    const float constant =
+        c->sega.loss_constant > 0 ? c->sega.loss_constant : (float)c->sampling.max_new_tokens;
+    sega_batch_weights(&c->sega, gb->rank, len, G, k, constant, w);
+    SeqRef *seqs = mallocCheck(sizeof(SeqRef) * ((size_t)G * k + 1));
+    float *adv = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    float *weight = mallocCheck(sizeof(float) * ((size_t)G * k + 1));
+    const float **sample_logp = mallocCheck(sizeof(float *) * ((size_t)G * k + 1));
+    long *off = mallocCheck(sizeof(long) * ((size_t)G * k + 1));
+    for (int g = offset; g < G; g += stride) {
+        const GroupRanking *rk = &gb->rank[g];
+        if (rk->skipped) continue;
+        for (int i = 0; i < k; i++) {
+            const Candidate *cd = &gb->cands[(size_t)g * k + i];
+            // a zero advantage contributes nothing unless the KL term is on
+            if (!rk->valid[i] || (rk->advantage[i] == 0.0f && !ref)) continue;
+            seqs[n] = (SeqRef){prompts[g], prompt_lens[g], cd->ids, cd->n};
+            adv[n] = rk->advantage[i];
+            weight[n] = w[(size_t)g * k + i];
+            // weights newer than the sampler's: the PPO-clipped ratio to the sampler's log-probs
+            // at the same temperature, untruncated (logp_old); the same weights: rho = 1 and the
+            // plain Eq. 2 term
+            sample_logp[n] = cd->policy_version < version ? cd->logp_old : NULL;
+            tokens += cd->n + prompt_lens[g];
+            n++;
+        }
+    }
+    seq_resp_offsets(seqs, n, off);
+    // the policy the candidates came from: softmax(z / T) (greedy sampling has no T: the raw one)
+    const float T = c->sampling.temperature > 0 ? c->sampling.temperature : 1.0f;
+    const float keep_t = m->logit_temperature, keep_ref_t = ref ? ref->logit_temperature : 0;
+    m->logit_temperature = T;
+    if (ref) ref->logit_temperature = T;
+    float *ref_logp = NULL;
+    if (ref && n > 0) {
+        ref_logp = mallocCheck(sizeof(float) * (size_t)(off[n] ? off[n] : 1));
+        seq_forward_backward(ref, seqs, n, 1, c->optim.micro_batch_tokens, ref_logp, NULL, NULL);
+    }
+    SegaCtx ctx = {c, seqs, adv, weight, sample_logp, ref_logp, off};
+    double loss = 0;
+    if (n > 0)
+        loss =
+            seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens, NULL, sega_grad, &ctx);
+    m->logit_temperature = keep_t;
+    if (ref) ref->logit_temperature = keep_ref_t;
+    free(ref_logp), free(seqs), free(adv), free(weight), free(sample_logp), free(off);
+    free(len), free(w);
+    *n_seqs = n;
+    *n_tokens = tokens;
+    return loss;
+}
