@@ -1,5 +1,5 @@
 // Tests of the CUDA layer kernels (src/model/cuda/layers.cu) against the CPU kernels of
-// src/model/cpu/kernels.inc and the AdamW and grad-norm formulas of src/optimizer.c. Each kernel
+// src/model/cpu/kernels.inc and the AdamW and grad-norm formulas of src/model/optimizer.c. Each kernel
 // runs on a size that takes its 16-byte vector path and on one that does not (odd sizes, pointers
 // one element off), += kernels on random prior contents, and the reductions twice to check
 // they give the same bits.
