@@ -97,11 +97,11 @@ static void test_shard_round_trip(void) {
                 param_layout_init(&ll, &lc);
                 float *loc = mallocCheck(ll.total * sizeof(float));
                 float *again = mallocCheck(ll.total * sizeof(float));
-                tp_shard_from_full(&cfg, r, size, full.params, loc);
-                tp_shard_to_full(&cfg, r, size, loc, back);
+                tp_partition_from_full(&cfg, r, size, full.params, loc);
+                tp_partition_to_full(&cfg, r, size, loc, back);
                 float *tmp = callocCheck(full.layout.total, sizeof(float));
-                tp_shard_to_full(&cfg, r, size, loc, tmp);
-                tp_shard_from_full(&cfg, r, size, tmp, again);
+                tp_partition_to_full(&cfg, r, size, loc, tmp);
+                tp_partition_from_full(&cfg, r, size, tmp, again);
                 CU_ASSERT(memcmp(again, loc, ll.total * sizeof(float)) == 0);
                 unsigned char *mask = mallocCheck(ll.total);
                 tp_norm_mask(&cfg, r, size, mask);

@@ -38,7 +38,7 @@ typedef struct GpuModel GpuModel;
 
 // Copies m (its config, fp32 params and, when present, AdamW moments) to device `device`.
 // Returns NULL with the reason in gemc_error() when it cannot (no device, out of memory, a
-// tensor-parallel shard).
+// tensor-parallel partition).
 GpuModel *gpu_model_create(const Model *m, int device);
 void gpu_model_free(GpuModel *g);
 // The CUDA device the model lives on.

@@ -51,7 +51,7 @@ void model_free(Model *m) {
 }
 
 int model_check_tokens(const Model *m, const int *tokens, int n) {
-    // a tensor-parallel shard holds a slice of the vocabulary; tokens index the whole of it
+    // a tensor-parallel partition holds a slice of the vocabulary; tokens index the whole of it
     const int V = m->tp ? m->tp->vocab_full : m->cfg.vocab_size;
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= V) {

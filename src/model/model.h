@@ -34,7 +34,7 @@ typedef struct {
     long adam_t;          // AdamW steps taken
     float *rope_inv_freq; // [head_dim / 2], with rope scaling applied
     CpuActs *acts;        // grown to the largest batch seen
-    // NULL for a whole model; for a tensor-parallel shard (cfg is then tp_local_config's), the
+    // NULL for a whole model; for a tensor-parallel partition (cfg is then tp_local_config's), the
     // tp group whose collectives the forward, backward and gradient norm call
     const TensorParallel *tp;
     // NULL on the CPU backend. Set by model_to_gpu: the forward, backward, gradient norm, AdamW
@@ -60,8 +60,8 @@ void model_init(Model *m, const ModelConfig *cfg);
 void model_init_random(Model *m, uint64_t seed);
 void model_free(Model *m);
 
-// Loads DIR/config.json and the weights of DIR (single file or sharded), converting F32,
-// BF16 or F16 to fp32. Returns 0, or -1 with one error line in gemc_error().
+// Loads DIR/config.json and the weights of DIR (one file, or several with an index), converting
+// F32, BF16 or F16 to fp32. Returns 0, or -1 with one error line in gemc_error().
 int model_load_hf(Model *m, const char *dir);
 // Writes DIR/config.json and DIR/model.safetensors in `dtype` (F32, BF16 or F16), with the
 // Hugging Face tensor names; each file atomically. Creates DIR when missing.

@@ -20,7 +20,7 @@ void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *e
         return;
     }
     if (!m->acts) m->acts = callocCheck(1, sizeof(CpuActs));
-    // m->tp: a tensor-parallel shard, whose forward calls its group's collectives
+    // m->tp: a tensor-parallel partition, whose forward calls its group's collectives
     model_forward_cpu_tp_f32(&m->cfg, &m->layout, m->params, m->rope_inv_freq, m->acts, batch,
                              logprobs, entropy, m->tp, model_logit_scale(m));
 }

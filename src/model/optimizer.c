@@ -9,7 +9,7 @@
 
 #define NORM_CHUNK 65536 // elements per partial sum of squares
 
-// The full model's config of a tensor-parallel shard (the inverse of tp_local_config).
+// The full model's config of a tensor-parallel partition (the inverse of tp_local_config).
 static ModelConfig tp_full_config(const Model *m) {
     ModelConfig full = m->cfg;
     const int size = m->tp->size;
@@ -20,9 +20,9 @@ static ModelConfig tp_full_config(const Model *m) {
     return full;
 }
 
-// With m->tp (a tensor-parallel shard), the norm is the whole model's: each rank sums the squares
-// of its shard, counting the replicated tensors (norms, o bias) on rank 0 only (tp_norm_mask),
-// the group sums the ranks' totals, and every rank clips its shard by the same coefficient.
+// With m->tp (a tensor-parallel partition), the norm is the whole model's: each rank sums the squares
+// of its partition, counting the replicated tensors (norms, o bias) on rank 0 only (tp_norm_mask),
+// the group sums the ranks' totals, and every rank clips its partition by the same coefficient.
 // Data-parallel replicas must have allreduced (averaged) their gradients BEFORE this call: the
 // norm is of the gradients as they are here.
 float model_clip_grad_norm(Model *m, float max_norm) {

@@ -365,8 +365,8 @@ static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-// Opens every shard of an index.json once, and checks the index against the shards.
-static int open_sharded(StCollection *c, const char *dir, const char *index_path) {
+// Opens every weight file of an index.json once, and checks the index against the files.
+static int open_indexed(StCollection *c, const char *dir, const char *index_path) {
     char *text = read_text_file(index_path, NULL);
     if (!text) return -1;
     const char *end = NULL;
@@ -380,8 +380,9 @@ static int open_sharded(StCollection *c, const char *dir, const char *index_path
     free(text);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
-        gemc_set_error("%s: no \"weight_map\" object (HINT: a sharded checkpoint's index maps "
-                       "each tensor name to its shard file)",
+        gemc_set_error("%s: no \"weight_map\" object (HINT: a checkpoint split over several files "
+                       "has an index that maps "
+                       "each tensor name to its file)",
                        index_path);
         cJSON_Delete(root);
         return -1;
@@ -393,13 +394,14 @@ static int open_sharded(StCollection *c, const char *dir, const char *index_path
             cJSON_Delete(root);
             return -1;
         }
-        // a shard is a file of the model folder: a path could make gemc read anywhere
+        // a weight file is a file of the model folder: a path could make gemc read anywhere
         if (strchr(e->valuestring, '/') || strchr(e->valuestring, '\\') ||
             e->valuestring[0] == '.') {
-            gemc_set_error("%s: weight_map entry '%s' names '%s', which is not a file of the "
-                           "model folder (HINT: shard names are plain file names next to the "
-                           "index)",
-                           index_path, e->string, e->valuestring);
+            gemc_set_error(
+                "%s: weight_map entry '%s' names '%s', which is not a file of the "
+                "model folder (HINT: weight files are named by plain file names next to the "
+                "index)",
+                index_path, e->string, e->valuestring);
             cJSON_Delete(root);
             return -1;
         }
@@ -410,38 +412,39 @@ static int open_sharded(StCollection *c, const char *dir, const char *index_path
         cJSON_Delete(root);
         return -1;
     }
-    // distinct shard names, in sorted order
-    const char **shards = mallocCheck(sizeof(char *) * (size_t)n);
+    // distinct weight-file names, in sorted order
+    const char **files_named = mallocCheck(sizeof(char *) * (size_t)n);
     int k = 0;
-    for (const cJSON *e = wm->child; e; e = e->next) shards[k++] = e->valuestring;
-    qsort(shards, (size_t)n, sizeof *shards, cmp_str_ptr);
+    for (const cJSON *e = wm->child; e; e = e->next) files_named[k++] = e->valuestring;
+    qsort(files_named, (size_t)n, sizeof *files_named, cmp_str_ptr);
     int ns = 0;
     for (int i = 0; i < n; i++)
-        if (ns == 0 || strcmp(shards[ns - 1], shards[i]) != 0) shards[ns++] = shards[i];
+        if (ns == 0 || strcmp(files_named[ns - 1], files_named[i]) != 0)
+            files_named[ns++] = files_named[i];
     int rc = 0;
     for (int i = 0; i < ns && rc == 0; i++) {
-        char *p = path_join(dir, shards[i]);
+        char *p = path_join(dir, files_named[i]);
         if (collection_add(c, p) != 0) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", gemc_error());
-            gemc_set_error("%s (shard listed in %s)", msg, index_path);
+            gemc_set_error("%s (weight file listed in %s)", msg, index_path);
             rc = -1;
         }
         free(p);
     }
-    // every tensor the index lists must be in its shard
+    // every tensor the index lists must be in its file
     for (const cJSON *e = wm->child; e && rc == 0; e = e->next) {
         const char **hit =
-            bsearch(&e->valuestring, shards, (size_t)ns, sizeof *shards, cmp_str_ptr);
-        const StFile *sf = &c->files[hit - shards];
+            bsearch(&e->valuestring, files_named, (size_t)ns, sizeof *files_named, cmp_str_ptr);
+        const StFile *sf = &c->files[hit - files_named];
         if (!st_find(sf, e->string)) {
-            gemc_set_error("%s: tensor '%s' is listed in %s but the shard does not hold it "
-                           "(HINT: the index and the shards come from different checkpoints)",
+            gemc_set_error("%s: tensor '%s' is listed in %s but that file does not hold it "
+                           "(HINT: the index and the files_named come from different checkpoints)",
                            sf->path, e->string, index_path);
             rc = -1;
         }
     }
-    free(shards);
+    free(files_named);
     cJSON_Delete(root);
     return rc;
 }
@@ -452,7 +455,7 @@ int st_collection_open_dir(StCollection *c, const char *dir) {
     char *single_path = path_join(dir, "model.safetensors");
     int rc;
     if (path_exists(index_path)) {
-        rc = open_sharded(c, dir, index_path);
+        rc = open_indexed(c, dir, index_path);
     } else if (path_exists(single_path)) {
         rc = collection_add(c, single_path);
     } else {
@@ -467,7 +470,7 @@ int st_collection_open_dir(StCollection *c, const char *dir) {
         rc = -1;
     }
     if (rc == 0) {
-        // a tensor in two shards would be ambiguous
+        // a tensor in two files_named would be ambiguous
         for (int i = 1; i < c->nfiles && rc == 0; i++) {
             for (int t = 0; t < c->files[i].n && rc == 0; t++) {
                 const char *name = c->files[i].tensors[t].name;

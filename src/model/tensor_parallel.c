@@ -1,4 +1,4 @@
-// Megatron tensor parallelism: the shard configs and the copies between a full parameter slab
+// Megatron tensor parallelism: the partition configs and the copies between a full parameter slab
 // and the shards (see tensor_parallel.h for how each tensor is split).
 #include "model/tensor_parallel.h"
 
@@ -98,7 +98,7 @@ int tp_local_config(const ModelConfig *full, int rank, int size, ModelConfig *lo
     return 0;
 }
 
-// Copies rank `rank`'s shard between the full slab and the local one, kind by kind, layer by
+// Copies rank `rank`'s partition between the full slab and the local one, kind by kind, layer by
 // layer: to_full 0 reads the full slab, 1 writes it.
 static void shard_copy(const ModelConfig *full, int rank, int size, float *full_params,
                        float *local_params, int to_full) {
@@ -153,14 +153,14 @@ static void shard_copy(const ModelConfig *full, int rank, int size, float *full_
     }
 }
 
-void tp_shard_from_full(const ModelConfig *full, int rank, int size, const float *full_params,
-                        float *local_params) {
+void tp_partition_from_full(const ModelConfig *full, int rank, int size, const float *full_params,
+                            float *local_params) {
     // the full slab is only read when to_full is 0
     shard_copy(full, rank, size, (float *)full_params, local_params, 0);
 }
 
-void tp_shard_to_full(const ModelConfig *full, int rank, int size, const float *local_params,
-                      float *full_params) {
+void tp_partition_to_full(const ModelConfig *full, int rank, int size, const float *local_params,
+                          float *full_params) {
     shard_copy(full, rank, size, full_params, (float *)local_params, 1);
 }
 

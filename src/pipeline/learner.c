@@ -1,7 +1,7 @@
-// A learner rank: one tensor-parallel shard of the policy in one data-parallel group. Each step
+// A learner rank: one tensor-parallel partition of the policy in one data-parallel group. Each step
 // it reads every generator's shard of the step, takes its group's share of the SEGA loss
 // (Eq. 2) through the tensor-parallel forward/backward, sums gradients across the data-parallel
-// groups, steps AdamW on its shard, and (learner 0) sends the new version to the generators,
+// groups, steps AdamW on its partition, and (learner 0) sends the new version to the generators,
 // writes metrics, checkpoints and the final model.
 #include <math.h>
 #include <stdio.h>
@@ -22,25 +22,27 @@ typedef struct {
     Pipeline *pl;
     const GemConfig *c;
     Policy p;          // the full policy (tokenizer, config; learner 0 assembles weights in it)
-    Model shard;       // this rank's tensor-parallel shard, the weights it trains
+    Model part;        // this rank's tensor-parallel partition, the weights it trains
     Policy ref;        // the frozen reference (kl_coef > 0)
-    Model ref_shard;   // its shard
+    Model ref_part;    // its partition
     TensorParallel tp; // hooks over pl->tp (unused when tp == 1)
-    size_t max_local;  // the largest shard's slab, for the gather
+    size_t max_local;  // the largest partition's slab, for the gather
     int root;          // learner 0: metrics, checkpoints, the weight broadcast
     RunDir run;
-    float *grads_host; // a GPU shard's gradients on their way through MPI (no NCCL)
+    float *grads_host; // a GPU partition's gradients on their way through MPI (no NCCL)
+    float stop_f;      // the step's SIGTERM flag, maxed over the learners (learner_reduce)
 } Learner;
 
-// The shard of a full model for this rank, wired to the tp group when there is one. With tp = 1
-// the shard is the whole model and takes the single-process path (same bits as `gemc train`).
-static void make_shard(Learner *L, const Model *full, Model *out) {
+// The partition of a full model for this rank, wired to the tp group when there is one. With
+// tp = 1 the partition is the whole model and takes the single-process path (same bits as `gemc
+// train`).
+static void make_partition(Learner *L, const Model *full, Model *out) {
     const int tp = L->c->pipeline.tp;
     ModelConfig local;
     int v0;
     if (tp_local_config(&full->cfg, L->pl->tp_rank, tp, &local, &v0) != 0) pipeline_fail(L->pl);
     model_init(out, &local);
-    tp_shard_from_full(&full->cfg, L->pl->tp_rank, tp, full->params, out->params);
+    tp_partition_from_full(&full->cfg, L->pl->tp_rank, tp, full->params, out->params);
     if (tp > 1) {
         L->tp = (TensorParallel){.rank = L->pl->tp_rank,
                                  .size = tp,
@@ -58,36 +60,36 @@ static void make_shard(Learner *L, const Model *full, Model *out) {
 static void gather_full(Learner *L) {
     Pipeline *pl = L->pl;
     if (pl->dp_rank != 0) return;
-    model_sync_host(&L->shard); // a GPU shard's weights to the host first
+    model_sync_host(&L->part); // a GPU partition's weights to the host first
     const int tp = L->c->pipeline.tp;
-    const size_t n = L->shard.layout.total;
+    const size_t n = L->part.layout.total;
     if (tp == 1) {
-        if (L->root) memcpy(L->p.model.params, L->shard.params, n * sizeof(float));
+        if (L->root) memcpy(L->p.model.params, L->part.params, n * sizeof(float));
         return;
     }
     float *send = callocCheck(L->max_local, sizeof(float));
-    memcpy(send, L->shard.params, n * sizeof(float));
+    memcpy(send, L->part.params, n * sizeof(float));
     float *recv = L->root ? mallocCheck(L->max_local * tp * sizeof(float)) : NULL;
     comm_gather(pl->tp, send, recv, L->max_local * sizeof(float), 0);
     if (L->root)
         for (int r = 0; r < tp; r++)
-            tp_shard_to_full(&L->p.model.cfg, r, tp, recv + (size_t)r * L->max_local,
-                             L->p.model.params);
+            tp_partition_to_full(&L->p.model.cfg, r, tp, recv + (size_t)r * L->max_local,
+                                 L->p.model.params);
     free(send);
     free(recv);
 }
 
-// The shards (and the reference's) go where run.device says once their host state is final (after
-// a restore). Tensor-parallel shards stay on the CPU backend, which has the tp collectives.
-// Then the data-parallel gradients' route: NCCL between distinct GPUs (collectives auto or
-// nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which NCCL
-// refuses).
-static void place_shards(Learner *L) {
+// The partitions (and the reference's) go where run.device says once their host state is final
+// (after a restore). Tensor-parallel partitions stay on the CPU backend, which has the tp
+// collectives. Then the data-parallel gradients' route: NCCL between distinct GPUs (collectives
+// auto or nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which
+// NCCL refuses).
+static void place_partitions(Learner *L) {
     Pipeline *pl = L->pl;
     const GemConfig *c = L->c;
     if (c->pipeline.tp == 1) {
-        if (model_place(&L->shard, c) != 0) pipeline_fail(pl);
-        if (L->ref_shard.params && model_place(&L->ref_shard, c) != 0) pipeline_fail(pl);
+        if (model_place(&L->part, c) != 0) pipeline_fail(pl);
+        if (L->ref_part.params && model_place(&L->ref_part, c) != 0) pipeline_fail(pl);
     } else if (c->run.device == DEVICE_CUDA) {
         pipeline_fatal(pl,
                        "run.device=cuda with pipeline.tp=%d: the CUDA backend runs whole models "
@@ -96,12 +98,12 @@ static void place_shards(Learner *L) {
                        c->pipeline.tp);
     }
     if (pl->n_dp == 1 || c->pipeline.collectives == COLLECTIVES_MPI) return;
-    // every data-parallel peer's device: "host/GPU-uuid", or "" for a CPU shard
+    // every data-parallel peer's device: "host/GPU-uuid", or "" for a CPU partition
     char id[192] = "";
-    if (L->shard.gpu) {
+    if (L->part.gpu) {
         char host[96] = "", uuid[80] = "";
         gethostname(host, sizeof host - 1);
-        gpu_device_uuid(gpu_model_device(L->shard.gpu), uuid, sizeof uuid);
+        gpu_device_uuid(gpu_model_device(L->part.gpu), uuid, sizeof uuid);
         snprintf(id, sizeof id, "%s/%s", host, uuid);
     }
     char *all = callocCheck((size_t)pl->n_dp, sizeof id);
@@ -127,11 +129,11 @@ static void place_shards(Learner *L) {
                                   "the data-parallel gradients");
 }
 
-// Sums the shards' gradients across the data-parallel groups: in place on the host, over NCCL
+// Sums the partitions' gradients across the data-parallel groups: in place on the host, over NCCL
 // on the devices, or through a host copy when GPU learners have no NCCL route.
 static void allreduce_grads(Learner *L) {
     Pipeline *pl = L->pl;
-    Model *m = &L->shard;
+    Model *m = &L->part;
     const size_t total = m->layout.total;
     if (!m->gpu) {
         if (!m->grads) m->grads = callocCheck(total, sizeof(float));
@@ -161,6 +163,20 @@ static void wait_for_shard(Pipeline *pl, const char *path, int gen) {
 }
 
 // Reads the shards of step t, checked against what the schedule says they must hold.
+// The learners' collectives between the backward and the optimizer step (GemReduceFn): the
+// data-parallel sums of the gradients and of the loss and counts, then the SIGTERM flag, so a
+// signal to any learner stops them all at the same step boundary.
+static void learner_reduce(void *ctx, double sums[3]) {
+    Learner *L = ctx;
+    Pipeline *pl = L->pl;
+    if (pl->n_dp > 1) {
+        allreduce_grads(L);
+        comm_allreduce_sum_f64(pl->dp, sums, 3);
+    }
+    L->stop_f = stage_stop_requested ? 1.0f : 0.0f;
+    comm_allreduce_max_f32(pl->learners, &L->stop_f, 1);
+}
+
 static Shard *read_step(Learner *L, long t, double *t_wait) {
     Pipeline *pl = L->pl;
     const GemConfig *c = L->c;
@@ -200,9 +216,9 @@ static void checkpoint(Learner *L, long t) {
     if (L->root && !(tmp = ckpt_begin(c->train.dir, t))) pipeline_fail(pl);
     comm_barrier(pl->learners);
     if (pl->dp_rank == 0) {
-        model_sync_host(&L->shard);
+        model_sync_host(&L->part);
         char *dir = ckpt_path(c->train.dir, t, 1);
-        if (ckpt_write_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L->shard) != 0)
+        if (ckpt_write_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L->part) != 0)
             pipeline_fail(pl);
         free(dir);
     }
@@ -252,11 +268,11 @@ int learner_run(Pipeline *pl) {
     Learner L = {.pl = pl, .c = c, .root = pl->learner_rank == 0};
     const int use_ref = c->sega.kl_coef > 0;
     if (policy_load(&L.p, c->train.model, c) != 0) pipeline_fail(pl);
-    make_shard(&L, &L.p.model, &L.shard);
+    make_partition(&L, &L.p.model, &L.part);
     if (use_ref) {
         if (policy_load(&L.ref, c->model.ref[0] ? c->model.ref : c->train.model, c) != 0)
             pipeline_fail(pl);
-        make_shard(&L, &L.ref.model, &L.ref_shard);
+        make_partition(&L, &L.ref.model, &L.ref_part);
     }
     for (int r = 0; r < c->pipeline.tp; r++) {
         ModelConfig local;
@@ -269,10 +285,10 @@ int learner_run(Pipeline *pl) {
     const long start = pl->start_step, steps = c->train.steps;
     if (start > 0) {
         char *dir = ckpt_path(c->train.dir, start, 0);
-        if (ckpt_read_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L.shard) != 0) pipeline_fail(pl);
+        if (ckpt_read_optimizer(dir, pl->tp_rank, c->pipeline.tp, &L.part) != 0) pipeline_fail(pl);
         free(dir);
     }
-    place_shards(&L);
+    place_partitions(&L);
     ProbeState probe = {0}; // eval.probe's signal check, on the root (stop_on_collapse: 1 rank)
     if (L.root) {
         if (stage_probe_open(&probe, c, &L.p, c->train.dir, start) != 0) pipeline_fail(pl);
@@ -307,28 +323,17 @@ int learner_run(Pipeline *pl) {
         groups_from_shards(sh, c->pipeline.generators, &gb, prompts, prompt_lens, group_ids);
 
         // this data-parallel group's share of the groups; the weights see the whole batch
-        double t0 = now_seconds();
-        int n;
-        long tokens;
-        double loss = sega_accumulate(&L.shard, use_ref ? &L.ref_shard : NULL, c, &gb, prompts,
-                                      prompt_lens, pl->n_dp, pl->dp_rank, t - 1, &n, &tokens);
-        double sums[3] = {loss, n, (double)tokens};
-        if (pl->n_dp > 1) {
-            allreduce_grads(&L);
-            comm_allreduce_sum_f64(pl->dp, sums, 3);
-        }
-        // a SIGTERM to any learner stops them all at this step boundary
-        float stop_f = stage_stop_requested ? 1.0f : 0.0f;
-        comm_allreduce_max_f32(pl->learners, &stop_f, 1);
-        float norm = 0, lr = stage_lr(&c->optim, c->train.lr, (int)t, (int)steps);
-        int updated = 0;
-        if (sums[1] > 0) norm = stage_optimizer_step(&L.shard, &c->optim, lr, sums[0], &updated);
-        double t_train = now_seconds() - t0;
+        const double t0 = now_seconds();
+        GemStep st;
+        L.stop_f = 0;
+        gem_step_update(&L.part, use_ref ? &L.ref_part : NULL, c, &gb, prompts, prompt_lens,
+                        pl->n_dp, pl->dp_rank, t - 1, t, learner_reduce, &L, &st);
         // every learner holds the same allreduced loss and gradient norm, so all of them skip
         // (and give up) together; only the root logs
-        const int gave_up = sums[1] > 0 && nonfinite_guard_step(&guard, &c->optim, "train", (int)t,
-                                                                updated, sums[0], norm);
-        const int stop = gave_up || (stop_f > 0 && t < steps);
+        const int gave_up =
+            st.trained > 0 &&
+            nonfinite_guard_step(&guard, &c->optim, "train", (int)t, st.updated, st.loss, st.norm);
+        const int stop = gave_up || (L.stop_f > 0 && t < steps);
 
         const int send = t <= last_sent;
         const int save =
@@ -341,23 +346,10 @@ int learner_run(Pipeline *pl) {
 
         if (L.root) {
             Metrics m;
-            double reward, fork, final;
+            const long lag = t - 1 - pipeline_version_for_step(c, t);
             metrics_begin(&m, "train", (int)t);
-            metrics_num(&m, "loss", sums[0]);
-            metrics_grad_norm(&m, &c->optim, norm);
-            metrics_num(&m, "lr", lr);
-            groups_metrics(&gb, &m, &reward, &fork, &final, NULL);
-            metrics_int(&m, "candidates_trained", (long)sums[1]);
-            metrics_int(&m, "tokens", (long)sums[2]);
-            metrics_int(&m, "policy_version", t);
-            metrics_int(&m, "version_lag", t - 1 - pipeline_version_for_step(c, t));
-            metrics_num(&m, "train_tok_s", t_train > 0 && sums[1] > 0 ? sums[2] / t_train : NAN);
-            metrics_num(&m, "time_train", t_train);
-            metrics_num(&m, "time_wait_shards", t_wait);
-            metrics_num(
-                &m, "mfu",
-                stage_mfu(c, L.p.model.layout.total, sums[2], t_train, c->pipeline.learners));
-            metrics_int(&m, "updated", updated);
+            gem_step_metrics(&m, c, &gb, &st, t, lag, L.p.model.layout.total, c->pipeline.learners,
+                             t_wait);
             StrBuf ids = {0};
             ids_json(group_ids, gb.G, &ids);
             metrics_raw(&m, "group_ids", ids.p);
@@ -367,15 +359,11 @@ int learner_run(Pipeline *pl) {
                 stage_eval_in_training_probe(c, &L.p, &L.run, &m, t, &probe, &collapsed) != 0)
                 pipeline_fail(pl);
             metrics_end(&m, &L.run);
-            int skipped = 0;
-            for (int g = 0; g < gb.G; g++) skipped += gb.rank[g].skipped;
             if (t % c->run.log_every == 0 || t == steps) {
                 char f[200];
-                snprintf(
-                    f, sizeof f,
-                    "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d | lag %ld",
-                    sums[0], reward, fork, final, skipped, t - 1 - pipeline_version_for_step(c, t));
-                stage_print_step("train", (int)t, (int)steps, f, sums[2] / (now_seconds() - t0),
+                int len = gem_step_fields(&st, f, sizeof f);
+                snprintf(f + len, sizeof f - (size_t)len, " | lag %ld", lag);
+                stage_print_step("train", (int)t, (int)steps, f, st.tokens / (now_seconds() - t0),
                                  t_loop);
             }
         }
@@ -406,10 +394,10 @@ int learner_run(Pipeline *pl) {
     free(prompts), free(prompt_lens), free(group_ids), free(L.grads_host);
     if (L.root) rundir_close(&L.run);
     stage_probe_close(&probe);
-    model_free(&L.shard);
+    model_free(&L.part);
     policy_free(&L.p);
     if (use_ref) {
-        model_free(&L.ref_shard);
+        model_free(&L.ref_part);
         policy_free(&L.ref);
     }
     return rc;

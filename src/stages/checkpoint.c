@@ -106,8 +106,8 @@ int ckpt_read_optimizer(const char *dir, int tp_rank, int tp_size, Model *m) {
         goto out;
     }
     if (h32[2] != tp_rank || h32[3] != tp_size || h64[0] != (int64_t)total) {
-        gemc_set_error("%s: holds tensor-parallel shard %d of %d with %lld values, this run "
-                       "needs shard %d of %d with %zu (HINT: resume with the pipeline.tp the "
+        gemc_set_error("%s: holds tensor-parallel partition %d of %d with %lld values, this run "
+                       "needs partition %d of %d with %zu (HINT: resume with the pipeline.tp the "
                        "run started with)",
                        path, h32[2], h32[3], (long long)h64[0], tp_rank, tp_size, total);
         goto out;

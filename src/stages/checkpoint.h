@@ -4,7 +4,7 @@
 //   RUN/checkpoints/step_000010/
 //     config.json, model.safetensors, tokenizer files   the policy, a Hugging Face folder
 //     optimizer_tp0.bin ... optimizer_tp{tp-1}.bin      fp32 master weights, AdamW m and v, per
-//                                                       tensor-parallel shard (versioned binary)
+//                                                       tensor-parallel partition (versioned binary)
 //     trainer_state.json                                step, policy version, shard cursor, the
 //                                                       pipeline shape and the config hashes
 //     DONE                                              written last: the checkpoint is complete
@@ -41,7 +41,7 @@ char *ckpt_path(const char *run_dir, long step, int tmp);
 // none.
 int ckpt_find_latest(const char *run_dir, long *step);
 
-// The optimizer state of one tensor-parallel shard: m->params (fp32 master), adam_m, adam_v and
+// The optimizer state of one tensor-parallel partition: m->params (fp32 master), adam_m, adam_v and
 // adam_t, as DIR/optimizer_tpR.bin (atomic). Returns 0 or -1.
 int ckpt_write_optimizer(const char *dir, int tp_rank, int tp_size, const Model *m);
 // Reads it back into m (same layout; the moments are allocated when missing). Checks the magic,

@@ -1,9 +1,14 @@
 // The learner's core, shared by `gemc train` (stage_train.c) and the pipeline's learner ranks
-// (src/pipeline/learner.c): the SEGA loss of one step (Eq. 2, docs/algorithm.md section 5) and
-// its gradient, over a scored and ranked GroupBatch. The two callers hand it the same groups
-// (sampled here, or read back from shards by groups_from_shards), so one generator and one
-// learner give the bits of one process.
+// (src/pipeline/learner.c): one GEM update over a scored and ranked GroupBatch, the SEGA loss
+// (Eq. 2, docs/algorithm.md section 5) and its gradient, the optimizer step, the step's metrics
+// and its console line. The two callers hand it the same groups (sampled in the same process,
+// or read back from shards by groups_from_shards), and the pipeline's collectives sit behind one
+// hook that is absent in one process, so one generator and one learner give the bits of one
+// process by construction.
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/common.h"
 #include "stages/stage.h"
@@ -90,4 +95,47 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
     *n_seqs = n;
     *n_tokens = tokens;
     return loss;
+}
+
+void gem_step_update(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
+                     const int *const *prompts, const int *prompt_lens, int stride, int offset,
+                     long version, long step, GemReduceFn reduce, void *reduce_ctx, GemStep *st) {
+    memset(st, 0, sizeof *st);
+    const double t0 = now_seconds();
+    int n;
+    long tokens;
+    double loss =
+        sega_accumulate(m, ref, c, gb, prompts, prompt_lens, stride, offset, version, &n, &tokens);
+    double sums[3] = {loss, n, (double)tokens};
+    if (reduce) reduce(reduce_ctx, sums);
+    st->loss = sums[0], st->trained = (long)sums[1], st->tokens = (long)sums[2];
+    st->lr = stage_lr(&c->optim, c->train.lr, (int)step, c->train.steps);
+    if (st->trained > 0)
+        st->norm = stage_optimizer_step(m, &c->optim, st->lr, st->loss, &st->updated);
+    st->t_train = now_seconds() - t0;
+    for (int g = 0; g < gb->G; g++) st->skipped += gb->rank[g].skipped;
+}
+
+void gem_step_metrics(Metrics *m, const GemConfig *c, const GroupBatch *gb, GemStep *st,
+                      long policy_version, long version_lag, long n_params, int devices,
+                      double t_wait) {
+    metrics_num(m, "loss", st->loss);
+    metrics_grad_norm(m, &c->optim, st->norm);
+    metrics_num(m, "lr", st->lr);
+    groups_metrics(gb, m, &st->reward, &st->fork, &st->final, &st->correct);
+    metrics_int(m, "candidates_trained", st->trained);
+    metrics_int(m, "tokens", st->tokens);
+    metrics_int(m, "policy_version", policy_version);
+    metrics_int(m, "version_lag", version_lag);
+    metrics_num(m, "train_tok_s",
+                st->t_train > 0 && st->trained > 0 ? st->tokens / st->t_train : NAN);
+    metrics_num(m, "time_train", st->t_train);
+    if (t_wait >= 0) metrics_num(m, "time_wait_shards", t_wait);
+    metrics_num(m, "mfu", stage_mfu(c, n_params, (double)st->tokens, st->t_train, devices));
+    metrics_int(m, "updated", st->updated);
+}
+
+int gem_step_fields(const GemStep *st, char *buf, size_t n) {
+    return snprintf(buf, n, "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
+                    st->loss, st->reward, st->fork, st->final, st->skipped);
 }

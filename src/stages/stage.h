@@ -157,6 +157,34 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
                        const int *const *prompts, const int *prompt_lens, int stride, int offset,
                        long version, int *n_seqs, long *n_tokens);
 
+// One GEM update after sampling, the same in `gemc train` and on the pipeline's learners.
+typedef struct {
+    double loss;    // the SEGA loss of the whole batch (every data-parallel share)
+    long trained;   // candidates trained, over the whole batch
+    long tokens;    // their tokens, prompt and response
+    float norm, lr; // gradient norm before clipping; the step's learning rate
+    int updated;    // 1 when the optimizer stepped (finite loss and gradient)
+    int skipped;    // groups skipped (fewer than 2 valid candidates, or equal rewards)
+    double t_train; // seconds of the update
+    double reward, fork, final, correct; // means for the console (gem_step_metrics fills them)
+} GemStep;
+// The pipeline's collectives between the backward and the optimizer step: sum the gradients and
+// sums[3] = {loss, candidates, tokens} over the data-parallel learners. NULL in one process.
+typedef void (*GemReduceFn)(void *ctx, double sums[3]);
+// sega_accumulate over this learner's share of gb, reduce, then one optimizer step at step's
+// learning rate (stage_lr over train.steps) when anything was trained. Fills *st.
+void gem_step_update(Model *m, Model *ref, const GemConfig *c, const GroupBatch *gb,
+                     const int *const *prompts, const int *prompt_lens, int stride, int offset,
+                     long version, long step, GemReduceFn reduce, void *reduce_ctx, GemStep *st);
+// The step's metrics: the update's, groups_metrics', the policy version and its lag, speed;
+// t_wait >= 0 adds the pipeline's time_wait_shards. Devices and n_params give the MFU.
+void gem_step_metrics(Metrics *m, const GemConfig *c, const GroupBatch *gb, GemStep *st,
+                      long policy_version, long version_lag, long n_params, int devices,
+                      double t_wait);
+// The console fields of a step ("loss ... | reward ... | H fork ... final ... | skipped N") into
+// buf; returns their length, as snprintf does.
+int gem_step_fields(const GemStep *st, char *buf, size_t n);
+
 // ---- optimisation ----------------------------------------------------------------------------
 
 // The learning rate of `step` (1-based) of `steps`: linear warmup over optim.warmup_steps, then

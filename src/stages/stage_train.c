@@ -148,36 +148,19 @@ int stage_train(const GemConfig *c) {
         }
 
         // the update: every valid candidate of every group that was not skipped
-        double t0 = now_seconds();
+        const double t0 = now_seconds();
         for (int g = 0; g < G; g++) {
             prompts[g] = ds.rec[idx[g]].prompt_ids.v;
             prompt_lens[g] = ds.rec[idx[g]].prompt_ids.n;
         }
-        int n, active = 0;
-        long tokens;
-        for (int g = 0; g < G; g++) active += !gb.rank[g].skipped;
-        double loss = sega_accumulate(&p.model, use_ref ? &ref.model : NULL, c, &gb, prompts,
-                                      prompt_lens, 1, 0, p.model.adam_t, &n, &tokens);
-        float norm = 0, lr = stage_lr(&c->optim, c->train.lr, step, c->train.steps);
-        int updated = 0;
-        if (n > 0) norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
-        double t_train = now_seconds() - t0;
+        GemStep st;
+        gem_step_update(&p.model, use_ref ? &ref.model : NULL, c, &gb, prompts, prompt_lens, 1, 0,
+                        p.model.adam_t, step, NULL, NULL, &st);
 
         Metrics m;
-        double reward, fork, final, correct;
         metrics_begin(&m, "train", step);
-        metrics_num(&m, "loss", loss);
-        metrics_grad_norm(&m, &c->optim, norm);
-        metrics_num(&m, "lr", lr);
-        groups_metrics(&gb, &m, &reward, &fork, &final, &correct);
-        metrics_int(&m, "candidates_trained", n);
-        metrics_int(&m, "tokens", tokens);
-        metrics_int(&m, "policy_version", (long)p.model.adam_t);
-        metrics_int(&m, "version_lag", 0); // one process: the sampler always has the newest weights
-        metrics_num(&m, "train_tok_s", t_train > 0 && n ? tokens / t_train : NAN);
-        metrics_num(&m, "time_train", t_train);
-        metrics_num(&m, "mfu", stage_mfu(c, p.model.layout.total, (double)tokens, t_train, 1));
-        metrics_int(&m, "updated", updated);
+        // one process: the sampler always has the newest weights (a version lag of 0)
+        gem_step_metrics(&m, c, &gb, &st, (long)p.model.adam_t, 0, p.model.layout.total, 1, -1);
         int collapsed = 0; // train.stop_on_collapse: the probe accuracy fell too far
         if (stage_eval_due(c, step, c->train.steps))
             rc = stage_eval_in_training_probe(c, &p, &r, &m, step, &probe, &collapsed);
@@ -188,21 +171,20 @@ int stage_train(const GemConfig *c) {
         }
         if (step % c->run.log_every == 0 || step == c->train.steps) {
             char f[240];
-            int len = snprintf(f, sizeof f,
-                               "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
-                               loss, reward, fork, final, G - active);
-            if (isfinite(correct))
-                snprintf(f + len, sizeof f - (size_t)len, " | correct %.2f", correct);
+            int len = gem_step_fields(&st, f, sizeof f);
+            if (isfinite(st.correct))
+                snprintf(f + len, sizeof f - (size_t)len, " | correct %.2f", st.correct);
             double dt = now_seconds() - t0 + gb.t_sample + gb.t_score;
-            stage_print_step("train", step, c->train.steps, f, (gb.new_tokens + tokens) / dt,
+            stage_print_step("train", step, c->train.steps, f, (gb.new_tokens + st.tokens) / dt,
                              t_loop);
         }
         groups_free(&gb);
-        if (n == 0)
+        if (st.trained == 0)
             printf("train step %d: every group was skipped (fewer than 2 valid candidates or equal "
                    "scores), no update\n",
                    step);
-        if (n > 0 && nonfinite_guard_step(&guard, &c->optim, "train", step, updated, loss, norm)) {
+        if (st.trained > 0 &&
+            nonfinite_guard_step(&guard, &c->optim, "train", step, st.updated, st.loss, st.norm)) {
             rc = nonfinite_guard_stop(&guard, "train", c->train.dir, step,
                                       save_checkpoint(c, &p, step));
             break;

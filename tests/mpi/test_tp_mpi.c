@@ -113,7 +113,7 @@ static void test_family(const Family *f, int tp_size, Comm *group, double *worst
     CHECK(tp_local_config(&cfg, trank, tp_size, &lc, &v0) == 0, "%s", gemc_error());
     Model loc;
     model_init(&loc, &lc);
-    tp_shard_from_full(&cfg, trank, tp_size, full.params, loc.params);
+    tp_partition_from_full(&cfg, trank, tp_size, full.params, loc.params);
     TensorParallel tp = {
         trank, tp_size, v0, cfg.vocab_size, comm_tp_allreduce_sum, comm_tp_allreduce_max, group};
     loc.tp = &tp;
@@ -172,7 +172,7 @@ static void test_family(const Family *f, int tp_size, Comm *group, double *worst
         float *g = callocCheck(full.layout.total, sizeof(float));
         for (int r = 0; r < tp_size; r++) {
             const float *gr = all + (size_t)r * max_total;
-            tp_shard_to_full(&cfg, r, tp_size, gr, g);
+            tp_partition_to_full(&cfg, r, tp_size, gr, g);
             // replicated gradients: the same bits on every rank
             for (int k = 0; k < NUM_PARAM_KINDS; k++)
                 if (is_replicated(k) && lays[r].p[k].size)
@@ -214,8 +214,8 @@ static void test_family(const Family *f, int tp_size, Comm *group, double *worst
     // shard -> full -> shard is the identity, to the bit
     float *back = callocCheck(full.layout.total, sizeof(float));
     float *again = mallocCheck(loc.layout.total * sizeof(float));
-    tp_shard_to_full(&cfg, trank, tp_size, loc.params, back);
-    tp_shard_from_full(&cfg, trank, tp_size, back, again);
+    tp_partition_to_full(&cfg, trank, tp_size, loc.params, back);
+    tp_partition_from_full(&cfg, trank, tp_size, back, again);
     CHECK(memcmp(again, loc.params, loc.layout.total * sizeof(float)) == 0,
           "%s tp=%d: shard round trip changed bits", f->name, tp_size);
 
