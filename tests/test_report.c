@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run/metric_keys.h"
 #include "base/common.h"
 #include "run/metrics_log.h"
 #include "run/tb_events.h"
@@ -94,6 +95,25 @@ static void test_tb_tags(void) {
     CU_ASSERT_STRING_EQUAL(t, "eval/task_accuracy/gem");
     metrics_tb_tag("something_new", NULL, t, sizeof t);
     CU_ASSERT_STRING_EQUAL(t, "other/something_new");
+}
+
+// The metric key table: each key once; every number has a grouped TensorBoard tag, every phase a
+// name in the report's time breakdown, every report row a direction or none.
+static void test_metric_key_table(void) {
+    CU_ASSERT(N_METRIC_KEYS > 40);
+    for (int i = 0; i < N_METRIC_KEYS; i++) {
+        const MetricKey *k = &METRIC_KEYS[i];
+        CU_ASSERT_PTR_EQUAL(metric_key(k->key), k); // no key twice
+        if (k->kind == METRIC_TEXT) {
+            CU_ASSERT_PTR_NULL(k->tag);
+            continue;
+        }
+        CU_ASSERT(k->tag && strchr(k->tag, '/'));
+        if (k->kind == METRIC_TIME) CU_ASSERT(k->name != NULL);
+        CU_ASSERT(k->best >= -1 && k->best <= 1);
+        if (!k->name) CU_ASSERT_EQUAL(k->best, 0);
+    }
+    CU_ASSERT_PTR_NULL(metric_key("something_new"));
 }
 
 // ---- TensorBoard next to metrics.jsonl -------------------------------------------------------
@@ -387,6 +407,7 @@ void register_report_tests(void) {
         {"metrics.jsonl read back: a cut-off or damaged line ends it, with a note",
          test_metrics_log_read},
         {"TensorBoard tags: one per metric, the same in every stage", test_tb_tags},
+        {"the metric key table: each key once, a tag for each number", test_metric_key_table},
         {"every metrics line is a TensorBoard event; log.tensorboard: false writes none",
          test_tensorboard_events},
         {"a resumed run's event file holds each step once", test_tensorboard_across_resume},

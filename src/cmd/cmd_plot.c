@@ -15,6 +15,7 @@
 #include "base/cli.h"
 #include "cmd/commands.h"
 #include "base/common.h"
+#include "run/metric_keys.h"
 #include "run/metrics_log.h"
 #include "base/strbuf.h"
 
@@ -68,6 +69,11 @@ static void put_quoted(StrBuf *b, const char *s) {
 }
 
 static int has_points(const MetricsLog *log, const char *key) {
+    // a panel names its metrics by their keys in metric_keys.c, where the writer checks them
+    if (!metric_key(key))
+        gemc_fatal("plot: panel metric '%s' is not in the metric key table (HINT: add it to "
+                   "src/run/metric_keys.c)",
+                   key);
     for (int i = 0; i < log->n; i++)
         if (isfinite(metrics_row_get(&log->rows[i], key))) return 1;
     return 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/common.h"
+#include "run/metric_keys.h"
 #include "run/metrics_log.h"
 
 int metrics_row_parse(const char *line, size_t len, MetricsRow *row) {
@@ -107,65 +108,9 @@ void metrics_log_free(MetricsLog *log) {
 
 // ---- TensorBoard tags: TensorBoard groups charts by the part before the first '/'
 
-static const char *const TAGS[][2] = {
-    {"loss", "train/loss"},
-    {"grad_norm", "train/grad_norm"},
-    {"grad_norm_clipped", "train/grad_norm_clipped"},
-    {"clipped", "train/clipped"},
-    {"lr", "train/lr"},
-    {"updated", "train/updated"},
-    {"tokens", "train/tokens"},
-    {"response_tokens", "train/response_tokens"},
-    {"candidates_trained", "train/candidates_trained"},
-    {"pairs", "train/pairs"},
-    {"epoch", "train/epoch"},
-    {"reward_mean", "reward/mean"},
-    {"reward_std", "reward/std"},
-    {"adv_std", "reward/advantage_std"},
-    {"score_mean", "score/mean"},
-    {"score_std", "score/std"},
-    {"reward_margin", "dpo/reward_margin"},
-    {"reward_accuracy", "dpo/reward_accuracy"},
-    {"fork_entropy", "entropy/fork"},
-    {"final_entropy", "entropy/final"},
-    {"len_mean", "candidates/length_mean"},
-    {"len_max", "candidates/length_max"},
-    {"truncated", "candidates/truncated_share"},
-    {"groups", "candidates/groups"},
-    {"groups_skipped", "candidates/groups_skipped"},
-    {"groups_zero_adv", "candidates/groups_zero_advantage"},
-    {"correct", "reward/correct_share"},
-    {"sampled_tokens", "candidates/sampled_tokens"},
-    {"policy_version", "pipeline/policy_version"},
-    {"version_lag", "pipeline/version_lag"},
-    {"train_tok_s", "speed/train_tok_s"},
-    {"sample_tok_s", "speed/sample_tok_s"},
-    {"mfu", "speed/mfu"},
-    {"time_train", "time/train"},
-    {"time_sample", "time/sample"},
-    {"time_score", "time/score"},
-    {"time_wait_shards", "time/wait_shards"},
-    {"time_eval", "time/eval"},
-    {"eval_task_accuracy", "eval/task_accuracy"},
-    {"eval_pref_accuracy", "eval/pref_accuracy"},
-    {"task_accuracy", "eval/task_accuracy"},
-    {"pref_accuracy", "eval/pref_accuracy"},
-    {"pass1", "eval/pass1"},
-    {"pass_k", "eval/pass_k"},
-    {"majority_k", "eval/majority_k"},
-    {"probe_accuracy", "probe/accuracy"},
-    {"probe_auroc", "probe/auroc"},
-    {"probe_top_correct", "probe/top_correct"},
-    {"probe_mean_correct", "probe/mean_correct"},
-    {"probe_bottom_correct", "probe/bottom_correct"},
-    {"probe_best_accuracy", "probe/best_accuracy"},
-    {"probe_best_step", "probe/best_step"},
-};
-
 void metrics_tb_tag(const char *key, const char *label, char *buf, size_t n) {
-    const char *tag = NULL;
-    for (size_t i = 0; i < sizeof TAGS / sizeof TAGS[0] && !tag; i++)
-        if (!strcmp(TAGS[i][0], key)) tag = TAGS[i][1];
+    const MetricKey *mk = metric_key(key);
+    const char *tag = mk ? mk->tag : NULL;
     char other[160];
     if (!tag) {
         snprintf(other, sizeof other, "other/%s", key); // a key the table does not know yet

@@ -5,46 +5,10 @@
 #include <string.h>
 
 #include "base/common.h"
+#include "run/metric_keys.h"
 #include "run/metrics_log.h"
 #include "run/run_report.h"
 #include "base/strbuf.h"
-
-// The metrics the table shows, when the run has them. best: +1 the largest is best, -1 the
-// smallest, 0 no best (an entropy or a length is neither good nor bad by itself).
-static const struct {
-    const char *key, *name;
-    int best;
-} SHOWN[] = {
-    {"loss", "loss", -1},
-    {"grad_norm", "grad norm", 0},
-    {"reward_mean", "reward mean", +1},
-    {"correct", "share correct", +1},
-    {"score_mean", "score S mean", 0},
-    {"adv_std", "advantage std", 0},
-    {"fork_entropy", "fork entropy", 0},
-    {"final_entropy", "final entropy", 0},
-    {"len_mean", "candidate length", 0},
-    {"truncated", "truncated share", -1},
-    {"groups_skipped", "groups skipped", -1},
-    {"version_lag", "policy lag", 0},
-    {"reward_margin", "dpo reward margin", +1},
-    {"reward_accuracy", "dpo pair accuracy", +1},
-    {"eval_task_accuracy", "eval task accuracy", +1},
-    {"eval_pref_accuracy", "eval pref accuracy", +1},
-    {"probe_accuracy", "probe accuracy", +1},
-    {"probe_auroc", "probe AUROC", +1},
-    {"train_tok_s", "train tokens/s", 0},
-    {"sample_tok_s", "sample tokens/s", 0},
-    {"mfu", "MFU", 0},
-};
-
-static const struct {
-    const char *key, *name;
-} PHASES[] = {
-    {"time_sample", "sample"},   {"time_score", "score"},
-    {"time_train", "train"},     {"time_wait_shards", "wait for shards"},
-    {"time_eval", "evaluation"},
-};
 
 static int is_eval_row(const MetricsRow *r) {
     return r->label != NULL;
@@ -71,10 +35,11 @@ static void print_steps(const MetricsLog *log, FILE *out) {
     fprintf(out, "\n");
     // a line is written when its step ends: the first step's own phases come before it
     double phases0 = 0, phases = 0;
-    for (size_t p = 0; p < sizeof PHASES / sizeof PHASES[0]; p++) {
-        double v = metrics_row_get(a, PHASES[p].key);
+    for (int p = 0; p < N_METRIC_KEYS; p++) {
+        if (METRIC_KEYS[p].kind != METRIC_TIME) continue;
+        double v = metrics_row_get(a, METRIC_KEYS[p].key);
         if (isfinite(v)) phases0 += v;
-        phases += sum_of(log, PHASES[p].key);
+        phases += sum_of(log, METRIC_KEYS[p].key);
     }
     double elapsed = isfinite(a->wall_time) && isfinite(z->wall_time)
                          ? z->wall_time - a->wall_time + phases0
@@ -83,10 +48,11 @@ static void print_steps(const MetricsLog *log, FILE *out) {
     fprintf(out, "  wall time    %s\n", wall);
     if (phases <= 0) return;
     fprintf(out, "\n  %-18s %10s %10s %7s\n", "phase", "total", "per step", "share");
-    for (size_t p = 0; p < sizeof PHASES / sizeof PHASES[0]; p++) {
-        double t = sum_of(log, PHASES[p].key);
+    for (int p = 0; p < N_METRIC_KEYS; p++) {
+        if (METRIC_KEYS[p].kind != METRIC_TIME) continue;
+        double t = sum_of(log, METRIC_KEYS[p].key);
         if (t <= 0) continue;
-        fprintf(out, "  %-18s %9.2fs %9.3fs %6.1f%%\n", PHASES[p].name, t, t / log->n,
+        fprintf(out, "  %-18s %9.2fs %9.3fs %6.1f%%\n", METRIC_KEYS[p].name, t, t / log->n,
                 elapsed > 0 ? 100 * t / elapsed : 0.0);
     }
     if (elapsed > phases + 0.05 * elapsed)
@@ -104,16 +70,19 @@ static void fmt_value(char *buf, size_t n, double v) {
 
 static void print_metrics(const MetricsLog *log, FILE *out) {
     int header = 0;
-    for (size_t k = 0; k < sizeof SHOWN / sizeof SHOWN[0]; k++) {
+    // the table's rows: the metrics with a report name (metric_keys.c), when the run has them
+    for (int k = 0; k < N_METRIC_KEYS; k++) {
+        const MetricKey *mk = &METRIC_KEYS[k];
+        if (mk->kind != METRIC_VALUE || !mk->name) continue;
         double first = NAN, last = NAN, best = NAN, sum = 0;
         long best_step = 0, n = 0;
         for (int i = 0; i < log->n; i++) {
-            double v = metrics_row_get(&log->rows[i], SHOWN[k].key);
+            double v = metrics_row_get(&log->rows[i], mk->key);
             if (!isfinite(v)) continue;
             if (n++ == 0) first = v;
             last = v;
             sum += v;
-            if (isnan(best) || (SHOWN[k].best > 0 ? v > best : v < best))
+            if (isnan(best) || (mk->best > 0 ? v > best : v < best))
                 best = v, best_step = log->rows[i].step;
         }
         if (n == 0) continue;
@@ -124,11 +93,11 @@ static void print_metrics(const MetricsLog *log, FILE *out) {
         fmt_value(f, sizeof f, first);
         fmt_value(l, sizeof l, last);
         fmt_value(m, sizeof m, sum / n);
-        if (SHOWN[k].best) {
+        if (mk->best) {
             fmt_value(b, sizeof b, best);
             snprintf(b + strlen(b), sizeof b - strlen(b), " (%ld)", best_step);
         }
-        fprintf(out, "  %-20s %11s %11s %11s %13s\n", SHOWN[k].name, f, l, m, b);
+        fprintf(out, "  %-20s %11s %11s %11s %13s\n", mk->name, f, l, m, b);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/common.h"
+#include "run/metric_keys.h"
 #include "model/cpu/cpu_env.h"
 #include "base/json_file.h"
 #include "run/metrics_log.h"
@@ -157,6 +158,11 @@ void metrics_begin(Metrics *m, const char *stage, int step) {
 }
 
 static void metrics_key(Metrics *m, const char *key) {
+    // a key outside metric_keys.c would reach no chart, report or plot: a bug, caught by the tests
+    if (!metric_key(key))
+        gemc_fatal("metrics: '%s' is not in the metric key table (HINT: add it to "
+                   "src/run/metric_keys.c)",
+                   key);
     strbuf_puts(&m->buf, ", ");
     strbuf_json_string(&m->buf, key);
     strbuf_puts(&m->buf, ": ");
