@@ -333,16 +333,14 @@ int learner_run(Pipeline *pl) {
         const int gave_up =
             st.trained > 0 &&
             nonfinite_guard_step(&guard, &c->optim, "train", (int)t, st.updated, st.loss, st.norm);
-        const int stop = gave_up || (L.stop_f > 0 && t < steps);
+        // (config_check refuses stop_on_collapse with several ranks: no collapse stop here)
+        const GemStepEnd end = gem_step_end(c, t, L.stop_f > 0, gave_up, 0);
 
         const int send = t <= last_sent;
-        const int save =
-            gave_up ||
-            (t < steps && ((c->run.save_every > 0 && t % c->run.save_every == 0) || stop));
         // eval.every: the root evaluates the whole model (the generators wait for the weights)
         const int eval_now = stage_eval_due(c, t, steps);
-        if (send || save || t == steps || eval_now) gather_full(&L);
-        if (L.root && send) weights_send(pl, L.p.model.params, L.p.model.layout.total, t, stop);
+        if (send || end.save || t == steps || eval_now) gather_full(&L);
+        if (L.root && send) weights_send(pl, L.p.model.params, L.p.model.layout.total, t, end.stop);
 
         if (L.root) {
             Metrics m;
@@ -370,21 +368,18 @@ int learner_run(Pipeline *pl) {
         groups_free(&gb);
         for (int i = 0; i < c->pipeline.generators; i++) shard_free(&sh[i]);
         free(sh);
-        if (save) checkpoint(&L, t);
+        if (end.save) checkpoint(&L, t);
         if (gave_up) {
             rc = nonfinite_guard_stop(&guard, "train", c->train.dir, t, 0);
             // one line for the job: mpirun's rank 0 is a generator, which ends cleanly
             if (L.root) fprintf(stderr, "gemc: error: %s\n", gemc_error());
             break;
         }
-        if (stop) {
-            if (L.root)
-                printf("train: SIGTERM: stopped after step %ld with a checkpoint; the same "
-                       "command resumes (run.resume: auto)\n",
-                       t);
+        if (end.stop) {
+            if (L.root) gem_step_end_print(&end, t);
             break;
         }
-        if (t == steps && L.root) {
+        if (end.final && L.root) {
             if (rundir_save(&L.run, &L.p, -1) != 0) pipeline_fail(pl);
             printf("train: wrote %s/final\n", c->train.dir);
         }

@@ -184,6 +184,19 @@ void gem_step_metrics(Metrics *m, const GemConfig *c, const GroupBatch *gb, GemS
 // The console fields of a step ("loss ... | reward ... | H fork ... final ... | skipped N") into
 // buf; returns their length, as snprintf does.
 int gem_step_fields(const GemStep *st, char *buf, size_t n);
+// What follows a step, by the same rules in both loops: a checkpoint every run.save_every steps
+// and at any stop; a stop at SIGTERM (stop_requested, before the last step), at a probe collapse
+// (train.stop_on_collapse) or when the NaN guard gives up; final/ and the report after the last
+// step when nothing stopped the run.
+typedef struct {
+    int save;    // write this step's training-state checkpoint
+    int stop;    // leave the loop after this step
+    int final;   // the last step, reached: write final/
+    int sigterm; // the stop is SIGTERM's (gem_step_end_print says how to resume)
+} GemStepEnd;
+GemStepEnd gem_step_end(const GemConfig *c, long step, int stop_requested, int gave_up,
+                        int collapsed);
+void gem_step_end_print(const GemStepEnd *e, long step);
 
 // ---- optimisation ----------------------------------------------------------------------------
 

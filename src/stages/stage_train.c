@@ -183,17 +183,15 @@ int stage_train(const GemConfig *c) {
             printf("train step %d: every group was skipped (fewer than 2 valid candidates or equal "
                    "scores), no update\n",
                    step);
-        if (st.trained > 0 &&
-            nonfinite_guard_step(&guard, &c->optim, "train", step, st.updated, st.loss, st.norm)) {
-            rc = nonfinite_guard_stop(&guard, "train", c->train.dir, step,
-                                      save_checkpoint(c, &p, step));
+        const int gave_up = st.trained > 0 && nonfinite_guard_step(&guard, &c->optim, "train", step,
+                                                                   st.updated, st.loss, st.norm);
+        const GemStepEnd end = gem_step_end(c, step, stage_stop_requested, gave_up, collapsed);
+        rc = end.save ? save_checkpoint(c, &p, step) : 0;
+        if (gave_up) {
+            rc = nonfinite_guard_stop(&guard, "train", c->train.dir, step, rc);
             break;
         }
-        // a collapse stops at the last step too: no final/ from weights that fell apart
-        stopped = (stage_stop_requested && step < c->train.steps) || collapsed;
-        if ((step < c->train.steps && c->run.save_every > 0 && step % c->run.save_every == 0) ||
-            stopped)
-            rc = save_checkpoint(c, &p, step);
+        stopped = end.stop;
         if (rc == 0 && collapsed)
             printf("train: probe accuracy fell from %.1f%% (step %ld) to %.1f%% at step %d, more "
                    "than train.stop_on_collapse = %g points below its best: stopped with a "
@@ -201,10 +199,8 @@ int stage_train(const GemConfig *c) {
                    "train.stop_on_collapse)\n",
                    100 * probe.best, probe.best_step, 100 * probe.last, step,
                    (double)c->train.stop_on_collapse, step);
-        else if (rc == 0 && stopped)
-            printf("train: SIGTERM: stopped after step %d with a checkpoint; the same command "
-                   "resumes (run.resume: auto)\n",
-                   step);
+        else if (rc == 0)
+            gem_step_end_print(&end, step);
     }
     if (rc == 0 && !stopped) rc = rundir_save(&r, &p, -1);
     if (rc == 0 && !stopped) printf("train: wrote %s/final\n", c->train.dir);

@@ -139,3 +139,22 @@ int gem_step_fields(const GemStep *st, char *buf, size_t n) {
     return snprintf(buf, n, "loss %+.4f | reward %+.3f | H fork %.3f final %.3f | skipped %d",
                     st->loss, st->reward, st->fork, st->final, st->skipped);
 }
+
+GemStepEnd gem_step_end(const GemConfig *c, long step, int stop_requested, int gave_up,
+                        int collapsed) {
+    const long steps = c->train.steps, every = c->run.save_every;
+    GemStepEnd e = {0};
+    // a collapse stops at the last step too: no final/ from weights that fell apart
+    e.stop = gave_up || collapsed || (stop_requested && step < steps);
+    e.save = e.stop || (step < steps && every > 0 && step % every == 0);
+    e.final = !e.stop && step == steps;
+    e.sigterm = e.stop && !gave_up && !collapsed;
+    return e;
+}
+
+void gem_step_end_print(const GemStepEnd *e, long step) {
+    if (e->sigterm)
+        printf("train: SIGTERM: stopped after step %ld with a checkpoint; the same command "
+               "resumes (run.resume: auto)\n",
+               step);
+}
