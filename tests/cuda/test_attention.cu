@@ -1,6 +1,7 @@
-// GPU attention (src/model/cuda/attention.cu) against the CPU kernels: the training forward and
-// backward over ragged packed batches (GQA, sliding window, tensor-core and plain head dims),
-// their determinism, and the KV-cache decode step against a direct softmax in double.
+// GPU attention (src/model/cuda/attention.cu, attention_decode.cu) against the CPU kernels: the
+// training forward and backward over ragged packed batches (GQA, sliding window, tensor-core and
+// plain head dims), their determinism, and the KV-cache decode step against a direct softmax in
+// double.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

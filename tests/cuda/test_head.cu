@@ -227,7 +227,7 @@ static bool close(float got, double want, double tol = 1e-5) {
 
 // The self-certainty KL(uniform || p) = ln S - D/V - ln V, D = sum (z - m), against the CPU's
 // and against float64: relative 1e-5, absolute below 1 (close()). Both sides sum D in fp32 in
-// different orders (sampler.c: 8 lanes in blocks of 512, then the blocks in order; head.cu:
+// different orders (sampler.c: 8 lanes in blocks of 512, then the blocks in order; sample.cu:
 // about V/1024 terms a thread relative to its running max, 5 shuffle levels, 32 chunks in
 // order). The terms share a sign, so each D is within about eps sqrt(chain) ~ 1e-6 of the exact
 // sum, which moves KL by ~1e-6 |D/V| (|D/V|, the mean gap to the max, is at most 30 in these

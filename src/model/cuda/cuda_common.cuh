@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #ifdef GEMC_CUDA_EMU
 #include "cuda/emu/cuda_emu.h"
@@ -90,6 +91,42 @@ __device__ __forceinline__ float block_max(float v) {
     __syncthreads();
     v = lane < nwarps ? part[lane] : -INFINITY;
     return warp_max(v);
+}
+
+// ---- small helpers of the kernels ----------------------------------------------------------
+
+__device__ __forceinline__ int imin(int a, int b) {
+    return a < b ? a : b;
+}
+__device__ __forceinline__ int imax(int a, int b) {
+    return a > b ? a : b;
+}
+
+// 16 bytes (8 bf16), both pointers 16-byte aligned.
+__device__ __forceinline__ void copy16(void *dst, const void *src) {
+#ifdef GEMC_CUDA_EMU
+    std::memcpy(dst, src, 16);
+#else
+    *(int4 *)dst = *(const int4 *)src;
+#endif
+}
+__device__ __forceinline__ void zero16(void *dst) {
+#ifdef GEMC_CUDA_EMU
+    std::memset(dst, 0, 16);
+#else
+    *(int4 *)dst = make_int4(0, 0, 0, 0);
+#endif
+}
+
+// 16 bytes from a 16-byte aligned src to a 4-byte aligned dst (a padded shared-memory row).
+__device__ __forceinline__ void copy16_words(void *dst, const void *src) {
+#ifdef GEMC_CUDA_EMU
+    std::memcpy(dst, src, 16);
+#else
+    const int4 x = *(const int4 *)src;
+    int *d = (int *)dst;
+    d[0] = x.x, d[1] = x.y, d[2] = x.z, d[3] = x.w;
+#endif
 }
 
 #endif

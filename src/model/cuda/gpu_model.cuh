@@ -1,5 +1,5 @@
 // The model on the device: the GpuModel behind gpu.h, shared by the training path
-// (gpu_model.cu) and the sampler (gpu_decode.cu and head.cu).
+// (gpu_model.cu) and the sampler (gpu_decode.cu and sample.cu).
 //
 // Slabs, each in the CPU layout (model_config.h), so an offset means the same tensor everywhere:
 //   master [total] fp32  the weights AdamW updates (the host's m->params, on the device)

@@ -1,9 +1,10 @@
 // The log-prob/entropy head and the sampler's fused softmax-entropy-sample step on the GPU.
 // Logits are fp32 (the head GEMM writes fp32); one block works on one row of the vocabulary.
 //
-//   head_forward   ~ head_forward_f32 (src/model/cpu/kernels.inc): lse, entropy, log-prob of
-//   targets head_backward  ~ head_backward_f32: WRITES bf16 dlogits sample_rows    ~
-//   sample_token_limited (src/model/sampler.c), one draw per row
+// - head_forward (head.cu), as head_forward_f32 (src/model/cpu/kernels.inc): lse, entropy and
+//   the log-prob of the targets;
+// - head_backward (head.cu), as head_backward_f32: WRITES bf16 dlogits;
+// - sample_rows (sample.cu), as sample_token_limited (src/model/sampler.c): one draw per row.
 //
 // All launchers are asynchronous on `stream` and need no scratch memory.
 #ifndef GEMC_CUDA_HEAD_CUH
