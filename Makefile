@@ -205,6 +205,7 @@ test:
 
 test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUILD)/test_cuda_emu \
           $(if $(filter 1,$(SAN)),,$(BUILD)/gemc_emu) $(if $(NVCC),$(BUILD)/test_cuda)
+	@sh tools/check_layers.sh
 	@sh tools/fetch_tokenizers.sh --quiet
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
 	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi GEMC_CUDA_BIN=$(if $(filter 1,$(SAN)),,$(CUDA_BIN)) \
