@@ -286,7 +286,7 @@ int ckpt_resume_point(const GemConfig *c, int tp, int generators, int max_stalen
         rc = -1;
     } else if (st.tp != tp || st.max_staleness != max_staleness ||
                (max_staleness > 0 && st.generators != generators)) {
-        // the optimizer files are per tp shard; with staleness the shards of the next steps
+        // the optimizer files are per tp partition; with staleness the shards of the next steps
         // were written by that many generators
         gemc_set_error("%s was written with pipeline.tp=%d max_staleness=%d generators=%d, this "
                        "run has %d, %d, %d (HINT: resume with the same pipeline keys)",

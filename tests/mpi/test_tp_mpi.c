@@ -1,7 +1,7 @@
 // MPI checks of the collectives (src/pipeline/comm.c) and of the tensor-parallel model, run under
 // mpirun by tests/test_tp.c:
 //   test_tp_mpi model TP   world split into groups of TP ranks; each rank runs the whole model
-//                          and its shard of it on the same batch and checks log-probs,
+//                          and its partition of it on the same batch and checks log-probs,
 //                          entropies, every gradient (gathered from the shards) and the
 //                          gradient norm against the whole model's, for each model family
 //   test_tp_mpi comm       allreduce SUM/MAX (f32, f64), broadcast, gather, barrier, the tp

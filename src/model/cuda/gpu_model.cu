@@ -31,7 +31,7 @@ static void refresh_bf16(GpuModel *g) {
 
 extern "C" GpuModel *gpu_model_create(const Model *m, int device) {
     if (m->tp) {
-        gemc_set_error("the CUDA backend does not run tensor-parallel shards yet (HINT: set "
+        gemc_set_error("the CUDA backend does not run tensor-parallel partitions yet (HINT: set "
                        "pipeline.tp=1, or run.device=cpu)");
         return NULL;
     }
