@@ -12,7 +12,7 @@
 # The earlier task: TASK_ARGS="--max-value 12 --max-start 9 --max-operand 5 --test 200"
 # ARGS="sft.steps=600" OUT=runs/ablation_earlier. PASS_K (8) and SIGNAL_PROMPTS (128) size
 # the SFT model's check. TABLE_ONLY=1 redraws the table and the
-# plot from the runs already in OUT. About 22 minutes on 2 cores (README, "The ablation").
+# plot from the runs already in OUT. About 11 minutes a seed on 2 cores (README, "The ablation").
 set -eu
 seeds=${1:-"1 2 3"}
 out=${OUT:-runs/ablation}
