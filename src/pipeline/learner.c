@@ -376,7 +376,7 @@ int learner_run(Pipeline *pl) {
             break;
         }
         if (end.stop) {
-            if (L.root) gem_step_end_print(&end, t);
+            if (L.root) gem_step_end_print(&end, c, NULL, t);
             break;
         }
         if (end.final && L.root) {

@@ -148,12 +148,20 @@ GemStepEnd gem_step_end(const GemConfig *c, long step, int stop_requested, int g
     e.stop = gave_up || collapsed || (stop_requested && step < steps);
     e.save = e.stop || (step < steps && every > 0 && step % every == 0);
     e.final = !e.stop && step == steps;
+    e.collapsed = !gave_up && collapsed;
     e.sigterm = e.stop && !gave_up && !collapsed;
     return e;
 }
 
-void gem_step_end_print(const GemStepEnd *e, long step) {
-    if (e->sigterm)
+void gem_step_end_print(const GemStepEnd *e, const GemConfig *c, const ProbeState *pr, long step) {
+    if (e->collapsed)
+        printf("train: probe accuracy fell from %.1f%% (step %ld) to %.1f%% at step %ld, more "
+               "than train.stop_on_collapse = %g points below its best: stopped with a "
+               "checkpoint at step %ld (HINT: lower train.lr, or raise "
+               "train.stop_on_collapse)\n",
+               100 * pr->best, pr->best_step, 100 * pr->last, step,
+               (double)c->train.stop_on_collapse, step);
+    else if (e->sigterm)
         printf("train: SIGTERM: stopped after step %ld with a checkpoint; the same command "
                "resumes (run.resume: auto)\n",
                step);

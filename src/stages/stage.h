@@ -189,14 +189,14 @@ int gem_step_fields(const GemStep *st, char *buf, size_t n);
 // (train.stop_on_collapse) or when the NaN guard gives up; final/ and the report after the last
 // step when nothing stopped the run.
 typedef struct {
-    int save;    // write this step's training-state checkpoint
-    int stop;    // leave the loop after this step
-    int final;   // the last step, reached: write final/
-    int sigterm; // the stop is SIGTERM's (gem_step_end_print says how to resume)
+    int save;      // write this step's training-state checkpoint
+    int stop;      // leave the loop after this step
+    int final;     // the last step, reached: write final/
+    int sigterm;   // the stop is SIGTERM's
+    int collapsed; // the stop is train.stop_on_collapse's
 } GemStepEnd;
 GemStepEnd gem_step_end(const GemConfig *c, long step, int stop_requested, int gave_up,
                         int collapsed);
-void gem_step_end_print(const GemStepEnd *e, long step);
 
 // ---- optimisation ----------------------------------------------------------------------------
 
@@ -318,6 +318,9 @@ typedef struct {
 int stage_probe_open(ProbeState *pr, const GemConfig *c, const Policy *p, const char *run_dir,
                      long resume_step);
 void stage_probe_close(ProbeState *pr);
+// The console line of a stop (gem_step_end): how to resume after SIGTERM, or how far the probe
+// accuracy fell (pr) at a collapse. Nothing otherwise.
+void gem_step_end_print(const GemStepEnd *e, const GemConfig *c, const ProbeState *pr, long step);
 // stage_eval_in_training, and the probe's evaluation when pr holds one: probe_accuracy,
 // probe_auroc, probe_top_correct, probe_mean_correct, probe_bottom_correct and
 // probe_best_accuracy / probe_best_step in m, on the same console line. *collapsed (may be

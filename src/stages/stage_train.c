@@ -192,15 +192,7 @@ int stage_train(const GemConfig *c) {
             break;
         }
         stopped = end.stop;
-        if (rc == 0 && collapsed)
-            printf("train: probe accuracy fell from %.1f%% (step %ld) to %.1f%% at step %d, more "
-                   "than train.stop_on_collapse = %g points below its best: stopped with a "
-                   "checkpoint at step %d (HINT: lower train.lr, or raise "
-                   "train.stop_on_collapse)\n",
-                   100 * probe.best, probe.best_step, 100 * probe.last, step,
-                   (double)c->train.stop_on_collapse, step);
-        else if (rc == 0)
-            gem_step_end_print(&end, step);
+        if (rc == 0) gem_step_end_print(&end, c, &probe, step);
     }
     if (rc == 0 && !stopped) rc = rundir_save(&r, &p, -1);
     if (rc == 0 && !stopped) printf("train: wrote %s/final\n", c->train.dir);
