@@ -149,10 +149,6 @@ static void test_defaults_are_the_spec(void) {
     CU_ASSERT_EQUAL(c.optim.beta2, 0.999f);
     CU_ASSERT_EQUAL(c.optim.eps, 1e-8f);
     CU_ASSERT_EQUAL(c.optim.weight_decay, 0.0f);
-    CU_ASSERT_EQUAL(c.optim.grad_clip, 1.0f);
-    CU_ASSERT_EQUAL(c.optim.warmup_steps, 0);
-    CU_ASSERT_EQUAL(c.optim.schedule, LR_CONSTANT);
-    CU_ASSERT_EQUAL(c.optim.min_lr_ratio, 0.0f);
     CU_ASSERT_EQUAL(c.optim.micro_batch_tokens, 8192);
     CU_ASSERT_EQUAL(c.optim.max_nonfinite_steps, 5);
     // the stages
@@ -162,12 +158,20 @@ static void test_defaults_are_the_spec(void) {
     CU_ASSERT_EQUAL(c.sft.steps, 100);
     CU_ASSERT_EQUAL(c.sft.batch_size, 16);
     CU_ASSERT_EQUAL(c.sft.lr, 2e-5f);
+    CU_ASSERT_EQUAL(c.sft.warmup_steps, 0);
+    CU_ASSERT_EQUAL(c.sft.schedule, LR_CONSTANT);
+    CU_ASSERT_EQUAL(c.sft.min_lr_ratio, 0.0f);
+    CU_ASSERT_EQUAL(c.sft.grad_clip, 1.0f);
     CU_ASSERT_STRING_EQUAL(c.train.dir, "runs/gem");
     CU_ASSERT_EQUAL(c.train.steps, 100);
     CU_ASSERT_EQUAL(c.train.batch_size, 16);
     CU_ASSERT_EQUAL(c.train.lr, 1e-5f);
+    CU_ASSERT_EQUAL(c.train.warmup_steps, 10); // train's own: RL's first AdamW steps are warmed
+    CU_ASSERT_EQUAL(c.train.schedule, LR_CONSTANT);
+    CU_ASSERT_EQUAL(c.train.grad_clip, 1.0f);
     CU_ASSERT_STRING_EQUAL(c.dpo.dir, "runs/dpo");
     CU_ASSERT_EQUAL(c.dpo.lr, 1e-6f);
+    CU_ASSERT_EQUAL(c.dpo.warmup_steps, 0);
     CU_ASSERT_EQUAL(c.dpo_pairs, DPO_PAIRS_DATA);
     CU_ASSERT_EQUAL(c.dpo_beta, 0.1f);
     CU_ASSERT_EQUAL(c.eval.models.n, 0);
@@ -304,7 +308,7 @@ static void test_overrides_of_each_type(void) {
     override_ok(&c, "eval.use_ref=True");            // bool, YAML's other spelling
     override_ok(&c, "sega.adv_norm=std");            // enum
     override_ok(&c, "run.progress=true");            // enum whose names look like bools
-    override_ok(&c, "optim.schedule=cosine");        // enum
+    override_ok(&c, "sft.schedule=cosine");          // enum
     override_ok(&c, "sft.data=data/x y.jsonl");      // plain string with a space
     override_ok(&c, "score.answer_marker=Answer: "); // ': ' needs no quotes
     override_ok(&c, "model.system_prompt='a  b'");   // single quotes keep the spaces
@@ -319,7 +323,7 @@ static void test_overrides_of_each_type(void) {
     CU_ASSERT_EQUAL(c.eval.use_ref, 1);
     CU_ASSERT_EQUAL(c.sega.adv_norm, ADV_STD);
     CU_ASSERT_EQUAL(c.run.progress, 1);
-    CU_ASSERT_EQUAL(c.optim.schedule, LR_COSINE);
+    CU_ASSERT_EQUAL(c.sft.schedule, LR_COSINE);
     CU_ASSERT_STRING_EQUAL(c.sft.data, "data/x y.jsonl");
     CU_ASSERT_STRING_EQUAL(c.score.answer_marker, "Answer:");
     CU_ASSERT_STRING_EQUAL(c.model.system_prompt, "a  b");
@@ -391,6 +395,9 @@ static void test_unknown_keys(void) {
     expect_yaml_error("k: 8\n", "1", "unknown key 'k' (did you mean 'sampling.k'?)");
     // a leaf of several sections: all of them
     expect_yaml_error("\nlr: 1e-5\n", "2", "unknown key 'lr'", "'sft.lr', 'train.lr' or 'dpo.lr'");
+    // the schedule moved from optim into each stage: the old key names its three new homes
+    expect_yaml_error("optim:\n  warmup_steps: 10\n", "2", "unknown key 'optim.warmup_steps'",
+                      "'sft.warmup_steps', 'train.warmup_steps' or 'dpo.warmup_steps'");
     // a misspelt section
     expect_yaml_error("samplng:\n  k: 8\n", "1", "unknown section 'samplng'",
                       "(did you mean 'sampling'?)");
@@ -506,9 +513,10 @@ static void test_ranges(void) {
         {"optim.beta1=1", 0},
         {"optim.beta2=0.99999", 1},
         {"optim.eps=0", 0},
-        {"optim.grad_clip=0", 1},
-        {"optim.min_lr_ratio=1", 1},
-        {"optim.min_lr_ratio=1.5", 0},
+        {"train.grad_clip=0", 1},
+        {"sft.min_lr_ratio=1", 1},
+        {"dpo.min_lr_ratio=1.5", 0},
+        {"train.warmup_steps=-1", 0},
         {"optim.micro_batch_tokens=0", 0},
         {"optim.max_nonfinite_steps=0", 1},
         {"optim.max_nonfinite_steps=-1", 0},
@@ -648,10 +656,6 @@ static const char *const EVERY_KEY[] = {
     "optim.beta2=0.95",
     "optim.eps=1.17549435e-38",
     "optim.weight_decay=0.01",
-    "optim.grad_clip=0.5",
-    "optim.warmup_steps=10",
-    "optim.schedule=linear",
-    "optim.min_lr_ratio=0.1",
     "optim.micro_batch_tokens=4096",
     "optim.max_nonfinite_steps=2",
     "sft.model='null'",
@@ -660,12 +664,20 @@ static const char *const EVERY_KEY[] = {
     "sft.steps=3",
     "sft.batch_size=2",
     "sft.lr=3.14159274e-4",
+    "sft.warmup_steps=7",
+    "sft.schedule=linear",
+    "sft.min_lr_ratio=0.1",
+    "sft.grad_clip=0.5",
     "train.model=m",
     "train.dir=runs/t",
     "train.data=q.jsonl",
     "train.steps=4",
     "train.batch_size=3",
     "train.lr=2e-5",
+    "train.warmup_steps=0",
+    "train.schedule=cosine",
+    "train.min_lr_ratio=0.25",
+    "train.grad_clip=0",
     "train.stop_on_collapse=15",
     "dpo.model=d",
     "dpo.dir=runs/d",
@@ -673,6 +685,10 @@ static const char *const EVERY_KEY[] = {
     "dpo.steps=5",
     "dpo.batch_size=4",
     "dpo.lr=1e-7",
+    "dpo.warmup_steps=3",
+    "dpo.schedule=linear",
+    "dpo.min_lr_ratio=0.5",
+    "dpo.grad_clip=2",
     "dpo.pairs=entropy",
     "dpo.beta=0.2",
     "eval.models=[\"a=b\", \"c,d\", \"[e]\", \"'f'\"]",

@@ -169,13 +169,12 @@ static void test_nonfinite_step_skipped(void) {
     test_random_model(&m, &cfg, 3);
     const size_t n = m.layout.total, bytes = n * sizeof(float);
     m.grads = callocCheck(n, sizeof(float));
-    const OptimConfig o = {
-        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_clip = 1.0f, .max_nonfinite_steps = 3};
+    const OptimConfig o = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_nonfinite_steps = 3};
     Rng rng;
     rng_seed(&rng, 4);
     int updated;
     for (size_t i = 0; i < n; i++) m.grads[i] = rng_normal(&rng);
-    CU_ASSERT(isfinite(stage_optimizer_step(&m, &o, 1e-3f, 2.5, &updated)));
+    CU_ASSERT(isfinite(stage_optimizer_step(&m, &o, 1.0f, 1e-3f, 2.5, &updated)));
     CU_ASSERT_EQUAL(updated, 1);
     CU_ASSERT_EQUAL(m.adam_t, 1);
     float *p0 = mallocCheck(bytes), *m0 = mallocCheck(bytes), *v0 = mallocCheck(bytes);
@@ -187,7 +186,7 @@ static void test_nonfinite_step_skipped(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (size_t i = 0; i < n; i++) m.grads[i] = rng_normal(&rng);
         m.grads[n / 2] = cases[c].bad_grad;
-        float norm = stage_optimizer_step(&m, &o, 1e-3f, cases[c].loss, &updated);
+        float norm = stage_optimizer_step(&m, &o, 1.0f, 1e-3f, cases[c].loss, &updated);
         CU_ASSERT_EQUAL(updated, 0);
         CU_ASSERT_EQUAL(isfinite(norm), isfinite(cases[c].bad_grad));
         CU_ASSERT_EQUAL(m.adam_t, 1);

@@ -93,15 +93,31 @@ static void test_micro_batches(void) {
 }
 
 static void test_lr_schedule(void) {
-    OptimConfig o = {.warmup_steps = 10, .schedule = LR_CONSTANT, .min_lr_ratio = 0.1f};
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 1, 100), 0.1, 1e-7);
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 10, 100), 1.0, 1e-7);
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 70, 100), 1.0, 1e-7);
-    o.schedule = LR_COSINE;
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 55, 100), 0.1 + 0.9 * 0.5, 1e-6); // half way
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 1.0f, 100, 100), 0.1, 1e-6);
-    o.schedule = LR_LINEAR;
-    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&o, 2.0f, 55, 100), 0.2 + 1.8 * 0.5, 1e-6);
+    StageConfig s = {.steps = 100,
+                     .lr = 1.0f,
+                     .warmup_steps = 10,
+                     .schedule = LR_CONSTANT,
+                     .min_lr_ratio = 0.1f};
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 1), 0.1, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 10), 1.0, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 70), 1.0, 1e-7);
+    s.schedule = LR_COSINE;
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 55), 0.1 + 0.9 * 0.5, 1e-6); // half way
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 100), 0.1, 1e-6);
+    s.schedule = LR_LINEAR;
+    s.lr = 2.0f;
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&s, 55), 0.2 + 1.8 * 0.5, 1e-6);
+    // train's own defaults: 10 warmup steps, then constant, clipping at 1.0; sft's and dpo's
+    // start at their lr
+    GemConfig c;
+    config_defaults(&c);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&c.train, 5), 0.5e-5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&c.train, 10), 1e-5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&c.train, 100), 1e-5, 1e-12);
+    CU_ASSERT_EQUAL(c.train.grad_clip, 1.0f);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&c.sft, 1), 2e-5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(stage_lr(&c.dpo, 1), 1e-6, 1e-12);
+    config_free(&c);
 }
 
 static void test_data_order(void) {

@@ -19,7 +19,7 @@ task=${TASK_DIR:-data/arith}
 make_task=${MAKE_TASK:-build/make_task}
 # the learner check's settings (tools/learner_check.sh, README "The learner check") on the demo's
 # 60 steps
-LEARNER_CHECK="sampling.k=8 train.lr=1e-4 optim.schedule=constant"
+LEARNER_CHECK="sampling.k=8 train.lr=1e-4 train.schedule=constant"
 t0=$(date +%s)
 stamp() { echo "   ($(($(date +%s) - t0)) s so far)"; }
 

@@ -32,8 +32,8 @@ task_args=${TASK_ARGS:-}
 K=${PASS_K:-8}
 # the RL budget (README, "The learner check": how it was chosen)
 rl_steps=${RL_STEPS:-100}
-rl="train.steps=$rl_steps sampling.k=8 train.lr=${RL_LR:-1e-4} optim.schedule=constant
-    optim.warmup_steps=10"
+rl="train.steps=$rl_steps sampling.k=8 train.lr=${RL_LR:-1e-4} train.schedule=constant
+    train.warmup_steps=10"
 base="configs/demo.yaml eval.signal_k=0 eval.pairs= run.progress=false
       eval.prompts=$task/test_prompts.jsonl"
 t0=$(date +%s)
@@ -64,7 +64,7 @@ for s in $seeds_to_run; do
     echo "== seed $s: sft_more (SFT continued for $rl_steps steps)"
     "$gemc" sft $base run.seed=$s sft.model=$d/sft/final sft.dir=$d/sft_more \
         sft.data=$task/train_pairs.jsonl sft.steps=$rl_steps sft.lr=${SFT_MORE_LR:-3e-4} \
-        optim.schedule=constant optim.warmup_steps=0 eval.every=0 $args >"$d/sft_more.log" 2>&1 ||
+        sft.schedule=constant sft.warmup_steps=0 eval.every=0 $args >"$d/sft_more.log" 2>&1 ||
         { echo "sft_more failed: see $d/sft_more.log"; exit 1; }
     echo "== seed $s: eval (greedy, pass@$K)"
     "$gemc" eval $base run.seed=$s eval.pass_k=$K eval.dir=$d/eval \

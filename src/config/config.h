@@ -94,14 +94,11 @@ typedef struct {
     GroupNorm group_norm;         // batch: G counts every group of the batch
 } SegaConfig;
 
-// AdamW and the schedule, shared by sft, train and dpo (each stage has its own lr).
+// AdamW's constants, shared by sft, train and dpo (each stage has its own lr, schedule and
+// clipping: StageConfig).
 typedef struct {
     float beta1, beta2, eps; // 0.9, 0.999, 1e-8
     float weight_decay;      // 0.0
-    float grad_clip;         // 1.0 (0 = off)
-    int warmup_steps;        // 0
-    LrSchedule schedule;     // constant
-    float min_lr_ratio;      // cosine/linear decay floor, as a fraction of lr (0.0)
     int micro_batch_tokens;  // tokens per forward/backward; gradients are accumulated (8192)
     int max_nonfinite_steps; // updates skipped in a row for a NaN/Inf before the stage stops (5)
 } OptimConfig;
@@ -144,8 +141,12 @@ typedef struct {
     char *dir;   // run directory
     char *data;  // pairs JSONL (sft, dpo) or prompts JSONL (train)
     int steps;
-    int batch_size; // pairs per step (sft, dpo) or prompts per step (train)
-    float lr;
+    int batch_size;         // pairs per step (sft, dpo) or prompts per step (train)
+    float lr;               // peak learning rate
+    int warmup_steps;       // linear warmup from 0 to lr (train: 10, else 0)
+    LrSchedule schedule;    // after the warmup (constant)
+    float min_lr_ratio;     // cosine/linear decay floor, as a fraction of lr (0.0)
+    float grad_clip;        // global gradient-norm clip, 0 = off (1.0)
     float stop_on_collapse; // train: stop when probe accuracy falls this many points below its best
 } StageConfig;
 

@@ -89,14 +89,22 @@ const char *const SECTIONS[] = {"run",    "log",    "model", "sampling", "score"
                                 "sft",    "train",  "dpo",   "eval",     "generate"};
 const int N_SECTIONS = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
 
-// The stages' shared keys (model, dir, data, steps, batch_size, lr) with the defaults of each.
-#define STAGE_KEYS(s, dir_def, data_help, batch_help, lr_def)                                      \
+// The stages' shared keys (model, dir, data, steps, batch_size, and the optimizer's step size:
+// lr, warmup, schedule, clipping) with the defaults of each.
+#define STAGE_KEYS(s, dir_def, data_help, batch_help, lr_def, warmup_def)                          \
     STR(#s ".model", s.model, "", "starting model folder (Hugging Face format)"),                  \
         STR(#s ".dir", s.dir, dir_def, "run directory: config.yaml, metrics, checkpoints"),        \
         STR(#s ".data", s.data, "", data_help),                                                    \
         INT(#s ".steps", s.steps, "100", AT_LEAST(1), "optimizer steps"),                          \
         INT(#s ".batch_size", s.batch_size, "16", AT_LEAST(1), batch_help),                        \
-        FLT(#s ".lr", s.lr, lr_def, ABOVE(0), "peak learning rate (AdamW)")
+        FLT(#s ".lr", s.lr, lr_def, ABOVE(0), "peak learning rate (AdamW)"),                       \
+        INT(#s ".warmup_steps", s.warmup_steps, warmup_def, AT_LEAST(0),                           \
+            "linear warmup from 0 to lr"),                                                         \
+        ENUM(#s ".schedule", s.schedule, "constant", SCHEDULES, "lr after the warmup"),            \
+        FLT(#s ".min_lr_ratio", s.min_lr_ratio, "0.0", CLOSED(0, 1),                               \
+            "cosine/linear floor, as a share of lr"),                                              \
+        FLT(#s ".grad_clip", s.grad_clip, "1.0", AT_LEAST(0),                                      \
+            "global gradient-norm clip; 0 = off")
 
 const KeyDef KEYS[] = {
     U64("run.seed", run.seed, "1", "seed of the data order and of every sampled token"),
@@ -188,12 +196,6 @@ const KeyDef KEYS[] = {
     FLT("optim.beta2", optim.beta2, "0.999", CLOSED_OPEN(0, 1), "AdamW second-moment decay"),
     FLT("optim.eps", optim.eps, "1e-8", ABOVE(0), "AdamW epsilon"),
     FLT("optim.weight_decay", optim.weight_decay, "0.0", AT_LEAST(0), "AdamW decoupled decay"),
-    FLT("optim.grad_clip", optim.grad_clip, "1.0", AT_LEAST(0),
-        "global gradient-norm clip; 0 = off"),
-    INT("optim.warmup_steps", optim.warmup_steps, "0", AT_LEAST(0), "linear warmup from 0 to lr"),
-    ENUM("optim.schedule", optim.schedule, "constant", SCHEDULES, "lr after the warmup"),
-    FLT("optim.min_lr_ratio", optim.min_lr_ratio, "0.0", CLOSED(0, 1),
-        "cosine/linear floor, as a share of lr"),
     INT("optim.micro_batch_tokens", optim.micro_batch_tokens, "8192", AT_LEAST(1),
         "tokens per forward/backward; gradients are accumulated"),
     INT("optim.max_nonfinite_steps", optim.max_nonfinite_steps, "5", AT_LEAST(0),
@@ -214,13 +216,17 @@ const KeyDef KEYS[] = {
     INT("pipeline.bucket_mb", pipeline.bucket_mb, "64", AT_LEAST(1),
         "MiB per bucket of the learner-to-generator weight broadcast"),
 
-    STAGE_KEYS(sft, "runs/sft", "pairs JSONL {prompt, chosen, rejected}", "pairs per step", "2e-5"),
-    STAGE_KEYS(train, "runs/gem", "prompts JSONL {prompt}", "prompts per step", "1e-5"),
+    STAGE_KEYS(sft, "runs/sft", "pairs JSONL {prompt, chosen, rejected}", "pairs per step", "2e-5",
+               "0"),
+    // train's step size for RL (README, "The learner check"): the paper's lr 1e-5 for 0.5B-8B
+    // models, 10 warmup steps (AdamW's first steps are the largest, before its second moment has
+    // seen the noise of sampled rewards), then constant, as verl does; clipping at 1.0
+    STAGE_KEYS(train, "runs/gem", "prompts JSONL {prompt}", "prompts per step", "1e-5", "10"),
     FLT("train.stop_on_collapse", train.stop_on_collapse, "0", AT_LEAST(0),
         "stop with a checkpoint when eval.probe accuracy falls this many points below its best; "
         "0 = never"),
     STAGE_KEYS(dpo, "runs/dpo", "pairs JSONL, or prompts JSONL when dpo.pairs is entropy",
-               "pairs per step", "1e-6"),
+               "pairs per step", "1e-6", "0"),
     ENUM("dpo.pairs", dpo_pairs, "data", DPO_PAIRS,
          "data: the pairs of dpo.data; entropy: (best, worst) of the entropy ranking"),
     FLT("dpo.beta", dpo_beta, "0.1", ABOVE(0), "DPO inverse temperature"),

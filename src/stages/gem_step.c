@@ -109,9 +109,10 @@ void gem_step_update(Model *m, Model *ref, const GemConfig *c, const GroupBatch 
     double sums[3] = {loss, n, (double)tokens};
     if (reduce) reduce(reduce_ctx, sums);
     st->loss = sums[0], st->trained = (long)sums[1], st->tokens = (long)sums[2];
-    st->lr = stage_lr(&c->optim, c->train.lr, (int)step, c->train.steps);
+    st->lr = stage_lr(&c->train, (int)step);
     if (st->trained > 0)
-        st->norm = stage_optimizer_step(m, &c->optim, st->lr, st->loss, &st->updated);
+        st->norm =
+            stage_optimizer_step(m, &c->optim, c->train.grad_clip, st->lr, st->loss, &st->updated);
     st->t_train = now_seconds() - t0;
     for (int g = 0; g < gb->G; g++) st->skipped += gb->rank[g].skipped;
 }
@@ -120,7 +121,7 @@ void gem_step_metrics(Metrics *m, const GemConfig *c, const GroupBatch *gb, GemS
                       long policy_version, long version_lag, long n_params, int devices,
                       double t_wait) {
     metrics_num(m, "loss", st->loss);
-    metrics_grad_norm(m, &c->optim, st->norm);
+    metrics_grad_norm(m, c->train.grad_clip, st->norm);
     metrics_num(m, "lr", st->lr);
     groups_metrics(gb, m, &st->reward, &st->fork, &st->final, &st->correct);
     metrics_int(m, "candidates_trained", st->trained);

@@ -173,12 +173,14 @@ double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int m
 
 // ---- optimisation ----------------------------------------------------------------------------
 
-float stage_lr(const OptimConfig *o, float lr, int step, int steps) {
-    if (o->warmup_steps > 0 && step <= o->warmup_steps) return lr * (float)step / o->warmup_steps;
-    if (o->schedule == LR_CONSTANT || steps <= o->warmup_steps) return lr;
-    double t = (double)(step - o->warmup_steps) / (double)(steps - o->warmup_steps);
-    double floor_lr = lr * o->min_lr_ratio;
-    double shape = o->schedule == LR_COSINE ? 0.5 * (1.0 + cos(M_PI * t)) : 1.0 - t;
+float stage_lr(const StageConfig *s, int step) {
+    const float lr = s->lr;
+    const int warmup = s->warmup_steps, steps = s->steps;
+    if (warmup > 0 && step <= warmup) return lr * (float)step / warmup;
+    if (s->schedule == LR_CONSTANT || steps <= warmup) return lr;
+    double t = (double)(step - warmup) / (double)(steps - warmup);
+    double floor_lr = lr * s->min_lr_ratio;
+    double shape = s->schedule == LR_COSINE ? 0.5 * (1.0 + cos(M_PI * t)) : 1.0 - t;
     return (float)(floor_lr + (lr - floor_lr) * shape);
 }
 
@@ -187,8 +189,9 @@ double stage_mfu(const GemConfig *c, long n_params, double tokens, double second
     return 6.0 * (double)n_params * tokens / seconds / (c->log.peak_tflops * 1e12 * devices);
 }
 
-float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated) {
-    float norm = model_clip_grad_norm(m, o->grad_clip);
+float stage_optimizer_step(Model *m, const OptimConfig *o, float grad_clip, float lr, double loss,
+                           int *updated) {
+    float norm = model_clip_grad_norm(m, grad_clip);
     // a NaN or Inf anywhere in the gradients makes their norm NaN or Inf: one test covers both
     *updated = isfinite(loss) && isfinite(norm);
     if (*updated) {
@@ -203,11 +206,11 @@ float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss
     return norm;
 }
 
-void metrics_grad_norm(Metrics *m, const OptimConfig *o, float norm) {
-    const int clipped = o->grad_clip > 0 && norm > o->grad_clip;
+void metrics_grad_norm(Metrics *m, float grad_clip, float norm) {
+    const int clipped = grad_clip > 0 && norm > grad_clip;
     metrics_num(m, "grad_norm", norm);
     // model_clip_grad_norm's scale applied to the norm: what AdamW was given
-    metrics_num(m, "grad_norm_clipped", clipped ? norm * (o->grad_clip / (norm + 1e-6f)) : norm);
+    metrics_num(m, "grad_norm_clipped", clipped ? norm * (grad_clip / (norm + 1e-6f)) : norm);
     metrics_int(m, "clipped", clipped);
 }
 
@@ -237,9 +240,9 @@ int nonfinite_guard_stop(const NonFiniteGuard *g, const char *stage, const char 
     gemc_set_error(
         "%s: %d updates in a row skipped for a non-finite loss or gradient (steps %d "
         "to %d; last loss %g, grad norm %g); stopped with a checkpoint in %s. HINT: lower "
-        "the learning rate or optim.grad_clip, or look for a bad batch; "
+        "the learning rate or %s.grad_clip, or look for a bad batch; "
         "optim.max_nonfinite_steps sets how many in a row stop the run",
-        stage, g->in_a_row, g->first_step, g->last_step, g->loss, (double)g->norm, ckpt);
+        stage, g->in_a_row, g->first_step, g->last_step, g->loss, (double)g->norm, ckpt, stage);
     free(ckpt);
     return -1;
 }

@@ -200,16 +200,18 @@ GemStepEnd gem_step_end(const GemConfig *c, long step, int stop_requested, int g
 
 // ---- optimisation ----------------------------------------------------------------------------
 
-// The learning rate of `step` (1-based) of `steps`: linear warmup over optim.warmup_steps, then
-// constant, cosine or linear decay to lr * min_lr_ratio.
-float stage_lr(const OptimConfig *o, float lr, int step, int steps);
+// The learning rate of `step` (1-based) of the stage's steps: linear warmup over its
+// warmup_steps, then constant, cosine or linear decay to lr * min_lr_ratio.
+float stage_lr(const StageConfig *s, int step);
 // Clips, steps AdamW with the scheduled lr and zeroes the gradients. A step whose loss or gradient
 // norm is not finite makes no update: the weights, the AdamW moments and its step count stay as
 // they were and *updated is 0. Returns the grad norm.
-float stage_optimizer_step(Model *m, const OptimConfig *o, float lr, double loss, int *updated);
+// grad_clip is the stage's (0 = off).
+float stage_optimizer_step(Model *m, const OptimConfig *o, float grad_clip, float lr, double loss,
+                           int *updated);
 // Logs a step's gradient norm before clipping (grad_norm), after (grad_norm_clipped: what AdamW
-// was given) and whether optim.grad_clip cut it (clipped, 0/1).
-void metrics_grad_norm(Metrics *m, const OptimConfig *o, float norm);
+// was given) and whether the stage's grad_clip cut it (clipped, 0/1).
+void metrics_grad_norm(Metrics *m, float grad_clip, float norm);
 // Model FLOPs utilisation of a step that trained `tokens` tokens of a model of n_params in
 // `seconds` on `devices` devices of log.peak_tflops each: 6 FLOPs per parameter per token
 // (forward and backward) over the peak. NAN when log.peak_tflops is 0 (unknown).

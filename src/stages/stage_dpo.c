@@ -117,20 +117,20 @@ int stage_dpo(const GemConfig *c) {
         double t1 = now_seconds();
         DpoCtx ctx = {seqs, refs, c->dpo_beta, n_pairs, 0, 0};
         double loss = 0;
-        float norm = 0, lr = stage_lr(&c->optim, c->dpo.lr, step, c->dpo.steps);
+        float norm = 0, lr = stage_lr(&c->dpo, step);
         int updated = 0;
         if (n_pairs > 0) {
             ref_sums(&ref.model, seqs, 2 * n_pairs, c->optim.micro_batch_tokens, refs);
             loss = seq_forward_backward(&p.model, seqs, 2 * n_pairs, 2, c->optim.micro_batch_tokens,
                                         NULL, dpo_grad, &ctx);
-            norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
+            norm = stage_optimizer_step(&p.model, &c->optim, c->dpo.grad_clip, lr, loss, &updated);
         }
         double t_train = now_seconds() - t1;
 
         Metrics m;
         metrics_begin(&m, "dpo", step);
         metrics_num(&m, "loss", loss);
-        metrics_grad_norm(&m, &c->optim, norm);
+        metrics_grad_norm(&m, c->dpo.grad_clip, norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "pairs", n_pairs);
         metrics_int(&m, "tokens", tokens);

@@ -65,15 +65,16 @@ int stage_sft(const GemConfig *c) {
         SftCtx ctx = {seqs, 1.0f / (float)resp};
         double loss = seq_forward_backward(&p.model, seqs, B, 1, c->optim.micro_batch_tokens, NULL,
                                            sft_grad, &ctx);
-        float lr = stage_lr(&c->optim, c->sft.lr, step, c->sft.steps);
+        float lr = stage_lr(&c->sft, step);
         int updated;
-        float norm = stage_optimizer_step(&p.model, &c->optim, lr, loss, &updated);
+        float norm =
+            stage_optimizer_step(&p.model, &c->optim, c->sft.grad_clip, lr, loss, &updated);
         double dt = now_seconds() - t0;
 
         Metrics m;
         metrics_begin(&m, "sft", step);
         metrics_num(&m, "loss", loss);
-        metrics_grad_norm(&m, &c->optim, norm);
+        metrics_grad_norm(&m, c->sft.grad_clip, norm);
         metrics_num(&m, "lr", lr);
         metrics_int(&m, "tokens", tokens);
         metrics_int(&m, "response_tokens", resp);
