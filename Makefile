@@ -185,6 +185,11 @@ $(BUILD)/test_tp_mpi: $(BUILD)/tests/mpi/test_tp_mpi.o $(BUILD)/tests/test_util.
                       | check-deps
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS)
 -include $(BUILD)/tests/mpi/test_tp_mpi.d
+# The same program on the emulated GPU (tests/cuda/emu): `test_tp_mpi_emu gpu TP` runs the CUDA
+# backend's tensor-parallel partitions in every `make test`, with no GPU.
+$(BUILD)/test_tp_mpi_emu: $(BUILD)/tests/mpi/test_tp_mpi.o $(BUILD)/tests/test_util.o $(LIB_OBJ) \
+                          $(EMU_SRC_OBJ) | check-deps
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUNIT_LIBS) -lstdc++
 
 # The gemc the CUDA stage test runs: ./gemc where a GPU answers, else the emulated build.
 CUDA_BIN = $$(if [ -n "$(NVCC)" ] && nvidia-smi -L >/dev/null 2>&1; then echo ./gemc; \
@@ -204,11 +209,13 @@ test:
 # and those two alone took more than a quarter of the SAN pass).
 
 test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUILD)/test_cuda_emu \
-          $(if $(filter 1,$(SAN)),,$(BUILD)/gemc_emu) $(if $(NVCC),$(BUILD)/test_cuda)
+          $(if $(filter 1,$(SAN)),,$(BUILD)/gemc_emu $(BUILD)/test_tp_mpi_emu) \
+          $(if $(NVCC),$(BUILD)/test_cuda)
 	@sh tools/check_layers.sh
 	@sh tools/fetch_tokenizers.sh --quiet
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} GEMC_MAKE_TASK=$(BUILD)/make_task \
 	  GEMC_TEST_TP_MPI=$(BUILD)/test_tp_mpi GEMC_CUDA_BIN=$(if $(filter 1,$(SAN)),,$(CUDA_BIN)) \
+	  GEMC_TEST_TP_MPI_EMU=$(if $(filter 1,$(SAN)),,$(BUILD)/test_tp_mpi_emu) \
 	  ./$(BUILD)/test_gemc
 	$(if $(filter 1,$(SAN)),@echo "kernel-family matrix: in the plain make test",\
 	  sh tools/test_kernel_families.sh ./$(BUILD)/test_gemc)

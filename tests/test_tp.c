@@ -176,7 +176,7 @@ static void test_tp1_path(void) {
         test_random_model(&a, &cfg, 9);
         test_random_model(&b, &cfg, 9);
         int calls = 0;
-        TensorParallel tp = {0, 1, 0, cfg.vocab_size, noop_reduce, noop_reduce, &calls};
+        TensorParallel tp = {0, 1, 0, cfg.vocab_size, noop_reduce, noop_reduce, &calls, 0};
         b.tp = &tp;
         float lpa[150], enta[150], lpb[150], entb[150];
         model_forward(&a, &batch, lpa, enta);
@@ -210,13 +210,16 @@ static void test_tp1_path(void) {
 
 // ---- the MPI programs -------------------------------------------------------------------------
 
+// The MPI program: GEMC_TEST_TP_MPI's (build/test_tp_mpi), or with emu the one on the emulated
+// GPU, GEMC_TEST_TP_MPI_EMU's (build/test_tp_mpi_emu).
+static int g_emu;
 static const char *mpi_prog(void) {
-    const char *p = getenv("GEMC_TEST_TP_MPI");
-    if (!p || !*p) p = "build/test_tp_mpi";
+    const char *var = g_emu ? "GEMC_TEST_TP_MPI_EMU" : "GEMC_TEST_TP_MPI";
+    const char *p = getenv(var);
+    if (!p || !*p) p = g_emu ? "build/test_tp_mpi_emu" : "build/test_tp_mpi";
     struct stat st;
     if (stat(p, &st) != 0) {
-        fprintf(stderr,
-                "\n  %s not found: build it (make test builds it and sets GEMC_TEST_TP_MPI)", p);
+        fprintf(stderr, "\n  %s not found: build it (make test builds it and sets %s)", p, var);
         return NULL;
     }
     return p;
@@ -268,6 +271,21 @@ static void test_mpi_model_tp2(void) {
 static void test_mpi_model_tp4(void) {
     expect_pass(4, 0, "model 4", "max diffs tp=4");
     expect_pass(4, 0, "model 2", "max diffs tp=2"); // two groups of 2 side by side
+}
+
+// The CUDA backend's partitions on the emulated GPU against its whole model (tests/mpi:
+// log-probs, entropies, gradients, the norm and 3 AdamW steps, to bf16's tolerances). SAN=1
+// builds leave it to the plain run, as they do the other emulated stage tests.
+static void test_mpi_gpu_tp(void) {
+    const char *bin = getenv("GEMC_TEST_TP_MPI_EMU");
+    if (!bin || !*bin) {
+        printf("(skipped: GEMC_TEST_TP_MPI_EMU names no emulated build) ");
+        return;
+    }
+    g_emu = 1;
+    expect_pass(2, 0, "gpu 2", "max diffs gpu tp=2");
+    expect_pass(4, 0, "gpu 4", "max diffs gpu tp=4");
+    g_emu = 0;
 }
 
 static void test_mpi_comm(void) {
@@ -324,6 +342,7 @@ void register_tp_tests(void) {
         {"tp path on one rank matches the whole model", test_tp1_path},
         {"mpi: tp=2 matches the whole model", test_mpi_model_tp2},
         {"mpi: tp=4 and two tp=2 groups", test_mpi_model_tp4},
+        {"mpi: the CUDA backend's tp=2 and tp=4 (emulated GPU)", test_mpi_gpu_tp},
         {"mpi: collectives", test_mpi_comm},
         {"mpi: a missing rank times out with one error line", test_mpi_timeout},
         {"mpi: nccl unavailable is a fatal error with a HINT", test_mpi_nccl},

@@ -172,7 +172,10 @@ void tp_norm_mask(const ModelConfig *full, int rank, int size, unsigned char *ma
     param_layout_init(&ll, &lc);
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         const ParamSpec *s = &ll.p[k];
-        const int counts = split_kind((ParamKind)k) != REPLICATED || rank == 0;
-        memset(mask + s->offset, counts, s->size);
+        memset(mask + s->offset, tp_kind_counts((ParamKind)k, rank), s->size);
     }
+}
+
+int tp_kind_counts(ParamKind k, int rank) {
+    return split_kind(k) != REPLICATED || rank == 0;
 }

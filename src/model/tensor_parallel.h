@@ -31,6 +31,9 @@ typedef struct TensorParallel {
     void (*allreduce_sum)(void *ctx, float *buf, size_t n);
     void (*allreduce_max)(void *ctx, float *buf, size_t n);
     void *ctx;
+    // 0: the hooks take host buffers (MPI). 1: device buffers (NCCL between the group's GPUs); a
+    // GPU partition then hands them its device memory without a copy through the host.
+    int device_buffers;
 } TensorParallel;
 
 // The config of rank `rank`'s partition of `full` split over `size` ranks: num_heads, num_kv_heads
@@ -53,5 +56,7 @@ void tp_partition_to_full(const ModelConfig *full, int rank, int size, const flo
 // gradient norm): 1 for partitioned tensors, and for replicated ones 1 on rank 0 and 0 elsewhere.
 // Fills mask [local layout.total] with 0/1 bytes.
 void tp_norm_mask(const ModelConfig *full, int rank, int size, unsigned char *mask);
+// The same per tensor kind: 1 when rank's partition of kind k counts in the group's norm.
+int tp_kind_counts(ParamKind k, int rank);
 
 #endif

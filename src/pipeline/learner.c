@@ -79,26 +79,16 @@ static void gather_full(Learner *L) {
     free(recv);
 }
 
-// The partitions (and the reference's) go where run.device says once their host state is final
-// (after a restore). Tensor-parallel partitions stay on the CPU backend, which has the tp
-// collectives. Then the data-parallel gradients' route: NCCL between distinct GPUs (collectives
-// auto or nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which
-// NCCL refuses).
-static void place_partitions(Learner *L) {
+// An NCCL communicator over the ranks of `group` when every one of them holds its partition on a
+// GPU of its own (NCCL refuses two ranks of one communicator on the same device), else NULL (MPI
+// through host memory). pipeline.collectives=nccl makes the MPI fallback a fatal error. `who`
+// names a rank of the group in that error, `what` the communicator.
+static Comm *nccl_route(Learner *L, Comm *group, const char *who, const char *what) {
     Pipeline *pl = L->pl;
     const GemConfig *c = L->c;
-    if (c->pipeline.tp == 1) {
-        if (model_place(&L->part, c) != 0) pipeline_fail(pl);
-        if (L->ref_part.params && model_place(&L->ref_part, c) != 0) pipeline_fail(pl);
-    } else if (c->run.device == DEVICE_CUDA) {
-        pipeline_fatal(pl,
-                       "run.device=cuda with pipeline.tp=%d: the CUDA backend runs whole models "
-                       "only (HINT: pipeline.tp=1 with more data-parallel learners, or "
-                       "run.device=cpu)",
-                       c->pipeline.tp);
-    }
-    if (pl->n_dp == 1 || c->pipeline.collectives == COLLECTIVES_MPI) return;
-    // every data-parallel peer's device: "host/GPU-uuid", or "" for a CPU partition
+    const int n = comm_size(group);
+    if (n == 1 || c->pipeline.collectives == COLLECTIVES_MPI) return NULL;
+    // every peer's device: "host/GPU-uuid", or "" for a CPU partition
     char id[192] = "";
     if (L->part.gpu) {
         char host[96] = "", uuid[80] = "";
@@ -106,27 +96,45 @@ static void place_partitions(Learner *L) {
         gpu_device_uuid(gpu_model_device(L->part.gpu), uuid, sizeof uuid);
         snprintf(id, sizeof id, "%s/%s", host, uuid);
     }
-    char *all = callocCheck((size_t)pl->n_dp, sizeof id);
-    comm_gather(pl->dp, id, all, sizeof id, 0);
+    char *all = callocCheck((size_t)n, sizeof id);
+    comm_gather(group, id, all, sizeof id, 0);
     int use = 1, bad = -1;
-    if (pl->dp_rank == 0)
-        for (int i = 0; i < pl->n_dp && use; i++) {
+    if (comm_rank(group) == 0)
+        for (int i = 0; i < n && use; i++) {
             if (!all[i * sizeof id]) use = 0, bad = i;
             for (int j = 0; j < i && use; j++)
                 if (!strcmp(all + i * sizeof id, all + j * sizeof id)) use = 0, bad = i;
         }
     int verdict[2] = {use, bad};
-    comm_bcast(pl->dp, verdict, sizeof verdict, 0);
+    comm_bcast(group, verdict, sizeof verdict, 0);
     free(all);
     if (!verdict[0] && c->pipeline.collectives == COLLECTIVES_NCCL)
         pipeline_fatal(pl,
-                       "pipeline.collectives=nccl, but data-parallel learner %d %s (HINT: one "
-                       "GPU per learner rank, e.g. srun --gpus-per-task=1, or "
-                       "pipeline.collectives=auto to fall back to MPI)",
-                       verdict[1], id[0] ? "shares a GPU with another" : "has no GPU");
-    if (verdict[0])
-        pl->dp_nccl = comm_create(comm_mpi(pl->dp), COMM_NCCL, c->pipeline.timeout,
-                                  "the data-parallel gradients");
+                       "pipeline.collectives=nccl, but %s %d %s (HINT: one GPU per learner rank, "
+                       "e.g. srun --gpus-per-task=1, or pipeline.collectives=auto to fall back "
+                       "to MPI)",
+                       who, verdict[1], id[0] ? "shares a GPU with another" : "has no GPU");
+    return verdict[0] ? comm_create(comm_mpi(group), COMM_NCCL, c->pipeline.timeout, what) : NULL;
+}
+
+// The partitions (and the reference's) go where run.device says once their host state is final
+// (after a restore). Then the routes of the collectives: NCCL between distinct GPUs (collectives
+// auto or nccl), else MPI through host memory (CPU learners, and GPU learners sharing a GPU, which
+// NCCL refuses): the tp group's activations and the data-parallel gradients.
+static void place_partitions(Learner *L) {
+    Pipeline *pl = L->pl;
+    const GemConfig *c = L->c;
+    if (model_place(&L->part, c) != 0) pipeline_fail(pl);
+    if (L->ref_part.params && model_place(&L->ref_part, c) != 0) pipeline_fail(pl);
+    if (c->pipeline.tp > 1) {
+        pl->tp_nccl = nccl_route(L, pl->tp, "tensor-parallel rank", "the tp group's activations");
+        if (pl->tp_nccl) { // the GPU partitions hand NCCL their device buffers
+            L->tp.ctx = pl->tp_nccl;
+            L->tp.device_buffers = 1;
+        }
+    }
+    if (pl->n_dp > 1)
+        pl->dp_nccl = nccl_route(L, pl->dp, "data-parallel learner", "the data-parallel gradients");
 }
 
 // Sums the partitions' gradients across the data-parallel groups: in place on the host, over NCCL

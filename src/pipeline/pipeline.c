@@ -174,6 +174,7 @@ int pipeline_train(const GemConfig *c) {
     if (pl.tp) comm_free(pl.tp);
     if (pl.dp) comm_free(pl.dp);
     if (pl.dp_nccl) comm_free(pl.dp_nccl);
+    if (pl.tp_nccl) comm_free(pl.tp_nccl);
     free(pl.shard_dir);
     mpiCheck(MPI_Finalize());
     return rc;

@@ -21,6 +21,7 @@ typedef struct {
     Comm *tp;        // this learner's tensor-parallel group
     Comm *dp;        // the learners of this tp rank across the data-parallel groups
     Comm *dp_nccl;   // the same ranks over NCCL, for gradients on distinct GPUs (else NULL)
+    Comm *tp_nccl;   // the tp group over NCCL, for GPU partitions on distinct GPUs (else NULL)
     Comm *sync;      // learner 0 (rank 0 here) and every generator: the weight broadcast
     long start_step; // the checkpoint this run resumes from; 0 for a fresh run
     char *shard_dir; // RUN/shards

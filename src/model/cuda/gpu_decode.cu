@@ -82,6 +82,8 @@ extern "C" GpuDecode *gpu_decode_begin(GpuModel *g, const PackedBatch *prompts, 
     const int B = prompts->B, Np = prompts->N, L = c->num_layers, C = c->hidden_size;
     const int I = c->intermediate_size, V = c->vocab_size;
     const size_t Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
+    // generators sample with whole models; a partition's logits are a slice of the vocabulary
+    if (g->tp) gemc_fatal("gpu_decode_begin: a tensor-parallel partition cannot sample");
     cudaCheck(cudaSetDevice(g->device));
     cudaStream_t s = g->stream;
     GpuDecode *d = new GpuDecode;

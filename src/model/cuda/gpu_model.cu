@@ -30,11 +30,6 @@ static void refresh_bf16(GpuModel *g) {
 }
 
 extern "C" GpuModel *gpu_model_create(const Model *m, int device) {
-    if (m->tp) {
-        gemc_set_error("the CUDA backend does not run tensor-parallel partitions yet (HINT: set "
-                       "pipeline.tp=1, or run.device=cpu)");
-        return NULL;
-    }
     if (device < 0 || device >= gpu_device_count()) {
         gemc_set_error("%s", gpu_unavailable());
         return NULL;
@@ -58,11 +53,14 @@ extern "C" GpuModel *gpu_model_create(const Model *m, int device) {
     g->device = device;
     g->cfg = m->cfg;
     g->layout = m->layout;
+    g->tp = m->tp;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++)
+        g->norm_counts[k] = m->tp ? (unsigned char)tp_kind_counts((ParamKind)k, m->tp->rank) : 1;
     cudaCheck(cudaStreamCreate(&g->stream));
     g->gemm = gemm_create();
     g->master = dev_alloc<float>(total);
     g->params = dev_alloc<bf16>(total);
-    g->norm_out = dev_alloc<float>(1);
+    g->norm_out = dev_alloc<float>(1 + NUM_PARAM_KINDS); // the sum, then a tp rank's per kind
     const int half = m->cfg.head_dim / 2;
     g->inv_freq = dev_alloc<float>(half);
     cudaCheck(
@@ -108,6 +106,7 @@ extern "C" void gpu_model_free(GpuModel *g) {
     cudaCheck(cudaFree(g->params));
     cudaCheck(cudaFree(g->norm_out));
     cudaCheck(cudaFree(g->inv_freq));
+    std::free(g->tp_host);
     gemm_free(g->gemm);
     cudaCheck(cudaStreamDestroy(g->stream));
     delete g;
@@ -219,6 +218,10 @@ static void acts_ensure(GpuModel *g, int N, int B) {
         {(void **)&a->lnf, n * C * 2},
         {(void **)&a->lnf_rstd, n * 4},
         {(void **)&a->head_lse, n * 4},
+        {(void **)&a->tokens_vp, g->tp ? n * 4 : 0},
+        {(void **)&a->targets_vp, g->tp ? n * 4 : 0},
+        {(void **)&a->branch, g->tp ? n * C * 4 : 0},
+        {(void **)&a->head_stat, g->tp ? hr * 8 * 4 : 0},
         {(void **)&a->lp, n * 4},
         {(void **)&a->ent, n * 4},
         {(void **)&a->dlp, n * 4},
@@ -268,7 +271,52 @@ static void upload_batch(GpuModel *g, const PackedBatch *batch) {
     cudaCheck(cudaMemcpyAsync(a->offsets, batch->offsets, (B + 1) * sizeof(int),
                               cudaMemcpyHostToDevice, s));
     cudaCheck(cudaStreamSynchronize(s)); // the host arrays go out of scope
+    if (g->tp) {
+        // the vocab-parallel embedding's and head's ids: this rank's rows [v0, v0 + V)
+        const int v0 = g->tp->vocab_start, V = g->cfg.vocab_size;
+        for (int i = 0; i < N; i++) {
+            const int t = batch->tokens[i] - v0, tg = targets[i];
+            pos[i] = t >= 0 && t < V ? t : -1;
+            targets[i] = tg < 0 ? -1 : tg - v0 >= 0 && tg - v0 < V ? tg - v0 : V;
+        }
+        cudaCheck(cudaMemcpyAsync(a->tokens_vp, pos, N * sizeof(int), cudaMemcpyHostToDevice, s));
+        cudaCheck(
+            cudaMemcpyAsync(a->targets_vp, targets, N * sizeof(int), cudaMemcpyHostToDevice, s));
+        cudaCheck(cudaStreamSynchronize(s));
+    }
     std::free(host);
+}
+
+// ---- the tensor-parallel group's collectives -----------------------------------------------
+
+void tp_allreduce_dev(GpuModel *g, float *buf, size_t n, int max) {
+    const TensorParallel *tp = g->tp;
+    if (!tp || n == 0) return;
+    cudaCheck(cudaStreamSynchronize(g->stream)); // the collective reads what the stream wrote
+    if (tp->device_buffers) {
+        (max ? tp->allreduce_max : tp->allreduce_sum)(tp->ctx, buf, n);
+        return;
+    }
+    if (n > g->tp_host_n) {
+        std::free(g->tp_host);
+        g->tp_host = (float *)mallocCheck(n * sizeof(float));
+        g->tp_host_n = n;
+    }
+    cudaCheck(cudaMemcpy(g->tp_host, buf, n * sizeof(float), cudaMemcpyDeviceToHost));
+    (max ? tp->allreduce_max : tp->allreduce_sum)(tp->ctx, g->tp_host, n);
+    cudaCheck(cudaMemcpy(buf, g->tp_host, n * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+// Megatron's g for a row-parallel projection (o, down): out [N, C] = res + the group's sum of
+// this rank's partial inp w^T, plus the bias (replicated) once.
+static void linear_row_parallel(GpuModel *g, float *out, const float *res, const bf16 *inp,
+                                const bf16 *w, const bf16 *bias, int N, int IC, int C) {
+    float *branch = g->acts.branch;
+    gemm(g->gemm, 0, 1, N, C, IC, inp, IC, w, IC, 0.0f, nullptr, branch, C, GEMM_OUT_F32, nullptr,
+         g->stream);
+    tp_allreduce_dev(g, branch, (size_t)N * C, 0);
+    add_f32(out, res, branch, (size_t)N * C, g->stream);
+    if (bias) gemm_add_bias_f32(out, bias, N, C, g->stream);
 }
 
 // ---- forward -------------------------------------------------------------------------------
@@ -302,7 +350,13 @@ void gpu_forward_body(GpuModel *g, const PackedBatch *batch) {
     cudaStream_t s = g->stream;
     const size_t n = (size_t)N;
 
-    embedding_forward(a->res, a->tokens, W(P_WTE, 0), N, C, s);
+    if (!g->tp) {
+        embedding_forward(a->res, a->tokens, W(P_WTE, 0), N, C, s);
+    } else {
+        // vocab-parallel: this rank's rows, zeros for the others', summed over the group
+        embedding_forward(a->res, a->tokens_vp, W(P_WTE, 0), N, C, s);
+        tp_allreduce_dev(g, a->res, n * C, 0);
+    }
     for (int l = 0; l < L; l++) {
         const float *x = a->res + l * n * C;
         bf16 *ln1 = a->ln1 + l * n * C, *ln2 = a->ln2 + l * n * C;
@@ -322,14 +376,20 @@ void gpu_forward_body(GpuModel *g, const PackedBatch *batch) {
         rope_forward(k, a->pos, g->inv_freq, N, Hkv, D, s);
         attention_forward(att, att_lse, q, k, v, a->offsets, B, N, Hq, Hkv, D, c->sliding_window,
                           s);
-        linear_residual(g, mid, x, att, W(P_WO, l), W(P_BO, l), N, Q, C);
+        if (!g->tp)
+            linear_residual(g, mid, x, att, W(P_WO, l), W(P_BO, l), N, Q, C);
+        else
+            linear_row_parallel(g, mid, x, att, W(P_WO, l), W(P_BO, l), N, Q, C);
 
         // MLP block: x_out = mid + down_proj(silu(gate_proj(h)) * up_proj(h)), h = ln2(mid)
         rmsnorm_forward(ln2, ln2_rstd, mid, W(P_LN2, l), N, C, eps, s);
         linear(g, gate, ln2, W(P_WGATE, l), nullptr, N, C, I);
         linear(g, up, ln2, W(P_WUP, l), nullptr, N, C, I);
         swiglu_forward(a->act, gate, up, n * I, s);
-        linear_residual(g, x_out, mid, a->act, W(P_WDOWN, l), nullptr, N, I, C);
+        if (!g->tp)
+            linear_residual(g, x_out, mid, a->act, W(P_WDOWN, l), nullptr, N, I, C);
+        else
+            linear_row_parallel(g, x_out, mid, a->act, W(P_WDOWN, l), nullptr, N, I, C);
     }
     rmsnorm_forward(a->lnf, a->lnf_rstd, a->res + (size_t)L * n * C, W(P_LNF, 0), N, C, eps, s);
 }
@@ -354,8 +414,20 @@ extern "C" void gpu_model_forward(GpuModel *g, const PackedBatch *batch, float *
              a->logits, V, GEMM_OUT_F32, nullptr, s);
         // z / T (none at T = 1, so the raw logits keep their bits)
         if (logit_scale != 1.0f) scale_f32(a->logits, (size_t)cnt * V, logit_scale, s);
-        head_forward(a->lp + r0, a->ent + r0, a->head_lse + r0, a->logits, a->targets + r0, cnt, V,
-                     s);
+        if (!g->tp) {
+            head_forward(a->lp + r0, a->ent + r0, a->head_lse + r0, a->logits, a->targets + r0, cnt,
+                         V, s);
+        } else {
+            // vocab-parallel: the group's max of each row (MAX), then its sums (SUM)
+            const int hr = N < HEAD_ROWS ? N : HEAD_ROWS;
+            float *mx = a->head_stat, *stat = mx + hr, *sums = stat + 4 * (size_t)hr;
+            head_vp_partial(mx, stat, a->logits, a->targets_vp + r0, cnt, V, s);
+            tp_allreduce_dev(g, mx, cnt, 1);
+            head_vp_rebase(sums, stat, mx, cnt, s);
+            tp_allreduce_dev(g, sums, 3 * (size_t)cnt, 0);
+            head_vp_finish(a->lp + r0, a->ent + r0, a->head_lse + r0, mx, sums, a->targets + r0,
+                           cnt, s);
+        }
     }
     if (logprobs)
         cudaCheck(cudaMemcpyAsync(logprobs, a->lp, n * sizeof(float), cudaMemcpyDeviceToHost, s));
@@ -418,10 +490,13 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
         gemm(g->gemm, 0, 1, cnt, V, C, h, C, head, C, 0.0f, nullptr, a->logits, V, GEMM_OUT_F32,
              nullptr, s);
         if (g->logit_scale != 1.0f) scale_f32(a->logits, (size_t)cnt * V, g->logit_scale, s);
-        head_backward(a->dlogits, a->logits, a->head_lse + r0, nullptr, a->targets + r0,
-                      a->dlp + r0, nullptr, cnt, V, s);
+        const int *targets = (g->tp ? a->targets_vp : a->targets) + r0;
+        head_backward(a->dlogits, a->logits, a->head_lse + r0, nullptr, targets, a->dlp + r0,
+                      nullptr, cnt, V, s);
         linear_backward(g, a->dln + (size_t)r0 * C, 0, dhead, a->dlogits, h, head, cnt, C, V);
     }
+    // the head is column-parallel over the vocabulary: f's backward sums the partial dln
+    tp_allreduce_dev(g, a->dln, n * C, 0);
     cudaCheck(cudaMemsetAsync(a->dres, 0, n * C * sizeof(float), s));
     rmsnorm_backward(a->dres, G(P_LNF, 0), a->dln, a->res + (size_t)L * n * C, W(P_LNF, 0),
                      a->lnf_rstd, N, C, scr, s);
@@ -442,6 +517,7 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, n * I, s);
         linear_backward(g, a->dln, 0, G(P_WGATE, l), a->dgate, ln2, W(P_WGATE, l), N, C, I);
         linear_backward(g, a->dln, 1, G(P_WUP, l), a->dup, ln2, W(P_WUP, l), N, C, I);
+        tp_allreduce_dev(g, a->dln, n * C, 0); // f before gate/up
         rmsnorm_backward(a->dres, G(P_LN2, l), a->dln, mid, W(P_LN2, l), ln2_rstd, N, C, scr, s);
 
         // attention block
@@ -461,9 +537,11 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
         linear_backward(g, a->dln, 0, G(P_WQ, l), a->dq_bf, ln1, W(P_WQ, l), N, C, Q);
         linear_backward(g, a->dln, 1, G(P_WK, l), a->dk_bf, ln1, W(P_WK, l), N, C, KV);
         linear_backward(g, a->dln, 1, G(P_WV, l), a->dv_bf, ln1, W(P_WV, l), N, C, KV);
+        tp_allreduce_dev(g, a->dln, n * C, 0); // f before q/k/v
         rmsnorm_backward(a->dres, G(P_LN1, l), a->dln, x, W(P_LN1, l), ln1_rstd, N, C, scr, s);
     }
-    embedding_backward(G(P_WTE, 0), a->dres, a->tokens, N, C, s);
+    // vocab-parallel: only the rows this rank holds
+    embedding_backward(G(P_WTE, 0), a->dres, g->tp ? a->tokens_vp : a->tokens, N, C, s);
     cudaCheck(cudaStreamSynchronize(s));
 }
 
@@ -476,8 +554,27 @@ extern "C" float gpu_model_clip_grad_norm(GpuModel *g, float max_norm) {
     cudaCheck(cudaSetDevice(g->device));
     ensure_grads(g);
     const size_t total = g->layout.total;
-    sum_squares(g->norm_out, g->grads, total, g->norm_scratch, g->stream);
     float ss = 0.0f;
+    if (!g->tp) {
+        sum_squares(g->norm_out, g->grads, total, g->norm_scratch, g->stream);
+    } else {
+        // the whole model's norm: this rank's kinds that count (the replicated ones on rank 0
+        // only), added in kind order, then summed over the group
+        float *part = g->norm_out + 1;
+        for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+            const ParamSpec *sp = &g->layout.p[k];
+            if (sp->size && g->norm_counts[k])
+                sum_squares(part + k, g->grads + sp->offset, sp->size, g->norm_scratch, g->stream);
+            else
+                cudaCheck(cudaMemsetAsync(part + k, 0, sizeof(float), g->stream));
+        }
+        float host[NUM_PARAM_KINDS];
+        cudaCheck(cudaMemcpyAsync(host, part, sizeof host, cudaMemcpyDeviceToHost, g->stream));
+        cudaCheck(cudaStreamSynchronize(g->stream));
+        for (int k = 0; k < NUM_PARAM_KINDS; k++) ss += host[k];
+        cudaCheck(cudaMemcpyAsync(g->norm_out, &ss, sizeof ss, cudaMemcpyHostToDevice, g->stream));
+        tp_allreduce_dev(g, g->norm_out, 1, 0);
+    }
     cudaCheck(cudaMemcpyAsync(&ss, g->norm_out, sizeof ss, cudaMemcpyDeviceToHost, g->stream));
     cudaCheck(cudaStreamSynchronize(g->stream));
     const float norm = std::sqrt(ss);

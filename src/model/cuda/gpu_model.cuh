@@ -39,7 +39,12 @@ struct GpuActs {
     float *lnf_rstd; // [N]
     float *head_lse; // [N]
     float *lp, *ent; // [N] the forward's outputs
-    float *dlp;      // [N] the backward's input
+    // a tensor-parallel partition's (tp set; empty otherwise):
+    int *tokens_vp;   // [N] tokens - vocab_start where this rank holds the row, else -1
+    int *targets_vp;  // [N] targets the same way: -1 at a sequence's end, V (local) off-rank
+    float *branch;    // [N, C] a row-parallel projection's partial sum, then the group's
+    float *head_stat; // [head_rows, 8] the vocab-parallel head's mx, stat and sums
+    float *dlp;       // [N] the backward's input
     // scratch
     float *logits;            // [head_rows, V] fp32 logits of a window of rows
     bf16 *dlogits;            // [head_rows, V]
@@ -69,9 +74,21 @@ struct GpuModel {
     float *norm_out;                // [1] sum of squares of the gradients
     float *norm_scratch;            // its reduction's partial sums
     GpuActs acts;
-    int last_N;        // rows of the last forward (the backward checks it)
+    // a tensor-parallel partition: its group's collectives (tensor_parallel.h), on host buffers
+    // staged through tp_host, or on device buffers when tp->device_buffers (NCCL). NULL: a whole
+    // model.
+    const TensorParallel *tp;
+    float *tp_host;
+    size_t tp_host_n;
+    unsigned char norm_counts[NUM_PARAM_KINDS]; // kinds counted in the norm (tp_kind_counts)
+    int last_N;                                 // rows of the last forward (the backward checks it)
     float logit_scale; // 1/T of the last forward's head (1: the raw logits)
 };
+
+// The tp group's allreduce (SUM, or MAX when max) of the device buffer buf [n] in place, after
+// the work queued on the model's stream: directly for device_buffers hooks, else through the host
+// (gpu_model.cu). A no-op without tp.
+void tp_allreduce_dev(GpuModel *g, float *buf, size_t n, int max);
 
 // Layer l's tensor of kind k in a slab of the model's layout (NULL when the config has none).
 template <class T> T *param_at(const GpuModel *g, T *slab, int k, int l) {

@@ -17,14 +17,11 @@
 
 // ---- head_forward --------------------------------------------------------------------------
 
-// grid N, block HEAD_THREADS. logits [N, V]; logprob, entropy (may be NULL), lse [N].
+// The online sums of row z [V] over the block (the part of the shared memory of HEAD_THREADS / 32
+// states): the state is the whole row's in thread 0, and only there.
 template <bool VEC>
-__global__ void __launch_bounds__(HEAD_THREADS)
-    head_forward_kernel(float *logprob, float *entropy, float *lse, const float *logits,
-                        const int *targets, int V) {
-    __shared__ Soft part[32];
-    const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const float *z = logits + (size_t)row * V;
+__device__ __forceinline__ Soft block_row_soft(const float *z, int V, Soft *part) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     Soft s = {-INFINITY, 0.0f, 0.0f, 0.0f};
     if (VEC) {
         const float4 *z4 = (const float4 *)z;
@@ -48,12 +45,90 @@ __global__ void __launch_bounds__(HEAD_THREADS)
     s = warp_soft<true>(s);
     if (lane == 0) part[warp] = s;
     __syncthreads();
+    if (threadIdx.x == 0)
+        for (int w = 1; w < (int)blockDim.x / 32; w++) s = soft_merge<true>(s, part[w]);
+    return s;
+}
+
+// grid N, block HEAD_THREADS. logits [N, V]; logprob, entropy (may be NULL), lse [N].
+template <bool VEC>
+__global__ void __launch_bounds__(HEAD_THREADS)
+    head_forward_kernel(float *logprob, float *entropy, float *lse, const float *logits,
+                        const int *targets, int V) {
+    __shared__ Soft part[32];
+    const int row = blockIdx.x;
+    const float *z = logits + (size_t)row * V;
+    const Soft s = block_row_soft<VEC>(z, V, part);
     if (threadIdx.x != 0) return;
-    for (int w = 1; w < (int)blockDim.x / 32; w++) s = soft_merge<true>(s, part[w]);
     const float lnS = logf(s.S), l = s.m + lnS;
     lse[row] = l;
     if (entropy) entropy[row] = lnS - s.T / s.S;
     if (logprob) logprob[row] = targets[row] >= 0 ? z[targets[row]] - l : 0.0f;
+}
+
+// grid N, block HEAD_THREADS: this rank's {m, S, T, z[target]} of each row into stat [N, 4]
+// (z[target] 0 when the target is not in [0, V)) and m into mx [N].
+template <bool VEC>
+__global__ void __launch_bounds__(HEAD_THREADS)
+    head_vp_partial_kernel(float *mx, float *stat, const float *logits, const int *targets, int V) {
+    __shared__ Soft part[32];
+    const int row = blockIdx.x;
+    const float *z = logits + (size_t)row * V;
+    const Soft s = block_row_soft<VEC>(z, V, part);
+    if (threadIdx.x != 0) return;
+    const int t = targets[row];
+    float *st = stat + (size_t)row * 4;
+    st[0] = s.m, st[1] = s.S, st[2] = s.T, st[3] = t >= 0 && t < V ? z[t] : 0.0f;
+    mx[row] = s.m;
+}
+
+// One thread per row: the state rebased onto the group's max (soft_rebase), into sums [N, 3].
+__global__ void head_vp_rebase_kernel(float *sums, const float *stat, const float *mx, int N) {
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= N) return;
+    const float *st = stat + (size_t)row * 4;
+    Soft s = {st[0], st[1], st[2], 0.0f};
+    soft_rebase<true>(s, mx[row]);
+    sums[(size_t)row * 3 + 0] = s.S;
+    sums[(size_t)row * 3 + 1] = s.T;
+    sums[(size_t)row * 3 + 2] = st[3];
+}
+
+// One thread per row: lse, entropy and log-prob from the group's max and sums, as head_forward.
+__global__ void head_vp_finish_kernel(float *logprob, float *entropy, float *lse, const float *mx,
+                                      const float *sums, const int *targets, int N) {
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= N) return;
+    const float S = sums[(size_t)row * 3], T = sums[(size_t)row * 3 + 1];
+    const float lnS = logf(S), l = mx[row] + lnS;
+    lse[row] = l;
+    if (entropy) entropy[row] = lnS - T / S;
+    if (logprob) logprob[row] = targets[row] >= 0 ? sums[(size_t)row * 3 + 2] - l : 0.0f;
+}
+
+void head_vp_partial(float *mx, float *stat, const float *logits, const int *targets_local, int N,
+                     int V, cudaStream_t stream) {
+    if (N <= 0) return;
+    if ((uintptr_t)logits % 16 == 0 && V % 4 == 0)
+        LAUNCH(N, HEAD_THREADS, 0, stream, head_vp_partial_kernel<true>)
+    (mx, stat, logits, targets_local, V);
+    else LAUNCH(N, HEAD_THREADS, 0, stream, head_vp_partial_kernel<false>)(mx, stat, logits,
+                                                                           targets_local, V);
+    cudaCheckLaunch();
+}
+
+void head_vp_rebase(float *sums, const float *stat, const float *mx, int N, cudaStream_t stream) {
+    if (N <= 0) return;
+    LAUNCH(ceil_div(N, 128), 128, 0, stream, head_vp_rebase_kernel)(sums, stat, mx, N);
+    cudaCheckLaunch();
+}
+
+void head_vp_finish(float *logprob, float *entropy, float *lse, const float *mx, const float *sums,
+                    const int *targets, int N, cudaStream_t stream) {
+    if (N <= 0) return;
+    LAUNCH(ceil_div(N, 128), 128, 0, stream, head_vp_finish_kernel)
+    (logprob, entropy, lse, mx, sums, targets, N);
+    cudaCheckLaunch();
 }
 
 void head_forward(float *logprob, float *entropy, float *lse, const float *logits,

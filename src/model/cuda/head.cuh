@@ -20,11 +20,28 @@
 void head_forward(float *logprob, float *entropy, float *lse, const float *logits,
                   const int *targets, int N, int V, cudaStream_t stream);
 
+// The vocab-parallel head (a tensor-parallel rank holds V of the vocabulary's rows), in three
+// steps around the group's two collectives, as the CPU's head_max_vp/head_sums_vp/head_finish_vp:
+//   head_vp_partial: this rank's online sums of each row, stat [N, 4] = {m, S, T, z[t]} with
+//     t = targets_local[i] (z[t] = 0 when t is not in [0, V)), and mx [N] = m;
+//   (the group's MAX of mx)
+//   head_vp_rebase: the sums rebased onto the group's max, sums [N, 3] = {S, T, z[t]};
+//   (the group's SUM of sums)
+//   head_vp_finish: lse, entropy and logprob as head_forward writes them (logprob 0 where the
+//     global targets[i] < 0; logprob and entropy may be NULL).
+void head_vp_partial(float *mx, float *stat, const float *logits, const int *targets_local, int N,
+                     int V, cudaStream_t stream);
+void head_vp_rebase(float *sums, const float *stat, const float *mx, int N, cudaStream_t stream);
+void head_vp_finish(float *logprob, float *entropy, float *lse, const float *mx, const float *sums,
+                    const int *targets, int N, cudaStream_t stream);
+
 // WRITES dlogits [N, V] (bf16):
 //   dlogprob[i] (onehot(target) - p) + dentropy[i] (-p (ln p + entropy[i])),  p = e^(z - lse),
 // rows with targets[i] < 0 take no logprob term. dentropy may be NULL (no entropy term; entropy
 // may then be NULL too); dlogprob may be NULL (no logprob term). Same arguments as the CPU's
-// head_backward_f32, with the gradient in bf16.
+// head_backward_f32, with the gradient in bf16. A vocab-parallel rank passes its local targets:
+// -1 at a sequence's end, and V (no one-hot, the softmax term only) for a target another rank
+// holds.
 void head_backward(bf16 *dlogits, const float *logits, const float *lse, const float *entropy,
                    const int *targets, const float *dlogprob, const float *dentropy, int N, int V,
                    cudaStream_t stream);

@@ -97,8 +97,13 @@ static int ew_blocks(size_t n, int w) {
 // One block per row: a row is a contiguous copy, widened to fp32.
 template <int W>
 __global__ void embedding_forward_kernel(float *out, const int *tokens, const bf16 *wte, int C) {
-    const bf16 *src = wte + (size_t)tokens[blockIdx.x] * C;
+    const int t = tokens[blockIdx.x];
     float *dst = out + (size_t)blockIdx.x * C;
+    if (t < 0) { // another tensor-parallel rank's row: zeros, for the group's sum
+        for (int c = threadIdx.x; c < C; c += blockDim.x) dst[c] = 0.0f;
+        return;
+    }
+    const bf16 *src = wte + (size_t)t * C;
     for (int c = threadIdx.x * W; c < C; c += blockDim.x * W) {
         float v[W];
         load_vec<W>(v, src + c);
@@ -122,7 +127,9 @@ void embedding_forward(float *out, const int *tokens, const bf16 *wte, int N, in
 // each column over the whole batch.
 __global__ void embedding_backward_kernel(float *dwte, const float *dout, const int *tokens,
                                           int C) {
-    float *dst = dwte + (size_t)tokens[blockIdx.x] * C;
+    const int t = tokens[blockIdx.x];
+    if (t < 0) return; // a row another tensor-parallel rank holds
+    float *dst = dwte + (size_t)t * C;
     const float *src = dout + (size_t)blockIdx.x * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(dst + c, src[c]);
 }

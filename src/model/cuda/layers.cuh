@@ -20,7 +20,9 @@
 
 // ---- embedding -----------------------------------------------------------------------------
 
-// out[i] = wte[tokens[i]] (WRITES). out [N, C] fp32, tokens [N], wte [V, C].
+// out[i] = wte[tokens[i]] (WRITES). out [N, C] fp32, tokens [N], wte [V, C]. A token of -1
+// writes a row of zeros and adds nothing in the backward: the vocab-parallel embedding passes
+// -1 for the tokens whose rows another tensor-parallel rank holds.
 void embedding_forward(float *out, const int *tokens, const bf16 *wte, int N, int C,
                        cudaStream_t stream);
 // dwte[tokens[i]] += dout[i]. dwte [V, C], dout [N, C]. Float atomics: when a token occurs twice
