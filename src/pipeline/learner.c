@@ -282,6 +282,17 @@ int learner_run(Pipeline *pl) {
             pipeline_fail(pl);
         make_partition(&L, &L.ref.model, &L.ref_part);
     }
+    // Only learner 0 keeps the whole policy's fp32 weights (what it broadcasts to the generators,
+    // checkpoints and evaluates); the other learners hold their partition alone, and no learner
+    // keeps the frozen reference's whole weights
+    if (!L.root) {
+        free(L.p.model.params);
+        L.p.model.params = NULL;
+    }
+    if (use_ref) {
+        free(L.ref.model.params);
+        L.ref.model.params = NULL;
+    }
     for (int r = 0; r < c->pipeline.tp; r++) {
         ModelConfig local;
         int v0;
