@@ -4,6 +4,8 @@
 #   make demo     install missing dependencies, build, run the embedded default
 #   make ablation every reward source and GEM ablation, 3 seeds, 95% intervals (~30-40 min)
 #   make learner-check  SFT, then RL on the true reward and on the random control, 3 seeds (~22 min)
+#   make gpu-check      on a GPU machine: build, tests, sanitizers, benchmarks, GEM runs, one report
+#                       (GPU_CHECK_OUT=DIR, default build/gpu-check; emulated where there is no GPU)
 #   make deps     install the Debian/Ubuntu packages (as root), or print the apt-get line
 #   make format   clang-format every source file
 #   make test SAN=1      the same tests on an ASan + UBSan build (build/san), MPI ranks included
@@ -225,6 +227,19 @@ test-run: gemc $(BUILD)/test_gemc $(BUILD)/make_task $(BUILD)/test_tp_mpi $(BUIL
 	$(if $(NVCC),./$(BUILD)/test_cuda,@echo "GPU tests skipped: gemc was built without nvcc \
 	  (HINT: install the CUDA toolkit and rebuild; the emulated run above covers the kernels)")
 	N=$(if $(filter 1,$(SAN)),200,2000) GEMC_BIN=./gemc sh tools/check_tokenizers.sh
+	$(if $(filter 1,$(SAN)),@echo "gpu-check (emulated): in the plain make test",\
+	  GPU_CHECK_MODE=emulated sh tools/gpu_check.sh $(BUILD)/gpu-check)
+
+# The one command to run on a GPU machine (tools/gpu_check.sh): the build for sm_90, the GPU
+# tests, compute-sanitizer, the benchmarks next to transformers, GEM runs (one process, mpirun,
+# tp = 2 learners), the checkpoint in transformers and the events in TensorBoard; each item
+# PASS, FAIL or SKIP with its figure in GPU_CHECK_OUT/gpu-check.md and gpu-check.json. Without a
+# GPU it makes the emulated run that `make test` makes too (about 2 minutes).
+GPU_CHECK_OUT ?= build/gpu-check
+.PHONY: gpu-check
+gpu-check:
+	@sh tools/deps.sh ensure
+	sh tools/gpu_check.sh $(GPU_CHECK_OUT)
 
 # The unit tests under valgrind's memcheck: build/valgrind/test_gemc (-O1 -g, see VALGRIND=1,
 # without the CUDA backend, whose device code valgrind cannot check) with every suite but the MPI
@@ -313,7 +328,7 @@ clean:
 	rm -rf $(BUILD) gemc
 
 help:
-	@sed -n '2,11p' Makefile
+	@sed -n '2,13p' Makefile
 
 -include $(DEPFILES)
 -include tests/fuzz/fuzz.mk
