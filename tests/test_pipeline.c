@@ -187,11 +187,13 @@ static void test_two_ranks_equal_single_process(void) {
     free(m);
 }
 
-// The CI layout: 2 generators, 2 learners in one tp=2 group, generators one version ahead.
+// The CI layout: 2 generators, 2 learners in one tp=2 group, generators one version ahead; 1 MiB
+// buckets, so the tp gather and the weight broadcast stream the tiny model in several.
 static void test_four_ranks_tp2(void) {
     setup();
     char cmd[4096], *out, *err;
-    train_cmd(cmd, sizeof cmd, 4, "p_a", "pipeline.tp=2 pipeline.max_staleness=1");
+    train_cmd(cmd, sizeof cmd, 4, "p_a",
+              "pipeline.tp=2 pipeline.max_staleness=1 pipeline.bucket_mb=1");
     int rc = test_run(cmd, &out, &err);
     if (rc) fprintf(stderr, "\n%s\n%s\n", out, err);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -200,6 +202,10 @@ static void test_four_ranks_tp2(void) {
     CU_ASSERT(exists("p_a", "final/model.safetensors"));
     CU_ASSERT(exists("p_a", "checkpoints/step_000004/optimizer_tp1.bin"));
     check_groups_once("p_a", 2);
+    // the default 64 MiB buckets (one of everything) give the same bits
+    train_cmd(cmd, sizeof cmd, 4, "p_a64", "pipeline.tp=2 pipeline.max_staleness=1");
+    CU_ASSERT_EQUAL(test_run_ok(cmd), 0);
+    CU_ASSERT(same_final("p_a", "p_a64"));
     // the shards explain themselves to h5ls and to gemc inspect
     char *shard = rpath("%s/%s/shards/step_000003.gen_1.h5", "p_a");
     snprintf(cmd, sizeof cmd, "h5ls -r %s", shard);
@@ -219,7 +225,8 @@ static void test_sigkill_and_resume_is_exact(void) {
     setup();
     if (!exists("p_a", "final/model.safetensors")) test_four_ranks_tp2();
     char run[4096];
-    train_cmd(run, sizeof run, 4, "p_b", "pipeline.tp=2 pipeline.max_staleness=1");
+    train_cmd(run, sizeof run, 4, "p_b",
+              "pipeline.tp=2 pipeline.max_staleness=1 pipeline.bucket_mb=1");
     // start it, wait for the step-2 checkpoint, kill learner 1 (world rank 3): the generators
     // may have written every shard already, the learners cannot finish without it
     char then[4096], *out;

@@ -99,6 +99,15 @@ static void test_shard_round_trip(void) {
                 float *again = mallocCheck(ll.total * sizeof(float));
                 tp_partition_from_full(&cfg, r, size, full.params, loc);
                 tp_partition_to_full(&cfg, r, size, loc, back);
+                // the same, streamed in buckets of an odd size, gives the same full slab
+                float *whole = callocCheck(full.layout.total, sizeof(float));
+                float *bucketed = callocCheck(full.layout.total, sizeof(float));
+                tp_partition_to_full(&cfg, r, size, loc, whole);
+                for (size_t lo = 0; lo < ll.total; lo += 37)
+                    tp_partition_range_to_full(&cfg, r, size, loc + lo, lo,
+                                               lo + 37 < ll.total ? lo + 37 : ll.total, bucketed);
+                CU_ASSERT(memcmp(whole, bucketed, full.layout.total * sizeof(float)) == 0);
+                free(whole), free(bucketed);
                 float *tmp = callocCheck(full.layout.total, sizeof(float));
                 tp_partition_to_full(&cfg, r, size, loc, tmp);
                 tp_partition_from_full(&cfg, r, size, tmp, again);

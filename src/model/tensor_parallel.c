@@ -3,6 +3,7 @@
 #include "model/tensor_parallel.h"
 
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/common.h"
@@ -99,9 +100,10 @@ int tp_local_config(const ModelConfig *full, int rank, int size, ModelConfig *lo
 }
 
 // Copies rank `rank`'s partition between the full slab and the local one, kind by kind, layer by
-// layer: to_full 0 reads the full slab, 1 writes it.
+// layer: to_full 0 reads the full slab, 1 writes it. Only the local elements [lo, hi) move, and
+// local_params holds just those (element lo at local_params[0]).
 static void shard_copy(const ModelConfig *full, int rank, int size, float *full_params,
-                       float *local_params, int to_full) {
+                       float *local_params, int to_full, size_t lo, size_t hi) {
     ModelConfig lc;
     int v0;
     if (tp_local_config(full, rank, size, &lc, &v0) != 0) gemc_fatal_last();
@@ -116,7 +118,7 @@ static void shard_copy(const ModelConfig *full, int rank, int size, float *full_
         const SplitKind sk = split_kind((ParamKind)k);
         for (int l = 0; l < nl; l++) {
             float *f = full_params + fs->offset + (size_t)l * fs->per_layer;
-            float *p = local_params + ls->offset + (size_t)l * ls->per_layer;
+            const size_t p0 = ls->offset + (size_t)l * ls->per_layer; // local offset of the tensor
             // each tensor as rows x cols, copied as `nrows` runs of `run` elements
             size_t fstart = 0, fstride = 0, lstride = 0, run = 0, nrows = 1;
             const size_t cols = fs->ndim == 2 ? (size_t)fs->shape[1] : 1;
@@ -143,11 +145,15 @@ static void shard_copy(const ModelConfig *full, int rank, int size, float *full_
                 break;
             }
             for (size_t r = 0; r < nrows; r++) {
-                float *fr = f + fstart + r * fstride, *pr = p + r * lstride;
+                // the part of this run's local elements [a, a + run) inside [lo, hi)
+                const size_t a = p0 + r * lstride;
+                const size_t b0 = a > lo ? a : lo, b1 = a + run < hi ? a + run : hi;
+                if (b0 >= b1) continue;
+                float *fr = f + fstart + r * fstride + (b0 - a), *pr = local_params + (b0 - lo);
                 if (to_full)
-                    memcpy(fr, pr, run * sizeof(float));
+                    memcpy(fr, pr, (b1 - b0) * sizeof(float));
                 else
-                    memcpy(pr, fr, run * sizeof(float));
+                    memcpy(pr, fr, (b1 - b0) * sizeof(float));
             }
         }
     }
@@ -156,12 +162,17 @@ static void shard_copy(const ModelConfig *full, int rank, int size, float *full_
 void tp_partition_from_full(const ModelConfig *full, int rank, int size, const float *full_params,
                             float *local_params) {
     // the full slab is only read when to_full is 0
-    shard_copy(full, rank, size, (float *)full_params, local_params, 0);
+    shard_copy(full, rank, size, (float *)full_params, local_params, 0, 0, SIZE_MAX);
 }
 
 void tp_partition_to_full(const ModelConfig *full, int rank, int size, const float *local_params,
                           float *full_params) {
-    shard_copy(full, rank, size, full_params, (float *)local_params, 1);
+    shard_copy(full, rank, size, full_params, (float *)local_params, 1, 0, SIZE_MAX);
+}
+
+void tp_partition_range_to_full(const ModelConfig *full, int rank, int size, const float *chunk,
+                                size_t lo, size_t hi, float *full_params) {
+    shard_copy(full, rank, size, full_params, (float *)chunk, 1, lo, hi);
 }
 
 void tp_norm_mask(const ModelConfig *full, int rank, int size, unsigned char *mask) {

@@ -52,6 +52,11 @@ void tp_partition_from_full(const ModelConfig *full, int rank, int size, const f
 void tp_partition_to_full(const ModelConfig *full, int rank, int size, const float *local_params,
                           float *full_params);
 
+// The same for the local elements [lo, hi) of the partition only, held in chunk [hi - lo]: a
+// gather that streams a partition in buckets writes each bucket where it goes.
+void tp_partition_range_to_full(const ModelConfig *full, int rank, int size, const float *chunk,
+                                size_t lo, size_t hi, float *full_params);
+
 // The share of a local slab that counts once in a global sum over the tp group (for the
 // gradient norm): 1 for partitioned tensors, and for replicated ones 1 on rank 0 and 0 elsewhere.
 // Fills mask [local layout.total] with 0/1 bytes.

@@ -56,7 +56,9 @@ static void make_partition(Learner *L, const Model *full, Model *out) {
 }
 
 // The full fp32 weights in L->p.model.params on learner 0, gathered from the tp group of
-// data-parallel group 0 (every replica holds the same weights). Called by all learners.
+// data-parallel group 0 (every replica holds the same weights). Called by all learners. The
+// partitions stream in buckets of pipeline.bucket_mb (each rank's slab padded to the largest),
+// so learner 0 holds one bucket per rank besides the whole model, never every partition at once.
 static void gather_full(Learner *L) {
     Pipeline *pl = L->pl;
     if (pl->dp_rank != 0) return;
@@ -67,14 +69,21 @@ static void gather_full(Learner *L) {
         if (L->root) memcpy(L->p.model.params, L->part.params, n * sizeof(float));
         return;
     }
-    float *send = callocCheck(L->max_local, sizeof(float));
-    memcpy(send, L->part.params, n * sizeof(float));
-    float *recv = L->root ? mallocCheck(L->max_local * tp * sizeof(float)) : NULL;
-    comm_gather(pl->tp, send, recv, L->max_local * sizeof(float), 0);
-    if (L->root)
-        for (int r = 0; r < tp; r++)
-            tp_partition_to_full(&L->p.model.cfg, r, tp, recv + (size_t)r * L->max_local,
-                                 L->p.model.params);
+    size_t bucket = (size_t)L->c->pipeline.bucket_mb * (1u << 20) / sizeof(float) / (size_t)tp;
+    if (bucket > L->max_local) bucket = L->max_local;
+    float *send = mallocCheck(bucket * sizeof(float));
+    float *recv = L->root ? mallocCheck(bucket * (size_t)tp * sizeof(float)) : NULL;
+    for (size_t lo = 0; lo < L->max_local; lo += bucket) {
+        const size_t cnt = L->max_local - lo < bucket ? L->max_local - lo : bucket;
+        const size_t mine = lo >= n ? 0 : n - lo < cnt ? n - lo : cnt;
+        memcpy(send, L->part.params + lo, mine * sizeof(float));
+        memset(send + mine, 0, (cnt - mine) * sizeof(float));
+        comm_gather(pl->tp, send, recv, cnt * sizeof(float), 0);
+        if (L->root)
+            for (int r = 0; r < tp; r++)
+                tp_partition_range_to_full(&L->p.model.cfg, r, tp, recv + (size_t)r * cnt, lo,
+                                           lo + cnt, L->p.model.params);
+    }
     free(send);
     free(recv);
 }
