@@ -79,28 +79,42 @@ static int is_replicated(int k) {
     return k == P_LN1 || k == P_LN2 || k == P_LNF || k == P_BO;
 }
 
-static void test_family(const Family *f, int tp_size, Comm *group, double *worst) {
-    const int trank = comm_rank(group);
-    ModelConfig cfg;
-    test_tiny_config(&cfg, f->type);
-    if (f->plain) cfg.qkv_bias = cfg.o_bias = 0;
-    if (tp_size == 4) cfg.num_heads = 8, cfg.num_kv_heads = 4; // GQA with 2 query heads per kv
+// The family's tiny config for a tp group of tp_size (4: GQA with 2 query heads per kv head).
+static void family_config(const Family *f, int tp_size, ModelConfig *cfg) {
+    test_tiny_config(cfg, f->type);
+    if (f->plain) cfg->qkv_bias = cfg->o_bias = 0;
+    if (tp_size == 4) cfg->num_heads = 8, cfg->num_kv_heads = 4;
+}
 
-    // the batch: four sequences (one of a single token), 201 tokens, so the head runs two
-    // windows of rows and the matmuls a shifted last window; the same on every rank
-    const int lens[] = {70, 1, 90, 40}, B = 4;
-    int offsets[5] = {0};
-    for (int b = 0; b < B; b++) offsets[b + 1] = offsets[b] + lens[b];
-    const int N = offsets[B];
-    int *tokens = mallocCheck(N * sizeof(int));
-    float *dlp = mallocCheck(N * sizeof(float));
+// Four packed sequences of lens[0..3] tokens with random ids and dlogprobs, the same on every
+// rank (seeded by the family). Fills offsets [5] and returns N; *tokens and *dlp are malloc'd.
+static int family_batch(const Family *f, const ModelConfig *cfg, const int lens[4], int offsets[5],
+                        int **tokens, float **dlp) {
+    offsets[0] = 0;
+    for (int b = 0; b < 4; b++) offsets[b + 1] = offsets[b] + lens[b];
+    const int N = offsets[4];
+    *tokens = mallocCheck(N * sizeof(int));
+    *dlp = mallocCheck(N * sizeof(float));
     Rng rng;
     rng_seed(&rng, 1234 + (uint64_t)f->type);
     for (int i = 0; i < N; i++) {
-        tokens[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
-        dlp[i] = rng_normal(&rng);
+        (*tokens)[i] = (int)(rng_u64(&rng) % (uint64_t)cfg->vocab_size);
+        (*dlp)[i] = rng_normal(&rng);
     }
-    PackedBatch batch = {B, N, tokens, offsets};
+    return N;
+}
+
+static void test_family(const Family *f, int tp_size, Comm *group, double *worst) {
+    const int trank = comm_rank(group);
+    ModelConfig cfg;
+    family_config(f, tp_size, &cfg);
+    // the batch: four sequences (one of a single token), 201 tokens, so the head runs two
+    // windows of rows and the matmuls a shifted last window; the same on every rank
+    const int lens[] = {70, 1, 90, 40};
+    int offsets[5], *tokens;
+    float *dlp;
+    const int N = family_batch(f, &cfg, lens, offsets, &tokens, &dlp);
+    PackedBatch batch = {4, N, tokens, offsets};
 
     // the whole model
     Model full;
@@ -272,23 +286,13 @@ static float *gather_to_full(const ModelConfig *cfg, int tp_size, Comm *group, c
 static void test_family_gpu(const Family *f, int tp_size, Comm *group, double *worst) {
     const int trank = comm_rank(group);
     ModelConfig cfg;
-    test_tiny_config(&cfg, f->type);
-    if (f->plain) cfg.qkv_bias = cfg.o_bias = 0;
-    if (tp_size == 4) cfg.num_heads = 8, cfg.num_kv_heads = 4;
+    family_config(f, tp_size, &cfg);
     // a shorter batch than the CPU test's: the emulator runs every GPU thread on the CPU
-    const int lens[] = {30, 1, 45, 20}, B = 4;
-    int offsets[5] = {0};
-    for (int b = 0; b < B; b++) offsets[b + 1] = offsets[b] + lens[b];
-    const int N = offsets[B];
-    int *tokens = mallocCheck(N * sizeof(int));
-    float *dlp = mallocCheck(N * sizeof(float));
-    Rng rng;
-    rng_seed(&rng, 1234 + (uint64_t)f->type);
-    for (int i = 0; i < N; i++) {
-        tokens[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
-        dlp[i] = rng_normal(&rng);
-    }
-    PackedBatch batch = {B, N, tokens, offsets};
+    const int lens[] = {30, 1, 45, 20};
+    int offsets[5], *tokens;
+    float *dlp;
+    const int N = family_batch(f, &cfg, lens, offsets, &tokens, &dlp);
+    PackedBatch batch = {4, N, tokens, offsets};
 
     Model full, loc;
     test_random_model(&full, &cfg, 77);
