@@ -29,6 +29,10 @@ ITEMS=$OUT/items.tsv
 T0=$(date +%s)
 JOBS=$(nproc 2>/dev/null || echo 2)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI's mpirun wants leave to put more ranks than cores and to forward the thread count
+MPIRUN="mpirun"
+mpirun --version 2>/dev/null | grep -q 'Open MPI' && MPIRUN="mpirun --oversubscribe -x OMP_NUM_THREADS"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 NVCC=$(command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
 gpu_line=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
@@ -45,7 +49,7 @@ fi
 
 # item NAME STATUS FIGURE: one line of the report (tabs and newlines in FIGURE become spaces)
 item() {
-    fig=$(printf '%s' "$3" | tr '\t\n' '  ')
+    fig=$(printf '%s' "$3" | tr '\t\n\r' '   ' | tr -d '\000-\037')
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$fig" "$(($(date +%s) - T0))" >>"$ITEMS"
     printf '%-5s %-22s %s\n' "$2" "$1" "$fig"
 }
@@ -79,7 +83,8 @@ t=$(date +%s)
 if [ $MODE = gpu ]; then
     if run build 900 make -j"$JOBS" gemc build/test_cuda build/make_task build/bench_cuda_train \
         build/bench_cuda_sample build/test_tp_mpi; then
-        arch=$("$(dirname "$NVCC")/cuobjdump" --list-elf build/gemc 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u |
+        CUOBJDUMP=$(command -v cuobjdump 2>/dev/null || echo "$(dirname "$NVCC")/cuobjdump")
+        arch=$("$CUOBJDUMP" --list-elf build/gemc 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u |
             tr '\n' ' ')
         case "$arch" in
         *sm_90*) item build PASS "nvcc $($NVCC --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cubins: ${arch}in $(($(date +%s) - t)) s" ;;
@@ -106,6 +111,20 @@ else
     item test_cuda FAIL "$(cunit test_cuda)$MARK: logs/test_cuda.log"
 fi
 
+# ---- the CUDA backend's tensor-parallel partitions against the whole model -----------------
+if [ $MODE = gpu ]; then
+    t=$(date +%s)
+    # shellcheck disable=SC2086 # MPIRUN is a command and its flags
+    if run tp_gpu 300 $MPIRUN -np 2 build/test_tp_mpi gpu 2 </dev/null &&
+        grep -q 'max diffs gpu tp=2' "$LOGS/tp_gpu.log"; then
+        item tp_gpu PASS "$(grab tp_gpu 'max diffs gpu') in $(($(date +%s) - t)) s"
+    else
+        item tp_gpu FAIL "$(grab tp_gpu 'FAIL|max diffs|skip') (logs/tp_gpu.log)"
+    fi
+else
+    item tp_gpu SKIP "make test's tp suite runs it on the emulated device (build/test_tp_mpi_emu gpu 2, gpu 4)"
+fi
+
 # ---- 4. compute-sanitizer on the quickest kernel suites --------------------------------------
 if [ $MODE = gpu ]; then
     SAN=$(command -v compute-sanitizer 2>/dev/null || ls "$(dirname "$NVCC")/compute-sanitizer" \
@@ -119,7 +138,7 @@ if [ $MODE = gpu ]; then
         [ $tool = racecheck ] && suites=cuda_layers
         t=$(date +%s)
         if run "sanitizer_$tool" 240 "$SAN" --tool $tool --error-exitcode 1 build/test_cuda $suites; then
-            item "sanitizer_$tool" PASS "$suites: $(grab "sanitizer_$tool" 'ERROR SUMMARY' | sed 's/=* *//'), $(cunit "sanitizer_$tool") in $(($(date +%s) - t)) s"
+            item "sanitizer_$tool" PASS "$suites: $(grab "sanitizer_$tool" 'ERROR SUMMARY|RACECHECK SUMMARY' | sed 's/=* *//'), $(cunit "sanitizer_$tool") in $(($(date +%s) - t)) s"
         else
             item "sanitizer_$tool" FAIL "$suites: $(grab "sanitizer_$tool" 'ERROR SUMMARY|Timeout|failed' | sed 's/=* *//'): logs/sanitizer_$tool.log"
         fi
@@ -188,9 +207,9 @@ if run task 120 build/make_task --seed 1 --out "$TASK" &&
         extra="pipeline.generators=1 pipeline.learners=1"
         [ $np = 3 ] && extra="pipeline.generators=1 pipeline.learners=2 pipeline.tp=2"
         # shellcheck disable=SC2086
-        if run "gem_np$np" 900 mpirun --oversubscribe -x OMP_NUM_THREADS=1 -np $np "$BIN" train \
-            $COMMON train.steps=$PIPE_STEPS sampling.k=$K train.model="$RUNS/sft/final" \
-            train.dir="$RUNS/gem_np$np" $extra; then
+        if run "gem_np$np" 900 $MPIRUN -np $np "$BIN" train $COMMON train.steps=$PIPE_STEPS \
+            sampling.k=$K train.model="$RUNS/sft/final" train.dir="$RUNS/gem_np$np" $extra \
+            </dev/null; then
             item "gem_np$np" PASS "mpirun -np $np ($extra): $(gem_figure "$RUNS/gem_np$np" "$G")$MARK in $(($(date +%s) - t)) s"
         else
             item "gem_np$np" FAIL "mpirun -np $np ($extra): logs/gem_np$np.log"
@@ -266,7 +285,7 @@ fails=$(awk -F'\t' '$2 == "FAIL"' "$ITEMS" | wc -l)
 {
     printf '{"mode": "%s", "device": "%s", "seconds": %d, "failed": %d, "items": [' "$MODE" \
         "$(printf '%s' "${gpu_line:-}" | sed 's/\\/\\\\/g; s/"/\\"/g')" "$(($(date +%s) - T0))" "$fails"
-    awk -F'\t' '{gsub(/\\/, "\\\\", $3); gsub(/"/, "\\\"", $3);
+    awk -F'\t' '{gsub(/\\/, "&&", $3); gsub(/"/, "\\\"", $3);
         printf "%s\n  {\"item\": \"%s\", \"status\": \"%s\", \"figure\": \"%s\", \"at_s\": %d}",
         (NR > 1 ? "," : ""), $1, $2, $3, $4}' "$ITEMS"
     printf '\n]}\n'

@@ -229,12 +229,26 @@ void comm_barrier(Comm *c) {
     comm_wait(c, &req, "a barrier");
 }
 
-// The TensorParallel hooks: host fp32 buffers, so always over MPI (a COMM_NCCL Comm's
-// collectives take device buffers).
+// The TensorParallel hooks, over the Comm's own route: host fp32 buffers on an MPI Comm, device
+// buffers on a COMM_NCCL one (the partition's TensorParallel.device_buffers says which it hands).
 void comm_tp_allreduce_sum(void *ctx, float *buf, size_t n) {
-    mpi_allreduce((Comm *)ctx, buf, n, MPI_FLOAT, sizeof(float), MPI_SUM, "SUM (tensor parallel)");
+    Comm *c = ctx;
+#ifdef GEMC_HAVE_NCCL
+    if (c->nccl) {
+        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 0, "an allreduce SUM (NCCL, tensor parallel)");
+        return;
+    }
+#endif
+    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_SUM, "SUM (tensor parallel)");
 }
 
 void comm_tp_allreduce_max(void *ctx, float *buf, size_t n) {
-    mpi_allreduce((Comm *)ctx, buf, n, MPI_FLOAT, sizeof(float), MPI_MAX, "MAX (tensor parallel)");
+    Comm *c = ctx;
+#ifdef GEMC_HAVE_NCCL
+    if (c->nccl) {
+        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 1, "an allreduce MAX (NCCL, tensor parallel)");
+        return;
+    }
+#endif
+    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_MAX, "MAX (tensor parallel)");
 }

@@ -38,7 +38,8 @@ void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
 void comm_gather(Comm *c, const void *send, void *recv, size_t bytes, int root);
 void comm_barrier(Comm *c);
 
-// The TensorParallel hooks (src/model/tensor_parallel.h) that run on c: ctx is the Comm.
+// The TensorParallel hooks (src/model/tensor_parallel.h) that run on c: ctx is the Comm. Host
+// buffers on a COMM_MPI Comm, device buffers on a COMM_NCCL one (device_buffers = 1).
 void comm_tp_allreduce_sum(void *ctx, float *buf, size_t n);
 void comm_tp_allreduce_max(void *ctx, float *buf, size_t n);
 

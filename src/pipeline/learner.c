@@ -289,6 +289,17 @@ int learner_run(Pipeline *pl) {
     if (use_ref) {
         if (policy_load(&L.ref, c->model.ref[0] ? c->model.ref : c->train.model, c) != 0)
             pipeline_fail(pl);
+        // the two partitions share one TensorParallel: the same split (and vocabulary range)
+        const ModelConfig *a = &L.p.model.cfg, *b = &L.ref.model.cfg;
+        if (c->pipeline.tp > 1 &&
+            (a->vocab_size != b->vocab_size || a->num_heads != b->num_heads ||
+             a->num_kv_heads != b->num_kv_heads || a->intermediate_size != b->intermediate_size))
+            pipeline_fatal(pl,
+                           "model.ref %s is not split like the policy with pipeline.tp=%d: its "
+                           "vocab_size, num_attention_heads, num_key_value_heads or "
+                           "intermediate_size differ from %s's (HINT: a reference of the same "
+                           "architecture, e.g. the starting model)",
+                           c->model.ref, c->pipeline.tp, c->train.model);
         make_partition(&L, &L.ref.model, &L.ref_part);
     }
     // Only learner 0 keeps the whole policy's fp32 weights (what it broadcasts to the generators,
