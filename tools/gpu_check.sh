@@ -84,8 +84,13 @@ if [ $MODE = gpu ]; then
     if run build 900 make -j"$JOBS" gemc build/test_cuda build/make_task build/bench_cuda_train \
         build/bench_cuda_sample build/test_tp_mpi; then
         CUOBJDUMP=$(command -v cuobjdump 2>/dev/null || echo "$(dirname "$NVCC")/cuobjdump")
-        arch=$("$CUOBJDUMP" --list-elf build/gemc 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u |
-            tr '\n' ' ')
+        if [ -x "$CUOBJDUMP" ]; then
+            arch=$("$CUOBJDUMP" --list-elf build/gemc 2>/dev/null | grep -o 'sm_[0-9]*' |
+                sort -u | tr '\n' ' ')
+        else # a toolkit without cuobjdump: what nvcc was asked for, from the build's log
+            arch="$(grep -o 'code=sm_[0-9]*' "$LOGS/build.log" | sed 's/code=//' | sort -u |
+                tr '\n' ' ')(nvcc flags: no cuobjdump) "
+        fi
         case "$arch" in
         *sm_90*) item build PASS "nvcc $($NVCC --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cubins: ${arch}in $(($(date +%s) - t)) s" ;;
         *) item build FAIL "no sm_90 code in build/gemc (cuobjdump: ${arch:-nothing})" ;;
