@@ -87,9 +87,8 @@ if [ $MODE = gpu ]; then
         if [ -x "$CUOBJDUMP" ]; then
             arch=$("$CUOBJDUMP" --list-elf build/gemc 2>/dev/null | grep -o 'sm_[0-9]*' |
                 sort -u | tr '\n' ' ')
-        else # a toolkit without cuobjdump: what nvcc was asked for, from the build's log
-            arch="$(grep -o 'code=sm_[0-9]*' "$LOGS/build.log" | sed 's/code=//' | sort -u |
-                tr '\n' ' ')(nvcc flags: no cuobjdump) "
+        else # a toolkit without cuobjdump: the cubins' target names in the binary
+            arch="$(strings -a build/gemc | grep -o 'sm_[0-9][0-9]*' | sort -u | tr '\n' ' ')(strings: no cuobjdump) "
         fi
         case "$arch" in
         *sm_90*) item build PASS "nvcc $($NVCC --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), cubins: ${arch}in $(($(date +%s) - t)) s" ;;
