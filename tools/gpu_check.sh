@@ -99,7 +99,7 @@ if [ $MODE = gpu ]; then
     fi
 else
     if run build 900 make -j"$JOBS" gemc build/gemc_emu build/test_cuda_emu build/make_task; then
-        item build PASS "emulated build (no nvcc: the .cu sources compiled by the host C++ compiler) in $(($(date +%s) - t)) s"
+        item build PASS "emulated build (the .cu sources compiled by the host C++ compiler for the CPU emulator) in $(($(date +%s) - t)) s"
     else
         item build FAIL "make failed: logs/build.log"
     fi
