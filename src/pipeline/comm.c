@@ -160,24 +160,26 @@ static void mpi_allreduce(Comm *c, void *buf, size_t n, MPI_Datatype type, size_
     }
 }
 
-void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n) {
+// An fp32 allreduce (MAX when max, else SUM) over c's route: NCCL on device buffers when c has
+// NCCL, MPI on host buffers otherwise. label names the operation in a timeout's error.
+static void allreduce_f32(Comm *c, float *buf, size_t n, int max, const char *label) {
 #ifdef GEMC_HAVE_NCCL
     if (c->nccl) {
-        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 0, "an allreduce SUM (NCCL)");
+        char what[96];
+        snprintf(what, sizeof what, "an allreduce %s (NCCL)", label);
+        comm_nccl_allreduce(c->nccl, c, buf, n, 0, max, what);
         return;
     }
 #endif
-    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_SUM, "SUM");
+    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), max ? MPI_MAX : MPI_SUM, label);
+}
+
+void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n) {
+    allreduce_f32(c, buf, n, 0, "SUM");
 }
 
 void comm_allreduce_max_f32(Comm *c, float *buf, size_t n) {
-#ifdef GEMC_HAVE_NCCL
-    if (c->nccl) {
-        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 1, "an allreduce MAX (NCCL)");
-        return;
-    }
-#endif
-    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_MAX, "MAX");
+    allreduce_f32(c, buf, n, 1, "MAX");
 }
 
 void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n) {
@@ -232,23 +234,9 @@ void comm_barrier(Comm *c) {
 // The TensorParallel hooks, over the Comm's own route: host fp32 buffers on an MPI Comm, device
 // buffers on a COMM_NCCL one (the partition's TensorParallel.device_buffers says which it hands).
 void comm_tp_allreduce_sum(void *ctx, float *buf, size_t n) {
-    Comm *c = ctx;
-#ifdef GEMC_HAVE_NCCL
-    if (c->nccl) {
-        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 0, "an allreduce SUM (NCCL, tensor parallel)");
-        return;
-    }
-#endif
-    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_SUM, "SUM (tensor parallel)");
+    allreduce_f32(ctx, buf, n, 0, "SUM (tensor parallel)");
 }
 
 void comm_tp_allreduce_max(void *ctx, float *buf, size_t n) {
-    Comm *c = ctx;
-#ifdef GEMC_HAVE_NCCL
-    if (c->nccl) {
-        comm_nccl_allreduce(c->nccl, c, buf, n, 0, 1, "an allreduce MAX (NCCL, tensor parallel)");
-        return;
-    }
-#endif
-    mpi_allreduce(c, buf, n, MPI_FLOAT, sizeof(float), MPI_MAX, "MAX (tensor parallel)");
+    allreduce_f32(ctx, buf, n, 1, "MAX (tensor parallel)");
 }

@@ -273,15 +273,18 @@ static void upload_batch(GpuModel *g, const PackedBatch *batch) {
     cudaCheck(cudaStreamSynchronize(s)); // the host arrays go out of scope
     if (g->tp) {
         // the vocab-parallel embedding's and head's ids: this rank's rows [v0, v0 + V)
+        // (into the host arrays of the positions and targets, which are on the device already)
         const int v0 = g->tp->vocab_start, V = g->cfg.vocab_size;
+        int *tokens_vp = pos, *targets_vp = targets;
         for (int i = 0; i < N; i++) {
-            const int t = batch->tokens[i] - v0, tg = targets[i];
-            pos[i] = t >= 0 && t < V ? t : -1;
-            targets[i] = tg < 0 ? -1 : tg - v0 >= 0 && tg - v0 < V ? tg - v0 : V;
+            const int t = batch->tokens[i] - v0, tg = targets[i] - v0;
+            tokens_vp[i] = t >= 0 && t < V ? t : -1;
+            targets_vp[i] = targets[i] < 0 ? -1 : tg >= 0 && tg < V ? tg : V;
         }
-        cudaCheck(cudaMemcpyAsync(a->tokens_vp, pos, N * sizeof(int), cudaMemcpyHostToDevice, s));
         cudaCheck(
-            cudaMemcpyAsync(a->targets_vp, targets, N * sizeof(int), cudaMemcpyHostToDevice, s));
+            cudaMemcpyAsync(a->tokens_vp, tokens_vp, N * sizeof(int), cudaMemcpyHostToDevice, s));
+        cudaCheck(
+            cudaMemcpyAsync(a->targets_vp, targets_vp, N * sizeof(int), cudaMemcpyHostToDevice, s));
         cudaCheck(cudaStreamSynchronize(s));
     }
     std::free(host);
