@@ -97,12 +97,57 @@ static void test_rows_and_threads(void) {
     free(A), free(W), free(all), free(one), free(serial);
 }
 
+// A weight packed once (gemm_pack_weight) gives the bits of the definition for every row count
+// (the narrow kernels of 1 to 8 rows, the micro-kernel tiles with their short last block),
+// every edge strip and panel, with and without accumulate, in every family.
+static void test_packed_weight(void) {
+    GemmIsa fam[3];
+    const int nf = families(fam);
+    const GemmIsa def = gemm_isa();
+    Rng rng;
+    rng_seed(&rng, 23);
+    const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 97, 130}, Ns[] = {1, 7, 33, 300, 1100};
+    const int Ks[] = {1, 9, 256, 600};
+    int bad = 0;
+    for (int f = 0; f < nf; f++) {
+        gemm_set_isa(fam[f]);
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                const int N = Ns[ni], K = Ks[ki], ldw = K + 3, lda = K + 1, ldc = N + 2;
+                float *W = random_matrix(&rng, (size_t)N * ldw);
+                GemmPackedWeight pw;
+                gemm_pack_weight(&pw, W, N, K, ldw);
+                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        const int M = Ms[mi];
+                        float *A = random_matrix(&rng, (size_t)M * lda);
+                        float *C = random_matrix(&rng, (size_t)M * ldc);
+                        float *R = malloc((size_t)M * ldc * sizeof(float));
+                        memcpy(R, C, (size_t)M * ldc * sizeof(float));
+                        gemm_f32_packed(M, A, lda, &pw, acc, C, ldc);
+                        gemm_f32_reference(0, 1, M, N, K, A, lda, W, ldw, acc, R, ldc);
+                        if (memcmp(C, R, (size_t)M * ldc * sizeof(float)) != 0 && bad++ < 5)
+                            printf("\n  %s packed: M=%d N=%d K=%d acc=%d differs from the "
+                                   "definition",
+                                   gemm_isa_name(fam[f]), M, N, K, acc);
+                        free(A), free(C), free(R);
+                    }
+                gemm_packed_free(&pw);
+                free(W);
+            }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    gemm_set_isa(def);
+}
+
 void register_gemm_tests(void) {
     static const TestCase tests[] = {
         {"every element is the FMA sequence of the definition (bits, every family)",
          test_bits_of_the_definition},
         {"K = 0", test_empty_k},
         {"a row alone = the row among others; one thread = two (bits)", test_rows_and_threads},
+        {"a weight packed once: the definition's bits for 1 to 130 rows (every family)",
+         test_packed_weight},
         {NULL, NULL},
     };
     add_suite("gemm", tests);

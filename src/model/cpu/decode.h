@@ -14,6 +14,7 @@
 #ifndef GEMC_CPU_DECODE_H
 #define GEMC_CPU_DECODE_H
 
+#include "model/cpu/gemm.h"
 #include "model/model.h"
 
 typedef struct {
@@ -44,6 +45,11 @@ typedef struct {
     float *cosv;      // [act_rows, D/2] rope table of the current rows
     float *sinv;      // [act_rows, D/2]
     float *scores;    // [rows * Hq, span] a decode step's attention weights, one row per task
+    // [L * 7 + 1] the matrices packed for gemm_f32_packed: q, k, v, o, gate, up, down of each
+    // layer, then the head
+    GemmPackedWeight *w;
+    float *w_mem; // what they point into
+    int w_arena;  // w_mem is the process's kept arena (decode.c), not the state's own
 } DecodeState;
 
 // Allocates the caches and buffers for the prompts of `prompts` (packed, every token checked

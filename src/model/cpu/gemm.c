@@ -19,6 +19,8 @@
 
 #include "base/common.h"
 
+#include <omp.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define GEMM_X86 1
@@ -446,6 +448,245 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
                 }
         }
     }
+}
+
+// ---- weights packed once ---------------------------------------------------------------------
+// A weight W [N, K] used as W^T (C = A W^T: every matmul of a forward) laid out once as the
+// strips the micro-kernels read: strip s is [K][nr] (columns s*nr .. s*nr+nr of W^T, zero past
+// N), so the panel pc of strip s is the contiguous [kc][nr] block at p + s*K*nr + pc*nr. A call
+// then reads each weight once, in order, and packs nothing: what a decode step (one to a few
+// rows per call) needs to run at the memory's speed. Each element is still the sequence of the
+// definition, so the bits are those of gemm_f32.
+
+size_t gemm_packed_floats(int N, int K) {
+    const Family f = family(gemm_isa());
+    return ((size_t)(N + f.nr - 1) / f.nr * f.nr * K + 15) / 16 * 16; // 64-byte multiples
+}
+
+void gemm_pack_weight_into(GemmPackedWeight *pw, float *dst, const float *W, int N, int K,
+                           int ldw) {
+    const Family f = family(gemm_isa());
+    const int nstrips = (N + f.nr - 1) / f.nr;
+    pw->N = N, pw->K = K, pw->nr = f.nr, pw->isa = (int)gemm_isa(), pw->p = dst, pw->owned = 0;
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < nstrips; s++) {
+        const int j = s * f.nr, n = N - j < f.nr ? N - j : f.nr;
+        pack_b(dst + (size_t)s * K * f.nr, W, ldw, 1, j, n, 0, K, f.nr, f.avx2);
+    }
+}
+
+void gemm_pack_weight(GemmPackedWeight *pw, const float *W, int N, int K, int ldw) {
+    const size_t bytes = gemm_packed_floats(N, K) * sizeof(float);
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) gemc_fatal("out of memory: %zu bytes for a packed weight [%d, %d]", bytes, N, K);
+    gemm_pack_weight_into(pw, p, W, N, K, ldw);
+    pw->owned = 1;
+}
+
+void gemm_packed_free(GemmPackedWeight *pw) {
+    if (pw->owned) free(pw->p);
+    memset(pw, 0, sizeof *pw);
+}
+
+#ifdef GEMM_X86
+// The narrow kernels: M (1 .. 8) rows of A times S whole strips (S * nr columns) of one k
+// panel, every weight vector loaded once and used by all M rows; M * S * nr / width
+// accumulators, each an FMA chain from 0 in k order, then added to C (load) or stored. M and S
+// are constants in each instance (narrow_kernel below), so the accumulators live in registers.
+// b is the panel of the first strip, ss the distance between strips.
+#define NARROW_MAX_M 8
+#define NARROW_BODY(VEC, W, ZERO, LOAD, STORE, SET1, FMA, ADD)                                     \
+    VEC acc[NARROW_MAX_M][8];                                                                      \
+    _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                            \
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = ZERO();                    \
+    for (int k = 0; k < kc; k++) {                                                                 \
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                      \
+            const VEC w = LOAD(b + (size_t)(v / PER) * ss + (size_t)k * NR + (v % PER) * W);       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < M; i++) acc[i][v] =                        \
+                FMA(SET1(a[(size_t)i * lda + k]), w, acc[i][v]);                                   \
+        }                                                                                          \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                            \
+        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                      \
+        float *cp = c + (size_t)i * ldc + (v / PER) * NR + (v % PER) * W;                          \
+        STORE(cp, load ? ADD(LOAD(cp), acc[i][v]) : acc[i][v]);                                    \
+    }
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+narrow_avx512(const int M, const int S, int kc, const float *a, long lda, const float *b, long ss,
+              float *c, long ldc, int load) {
+    enum { NR = NR_AVX512, PER = NR_AVX512 / 16 };
+    const int V = S * PER;
+    NARROW_BODY(__m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+                _mm512_fmadd_ps, _mm512_add_ps)
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+narrow_avx2(const int M, const int S, int kc, const float *a, long lda, const float *b, long ss,
+            float *c, long ldc, int load) {
+    enum { NR = NR_AVX2, PER = NR_AVX2 / 8 };
+    const int V = S * PER;
+    NARROW_BODY(__m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+                _mm256_fmadd_ps, _mm256_add_ps)
+}
+
+typedef void (*NarrowKernel)(int kc, const float *a, long lda, const float *b, long ss, float *c,
+                             long ldc, int load);
+
+// One instance per (family, M, S): the shapes a call picks from (narrow_pick).
+#define NARROW_INSTANCE(fam, tgt, M, S)                                                            \
+    __attribute__((target(tgt))) static void narrow_##fam##_##M##x##S(                             \
+        int kc, const float *a, long lda, const float *b, long ss, float *c, long ldc, int load) { \
+        narrow_##fam(M, S, kc, a, lda, b, ss, c, ldc, load);                                       \
+    }
+NARROW_INSTANCE(avx512, "avx512f", 1, 4)
+NARROW_INSTANCE(avx512, "avx512f", 2, 4)
+NARROW_INSTANCE(avx512, "avx512f", 3, 2)
+NARROW_INSTANCE(avx512, "avx512f", 4, 2)
+NARROW_INSTANCE(avx512, "avx512f", 5, 1)
+NARROW_INSTANCE(avx512, "avx512f", 6, 1)
+NARROW_INSTANCE(avx512, "avx512f", 7, 1)
+NARROW_INSTANCE(avx512, "avx512f", 8, 1)
+NARROW_INSTANCE(avx512, "avx512f", 1, 1)
+NARROW_INSTANCE(avx512, "avx512f", 2, 1)
+NARROW_INSTANCE(avx512, "avx512f", 3, 1)
+NARROW_INSTANCE(avx512, "avx512f", 4, 1)
+NARROW_INSTANCE(avx2, "avx2,fma", 1, 4)
+NARROW_INSTANCE(avx2, "avx2,fma", 2, 2)
+NARROW_INSTANCE(avx2, "avx2,fma", 3, 2)
+NARROW_INSTANCE(avx2, "avx2,fma", 4, 1)
+NARROW_INSTANCE(avx2, "avx2,fma", 5, 1)
+NARROW_INSTANCE(avx2, "avx2,fma", 1, 1)
+NARROW_INSTANCE(avx2, "avx2,fma", 2, 1)
+NARROW_INSTANCE(avx2, "avx2,fma", 3, 1)
+
+// The widest narrow kernel for m rows of this family (S strips at a time), or NULL when m rows
+// are for the micro-kernel. single: the one-strip instance (for a call with few strips).
+static NarrowKernel narrow_pick(GemmIsa isa, int m, int single, int *S) {
+    static const NarrowKernel k512[9][2] = {
+        {NULL, NULL},
+        {narrow_avx512_1x4, narrow_avx512_1x1},
+        {narrow_avx512_2x4, narrow_avx512_2x1},
+        {narrow_avx512_3x2, narrow_avx512_3x1},
+        {narrow_avx512_4x2, narrow_avx512_4x1},
+        {narrow_avx512_5x1, narrow_avx512_5x1},
+        {narrow_avx512_6x1, narrow_avx512_6x1},
+        {narrow_avx512_7x1, narrow_avx512_7x1},
+        {narrow_avx512_8x1, narrow_avx512_8x1},
+    };
+    static const int s512[9] = {0, 4, 4, 2, 2, 1, 1, 1, 1};
+    static const NarrowKernel k256[6][2] = {
+        {NULL, NULL},
+        {narrow_avx2_1x4, narrow_avx2_1x1},
+        {narrow_avx2_2x2, narrow_avx2_2x1},
+        {narrow_avx2_3x2, narrow_avx2_3x1},
+        {narrow_avx2_4x1, narrow_avx2_4x1},
+        {narrow_avx2_5x1, narrow_avx2_5x1},
+    };
+    static const int s256[6] = {0, 4, 2, 2, 1, 1};
+    if (isa == GEMM_ISA_AVX512 && m >= 1 && m <= 8) {
+        *S = single ? 1 : s512[m];
+        return k512[m][single];
+    }
+    if (isa == GEMM_ISA_AVX2 && m >= 1 && m <= 5) {
+        *S = single ? 1 : s256[m];
+        return k256[m][single];
+    }
+    return NULL;
+}
+
+// Rows i .. i+m of C times the strips s0 .. s0+S of the packed weight, panel by panel, with the
+// narrow kernel nk; a group that runs past N goes through a scratch tile.
+static void narrow_group(NarrowKernel nk, int S, const GemmPackedWeight *w, int s0, int m,
+                         const float *A, int lda, int accumulate, float *C, int ldc) {
+    const int K = w->K, nr = w->nr, j0 = s0 * nr;
+    const int n = w->N - j0 < S * nr ? w->N - j0 : S * nr;
+    float t[NARROW_MAX_M * 4 * NR_MAX];
+    float *c = C + j0;
+    long ldt = ldc;
+    if (n < S * nr) { // the edge: through t, whose columns past n are never copied back
+        c = t, ldt = S * nr;
+        if (accumulate)
+            for (int i = 0; i < m; i++)
+                memcpy(t + i * ldt, C + (size_t)i * ldc + j0, (size_t)n * sizeof(float));
+    }
+    for (int pc = 0; pc < K; pc += KC) {
+        const int kc = K - pc < KC ? K - pc : KC;
+        nk(kc, A + pc, lda, w->p + (size_t)s0 * K * nr + (size_t)pc * nr, (long)K * nr, c, ldt,
+           accumulate || pc > 0);
+    }
+    if (c == t)
+        for (int i = 0; i < m; i++)
+            memcpy(C + (size_t)i * ldc + j0, t + i * ldt, (size_t)n * sizeof(float));
+}
+#endif
+
+void gemm_f32_packed(int M, const float *A, int lda, const GemmPackedWeight *w, int accumulate,
+                     float *C, int ldc) {
+    const int N = w->N, K = w->K;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    const Family f = family((GemmIsa)w->isa);
+    const int nstrips = (N + f.nr - 1) / f.nr;
+#ifdef GEMM_X86
+    int S = 1;
+    // few rows (a decode step): each group of S strips streams its weights once for all M rows;
+    // a call of few strips takes one strip per task so that every thread has some
+    const int single = nstrips < 8 * omp_get_max_threads();
+    const NarrowKernel nk = narrow_pick((GemmIsa)w->isa, M, single, &S);
+    if (nk) {
+        const int ngroups = (nstrips + S - 1) / S;
+#pragma omp parallel for schedule(static)
+        for (int g = 0; g < ngroups; g++) {
+            const int s0 = g * S, sg = nstrips - s0 < S ? nstrips - s0 : S;
+            if (sg == S)
+                narrow_group(nk, S, w, s0, M, A, lda, accumulate, C, ldc);
+            else // the last, shorter group: one strip at a time
+                for (int s = s0; s < nstrips; s++) {
+                    int one;
+                    narrow_group(narrow_pick((GemmIsa)w->isa, M, 1, &one), 1, w, s, M, A, lda,
+                                 accumulate, C, ldc);
+                }
+        }
+        return;
+    }
+#endif
+    // more rows: tasks of MC rows x NCH columns; in a task, each strip's panel stays in L1 while
+    // the task's rows go by, MR at a time (the last, shorter block through a narrow kernel
+    // where there is one, else zero-padded for the micro-kernel)
+    const int mtasks = (M + MC - 1) / MC, spt = NCH / f.nr, ntasks = (nstrips + spt - 1) / spt;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int tm = 0; tm < mtasks; tm++)
+        for (int tn = 0; tn < ntasks; tn++) {
+            const int i0 = tm * MC, i1 = i0 + MC < M ? i0 + MC : M;
+            const int s1 = (tn + 1) * spt < nstrips ? (tn + 1) * spt : nstrips;
+            for (int s = tn * spt; s < s1; s++) {
+                const int j = s * f.nr, n = N - j < f.nr ? N - j : f.nr;
+                for (int i = i0; i < i1; i += f.mr) {
+                    const int m = i1 - i < f.mr ? i1 - i : f.mr;
+#ifdef GEMM_X86
+                    int one;
+                    const NarrowKernel rk =
+                        m < f.mr ? narrow_pick((GemmIsa)w->isa, m, 1, &one) : NULL;
+                    if (rk) {
+                        narrow_group(rk, 1, w, s, m, A + (size_t)i * lda, lda, accumulate,
+                                     C + (size_t)i * ldc, ldc);
+                        continue;
+                    }
+#endif
+                    for (int pc = 0; pc < K; pc += KC) {
+                        const int kc = K - pc < KC ? K - pc : KC;
+                        rows_times_strips(&f, 0, A, lda, i, m, pc, kc,
+                                          w->p + (size_t)s * K * f.nr + (size_t)pc * f.nr, 0, n, n,
+                                          C + (size_t)i * ldc + j, ldc, accumulate || pc > 0);
+                    }
+                }
+            }
+        }
 }
 
 void gemm_f32_reference(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,

@@ -25,6 +25,8 @@
 #ifndef GEMC_CPU_GEMM_H
 #define GEMC_CPU_GEMM_H
 
+#include <stddef.h>
+
 #define GEMM_KC 256 // k values per chain (part of the definition above, not a tuning knob)
 
 // The kernel family that runs: the widest the CPU has, or the one GEMC_ISA names.
@@ -43,6 +45,27 @@ int gemm_set_isa(GemmIsa isa);
 // sequence above. Runs on the OpenMP threads (serially inside a parallel region).
 void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, int accumulate, float *C, int ldc);
+
+// A weight W [N, K] (row-major, leading dimension ldw) packed once for products by W^T, in the
+// strips the kernels of the family in use read; the products below then read each weight once,
+// in order, and pack nothing. For a run of calls with the same weights (a generation's prefill
+// and decode steps): the packing costs about one product's worth of memory traffic.
+typedef struct {
+    int N, K;
+    int nr;  // columns per strip
+    int isa; // the GemmIsa it was packed for
+    float *p;
+    int owned; // p was allocated by gemm_pack_weight (gemm_packed_free frees it)
+} GemmPackedWeight;
+void gemm_pack_weight(GemmPackedWeight *pw, const float *W, int N, int K, int ldw);
+// The same into dst, gemm_packed_floats(N, K) floats (64-byte aligned) the caller owns.
+size_t gemm_packed_floats(int N, int K);
+void gemm_pack_weight_into(GemmPackedWeight *pw, float *dst, const float *W, int N, int K, int ldw);
+void gemm_packed_free(GemmPackedWeight *pw);
+// C [M, N] = (accumulate ? C : 0) + A W^T, A [M, K] row-major (leading dimension lda): the same
+// bits as gemm_f32(0, 1, M, N, K, A, lda, W, ldw, accumulate, C, ldc).
+void gemm_f32_packed(int M, const float *A, int lda, const GemmPackedWeight *w, int accumulate,
+                     float *C, int ldc);
 
 // The definition itself, one element at a time (the tests' reference; slow).
 void gemm_f32_reference(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
