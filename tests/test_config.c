@@ -151,6 +151,7 @@ static void test_defaults_are_the_spec(void) {
     CU_ASSERT_EQUAL(c.optim.weight_decay, 0.0f);
     CU_ASSERT_EQUAL(c.optim.micro_batch_tokens, 8192);
     CU_ASSERT_EQUAL(c.optim.max_nonfinite_steps, 5);
+    CU_ASSERT_EQUAL(c.optim.shared_prefix, 1);
     // the stages
     CU_ASSERT_STRING_EQUAL(c.sft.model, "");
     CU_ASSERT_STRING_EQUAL(c.sft.dir, "runs/sft");
@@ -658,6 +659,7 @@ static const char *const EVERY_KEY[] = {
     "optim.weight_decay=0.01",
     "optim.micro_batch_tokens=4096",
     "optim.max_nonfinite_steps=2",
+    "optim.shared_prefix=false",
     "sft.model='null'",
     "sft.dir=runs/s",
     "sft.data=p.jsonl",

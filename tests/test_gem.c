@@ -939,7 +939,7 @@ static void ratio_at_sampling_temperature(float init, double bound) {
     }
     float *lp = mallocCheck(sizeof(float) * (size_t)tokens);
     m.logit_temperature = 0.7f;
-    seq_forward_backward(&m, seqs, G * K, 1, 1 << 20, lp, NULL, NULL);
+    seq_forward_backward(&m, seqs, G * K, 1, 1 << 20, 1, lp, NULL, NULL);
     m.logit_temperature = 0;
     double worst = 0;
     for (int i = 0, o = 0; i < G * K; o += gb.cands[i].n, i++)

@@ -64,7 +64,7 @@ static Hashes golden_run(void) {
         tok[i] = 3 + (int)(rng_u64(&rng) % (uint64_t)(cfg.vocab_size - 3));
         R[i] = rng_normal(&rng);
     }
-    PackedBatch batch = {4, N, tok, offsets};
+    PackedBatch batch = {4, N, tok, offsets, NULL};
     float lp[170], ent[170];
     Hashes h = {FNV_START, FNV_START, FNV_START};
     const AdamWConfig opt = {

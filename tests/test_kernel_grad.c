@@ -301,8 +301,8 @@ typedef struct {
 
 static double att_loss(void *p) {
     AttCtx *c = p;
-    attention_forward_f64(c->out, c->lse, c->q, c->k, c->v, c->offsets, c->B, c->Hq, c->Hkv, c->D,
-                          c->window);
+    attention_forward_f64(c->out, c->lse, c->q, c->k, c->v, c->offsets, NULL, c->B, c->Hq, c->Hkv,
+                          c->D, c->window);
     return sum_prod(c->out, c->R, (size_t)c->offsets[c->B] * c->Hq * c->D);
 }
 
@@ -351,8 +351,8 @@ static void check_attention_on(const int *offsets, int B, int Hq, int Hkv, int D
             }
     CU_ASSERT(worst_fwd < 1e-13);
     double *dq = zeros(N * Q), *dk = zeros(N * KV), *dv = zeros(N * KV);
-    attention_backward_f64(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, offsets, B, Hq, Hkv, D,
-                           window);
+    attention_backward_f64(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, offsets, NULL, B, Hq, Hkv,
+                           D, window);
     FdVar vars[] = {{"q", c.q, dq, (size_t)N * Q},
                     {"k", c.k, dk, (size_t)N * KV},
                     {"v", c.v, dv, (size_t)N * KV}};
@@ -387,8 +387,8 @@ static void check_attention_f32(int D, int window) {
     double *dout = randn(&rng, N * Q, 1);
     double *o = zeros(N * Q), *lse = zeros(N * Hq), *dq = zeros(N * Q), *dk = zeros(N * KV),
            *dv = zeros(N * KV);
-    attention_forward_f64(o, lse, q, k, v, offsets, B, Hq, Hkv, D, window);
-    attention_backward_f64(dq, dk, dv, dout, o, lse, q, k, v, offsets, B, Hq, Hkv, D, window);
+    attention_forward_f64(o, lse, q, k, v, offsets, NULL, B, Hq, Hkv, D, window);
+    attention_backward_f64(dq, dk, dv, dout, o, lse, q, k, v, offsets, NULL, B, Hq, Hkv, D, window);
     const size_t sizes[] = {(size_t)N * Q, (size_t)N * KV, (size_t)N * KV, (size_t)N * Q};
     double *src[] = {q, k, v, dout};
     float *f[4];
@@ -400,9 +400,9 @@ static void check_attention_f32(int D, int window) {
     float *dqf = callocCheck((size_t)N * Q, sizeof(float));
     float *dkf = callocCheck((size_t)N * KV, sizeof(float));
     float *dvf = callocCheck((size_t)N * KV, sizeof(float));
-    attention_forward_f32(of, lf, f[0], f[1], f[2], offsets, B, Hq, Hkv, D, window);
-    attention_backward_f32(dqf, dkf, dvf, f[3], of, lf, f[0], f[1], f[2], offsets, B, Hq, Hkv, D,
-                           window);
+    attention_forward_f32(of, lf, f[0], f[1], f[2], offsets, NULL, B, Hq, Hkv, D, window);
+    attention_backward_f32(dqf, dkf, dvf, f[3], of, lf, f[0], f[1], f[2], offsets, NULL, B, Hq, Hkv,
+                           D, window);
     double eo = 0, el = 0, eq = 0, ek = 0, ev = 0;
     for (size_t i = 0; i < (size_t)N * Q; i++) {
         eo = fmax(eo, fabs(of[i] - o[i]));

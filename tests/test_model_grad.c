@@ -70,7 +70,7 @@ static void check_family_fd(ModelType type, double temperature) {
     rng_seed(&rng, 200 + type);
     const int offsets[] = {0, 6, 9, 17};
     int *tok = random_tokens(&rng, 17, cfg.vocab_size);
-    PackedBatch batch = {3, 17, tok, offsets};
+    PackedBatch batch = {3, 17, tok, offsets, NULL};
     double R[17], lp[17];
     for (int i = 0; i < 17; i++) R[i] = rng_normal(&rng); // sequence ends too: must be ignored
 
@@ -145,7 +145,7 @@ static void check_float_vs_double(ModelType type) {
     rng_seed(&rng, 400 + type);
     const int offsets[] = {0, 11, 12, 20}, N = 20;
     int *tok = random_tokens(&rng, N, cfg.vocab_size);
-    PackedBatch batch = {3, N, tok, offsets};
+    PackedBatch batch = {3, N, tok, offsets, NULL};
     float lpf[20], entf[20], Rf[20];
     double lpd[20], entd[20], Rd[20];
     for (int i = 0; i < N; i++) Rd[i] = Rf[i] = rng_normal(&rng);
@@ -215,11 +215,11 @@ static void check_packing(const ModelConfig *cfg, int len_a, int len_before, int
     float *lp_a = mallocCheck(sizeof(float) * len_a), *ent_a = mallocCheck(sizeof(float) * len_a);
     float *lp = mallocCheck(sizeof(float) * N), *ent = mallocCheck(sizeof(float) * N);
     const int off_a[] = {0, len_a};
-    PackedBatch alone = {1, len_a, tok_a, off_a};
+    PackedBatch alone = {1, len_a, tok_a, off_a, NULL};
     model_forward(&m, &alone, lp_a, ent_a);
     // before, an empty sequence, A, after
     const int off[] = {0, len_before, len_before, len_before + len_a, N};
-    PackedBatch packed = {4, N, tok, off};
+    PackedBatch packed = {4, N, tok, off, NULL};
     model_forward(&m, &packed, lp, ent);
     CU_ASSERT(memcmp(lp + len_before, lp_a, sizeof(float) * len_a) == 0);
     CU_ASSERT(memcmp(ent + len_before, ent_a, sizeof(float) * len_a) == 0);
@@ -262,6 +262,136 @@ static int same_run(const Run *a, const Run *b, int N, size_t total) {
            memcmp(a->grads, b->grads, sizeof(float) * total) == 0;
 }
 
+// ---- shared prefixes (PackedBatch.prefix) -----------------------------------------------------
+
+// One prompt of P tokens and k responses, packed whole (prompt + response, after an unrelated
+// sequence) and shared (the unrelated sequence, the prompt's first P - 1 tokens, then each
+// response behind the prompt's last token): the same response log-probs and entropies, bit for
+// bit, and the same gradients, within 1e-6 of the largest in float and 1e-12 in double, for
+// any weights on the responses' log-probs.
+typedef struct {
+    int N, B;
+    int *tok, *off, *prefix;
+    int *at; // [k + 1 rows]: where response token j of candidate c is predicted, at[c] + j
+} Packing;
+
+static void pack_group(Packing *pk, const int *other, int n_other, const int *prompt, int P,
+                       int *const *resp, const int *R, int k, int shared) {
+    pk->B = 1 + (shared ? 1 : 0) + k;
+    pk->N = n_other + (shared ? P - 1 : 0);
+    for (int c = 0; c < k; c++) pk->N += (shared ? 1 : P) + R[c];
+    pk->tok = mallocCheck(sizeof(int) * pk->N);
+    pk->off = mallocCheck(sizeof(int) * (pk->B + 1));
+    pk->prefix = mallocCheck(sizeof(int) * pk->B);
+    pk->at = mallocCheck(sizeof(int) * k);
+    int o = 0, b = 0;
+    memcpy(pk->tok, other, sizeof(int) * n_other);
+    pk->off[0] = 0, pk->prefix[b] = -1, o += n_other, pk->off[++b] = o;
+    if (shared) {
+        memcpy(pk->tok + o, prompt, sizeof(int) * (P - 1));
+        pk->prefix[b] = -1, o += P - 1, pk->off[++b] = o;
+    }
+    for (int c = 0; c < k; c++) {
+        const int lead = shared ? 1 : P; // the prompt tokens in the sequence itself
+        memcpy(pk->tok + o, prompt + P - lead, sizeof(int) * lead);
+        memcpy(pk->tok + o + lead, resp[c], sizeof(int) * R[c]);
+        pk->at[c] = o + lead - 1;
+        pk->prefix[b] = shared ? 1 : -1, o += lead + R[c], pk->off[++b] = o;
+    }
+}
+
+static void check_shared_prefix(const ModelConfig *cfg, int P, const int *R, int k, int n_other) {
+    Model m;
+    test_random_model(&m, cfg, 700);
+    Rng rng;
+    rng_seed(&rng, 701);
+    int *other = random_tokens(&rng, n_other, cfg->vocab_size);
+    int *prompt = random_tokens(&rng, P, cfg->vocab_size);
+    int *resp[8];
+    for (int c = 0; c < k; c++) resp[c] = random_tokens(&rng, R[c], cfg->vocab_size);
+    Packing whole, sh;
+    pack_group(&whole, other, n_other, prompt, P, resp, R, k, 0);
+    pack_group(&sh, other, n_other, prompt, P, resp, R, k, 1);
+    PackedBatch bw = {whole.B, whole.N, whole.tok, whole.off, NULL};
+    PackedBatch bs = {sh.B, sh.N, sh.tok, sh.off, sh.prefix};
+    // the same weights on the unrelated sequence and on every response log-prob
+    float *Rw = callocCheck(whole.N, sizeof(float)), *Rs = callocCheck(sh.N, sizeof(float));
+    for (int i = 0; i < n_other; i++) Rw[i] = Rs[i] = (float)rng_normal(&rng);
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < R[c]; j++)
+            Rw[whole.at[c] + j] = Rs[sh.at[c] + j] = (float)rng_normal(&rng);
+
+    Run a = run_once(&m, &bw, Rw), b = run_once(&m, &bs, Rs);
+    int same = memcmp(a.lp, b.lp, sizeof(float) * n_other) == 0 &&
+               memcmp(a.ent, b.ent, sizeof(float) * n_other) == 0;
+    for (int c = 0; c < k; c++)
+        same &= memcmp(a.lp + whole.at[c], b.lp + sh.at[c], sizeof(float) * R[c]) == 0 &&
+                memcmp(a.ent + whole.at[c], b.ent + sh.at[c], sizeof(float) * R[c]) == 0;
+    // the prompt's own positions (all but its last) as in the first candidate's sequence
+    same &= memcmp(a.ent + n_other, b.ent + n_other, sizeof(float) * (P - 1)) == 0;
+    CU_ASSERT(same);
+    double gmax = 0, dg = 0;
+    for (size_t i = 0; i < m.layout.total; i++) {
+        gmax = fmax(gmax, fabs(a.grads[i]));
+        dg = fmax(dg, fabs(a.grads[i] - b.grads[i]));
+    }
+    CU_ASSERT(gmax > 0 && dg <= 1e-6 * gmax);
+
+    // the double instantiation: the same sums in another order, so agreement to rounding
+    double *Pd = mallocCheck(m.layout.total * sizeof(double));
+    for (size_t i = 0; i < m.layout.total; i++) Pd[i] = m.params[i];
+    double inv[64], ddg = 0, dgmax = 0;
+    rope_inv_freq(cfg, inv);
+    double *G[2], *lp[2];
+    const PackedBatch *bb[2] = {&bw, &bs};
+    const float *RR[2] = {Rw, Rs};
+    for (int v = 0; v < 2; v++) {
+        Acts_f64 acts = {0};
+        double *Rd = mallocCheck(sizeof(double) * bb[v]->N);
+        for (int i = 0; i < bb[v]->N; i++) Rd[i] = RR[v][i];
+        lp[v] = mallocCheck(sizeof(double) * bb[v]->N);
+        G[v] = callocCheck(m.layout.total, sizeof(double));
+        model_forward_cpu_f64(cfg, &m.layout, Pd, inv, &acts, bb[v], lp[v], NULL);
+        model_backward_cpu_f64(cfg, &m.layout, Pd, &acts, bb[v], Rd, G[v]);
+        acts_free_f64(&acts);
+        free(Rd);
+    }
+    for (size_t i = 0; i < m.layout.total; i++) {
+        dgmax = fmax(dgmax, fabs(G[0][i]));
+        ddg = fmax(ddg, fabs(G[0][i] - G[1][i]));
+    }
+    double dlp = 0; // (the double GEMM is OpenBLAS's, whose bits depend on the row count)
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < R[c]; j++)
+            dlp = fmax(dlp, fabs(lp[0][whole.at[c] + j] - lp[1][sh.at[c] + j]));
+    CU_ASSERT(dlp < 1e-12);
+    CU_ASSERT(ddg <= 1e-12 * dgmax);
+    printf("\n    %s P %d k %d: float |grad diff| %.1e of %.2f, double %.1e", cfg->model_type, P, k,
+           dg, gmax, ddg);
+    for (int v = 0; v < 2; v++) free(G[v]), free(lp[v]);
+    free(Pd);
+    Packing *pks[2] = {&whole, &sh};
+    for (int v = 0; v < 2; v++)
+        free(pks[v]->tok), free(pks[v]->off), free(pks[v]->prefix), free(pks[v]->at);
+    for (int c = 0; c < k; c++) free(resp[c]);
+    free(a.lp), free(a.ent), free(a.grads), free(b.lp), free(b.ent), free(b.grads);
+    free(Rw), free(Rs), free(other), free(prompt);
+    model_free(&m);
+}
+
+static void test_shared_prefix(void) {
+    const int R4[] = {9, 23, 1, 70}, R2[] = {5, 12};
+    for (int t = 0; t < 3; t++) {
+        ModelConfig cfg;
+        test_tiny_config(&cfg, (ModelType)t);
+        check_shared_prefix(&cfg, 6, R2, 2, 3); // a DPO pair
+        medium_config(&cfg, (ModelType)t);      // mistral: a window of 37 across the prefix
+        check_shared_prefix(&cfg, 40, R4, 4, 7);
+        check_shared_prefix(&cfg, 130, R4, 4, 0); // key blocks of 64 in the prefix
+        check_shared_prefix(&cfg, 2, R2, 2, 5);   // a prefix of one token
+    }
+}
+
 static void free_run(Run *r) {
     free(r->lp), free(r->ent), free(r->grads);
 }
@@ -277,7 +407,7 @@ static void test_determinism_and_threads(void) {
         rng_seed(&rng, 601);
         const int offsets[] = {0, 100, 103, 260, 300}, N = 300;
         int *tok = random_tokens(&rng, N, cfg.vocab_size);
-        PackedBatch batch = {4, N, tok, offsets};
+        PackedBatch batch = {4, N, tok, offsets, NULL};
         float *R = mallocCheck(sizeof(float) * N);
         for (int i = 0; i < N; i++) R[i] = rng_normal(&rng);
 
@@ -327,7 +457,7 @@ static void test_acts_regrow(void) {
     int *tok = random_tokens(&rng, 40, cfg.vocab_size);
     float lp1[8], lp2[40], lp3[8];
     const int o1[] = {0, 8}, o2[] = {0, 40};
-    PackedBatch b1 = {1, 8, tok, o1}, b2 = {1, 40, tok, o2};
+    PackedBatch b1 = {1, 8, tok, o1, NULL}, b2 = {1, 40, tok, o2, NULL};
     model_forward(&m, &b1, lp1, NULL);
     model_forward(&m, &b2, lp2, NULL);
     model_forward(&m, &b1, lp3, NULL);
@@ -349,6 +479,7 @@ void register_model_grad_tests(void) {
         {"finite differences at temperature 0.7 (llama)", test_fd_temperature},
         {"float path matches double path", test_float_vs_double},
         {"packing independence", test_packing_independence},
+        {"a shared prefix: the same log-probs (bits) and gradients", test_shared_prefix},
         {"determinism and thread count", test_determinism_and_threads},
         {"activations regrow", test_acts_regrow},
         {NULL, NULL},

@@ -227,7 +227,7 @@ static void test_overfit_one_sequence(void) {
     int tok[N];
     for (int i = 0; i < N; i++) tok[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
     const int offsets[] = {0, N};
-    PackedBatch batch = {1, N, tok, offsets};
+    PackedBatch batch = {1, N, tok, offsets, NULL};
     float lp[N], dlp[N];
     for (int i = 0; i < N; i++) dlp[i] = -1.0f / (N - 1); // loss = mean negative logprob
     const AdamWConfig opt = {

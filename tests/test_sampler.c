@@ -371,7 +371,7 @@ static double diff_vs_forward(Model *m, const Prompts *p, const Candidate *c, in
         memcpy(tok + off[i], p->tok[i / k], sizeof(int) * p->len[i / k]);
         memcpy(tok + off[i] + p->len[i / k], c[i].ids, sizeof(int) * c[i].n);
     }
-    PackedBatch batch = {B, off[B], tok, off};
+    PackedBatch batch = {B, off[B], tok, off, NULL};
     float *lp = mallocCheck(sizeof(float) * off[B]), *ent = mallocCheck(sizeof(float) * off[B]);
     model_forward(m, &batch, lp, ent);
     double worst = 0;
@@ -463,7 +463,7 @@ static void test_greedy(void) {
                 memcpy(tok + v * L + P, cd->ids, sizeof(int) * t);
                 tok[v * L + L - 1] = v;
             }
-            PackedBatch batch = {V, V * L, tok, off};
+            PackedBatch batch = {V, V * L, tok, off, NULL};
             float *lp = mallocCheck(sizeof(float) * V * L);
             model_forward(&m, &batch, lp, NULL);
             int best = 0;

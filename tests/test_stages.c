@@ -66,10 +66,10 @@ static void test_micro_batches(void) {
 
     double loss_big = 0, loss_small = 0;
     model_zero_grad(&m);
-    loss_big = seq_forward_backward(&m, seqs, NS, 1, 1 << 20, lp_big, weighted_loss, seqs);
+    loss_big = seq_forward_backward(&m, seqs, NS, 1, 1 << 20, 0, lp_big, weighted_loss, seqs);
     memcpy(g_big, m.grads, sizeof(float) * P);
     model_zero_grad(&m);
-    loss_small = seq_forward_backward(&m, seqs, NS, 1, 20, lp_small, weighted_loss, seqs);
+    loss_small = seq_forward_backward(&m, seqs, NS, 1, 20, 0, lp_small, weighted_loss, seqs);
     CU_ASSERT_EQUAL(memcmp(lp_big, lp_small, sizeof(float) * off[NS]), 0);
     CU_ASSERT_DOUBLE_EQUAL(loss_big, loss_small, 1e-6 * fabs(loss_big));
     double max_diff = 0, max_g = 0;
@@ -84,11 +84,61 @@ static void test_micro_batches(void) {
     int all[40];
     memcpy(all, toks[2], sizeof(int) * (seqs[2].P + seqs[2].R));
     int offsets[2] = {0, seqs[2].P + seqs[2].R};
-    PackedBatch b = {1, offsets[1], all, offsets};
+    PackedBatch b = {1, offsets[1], all, offsets, NULL};
     float lp[40];
     model_forward(&m, &b, lp, NULL);
     for (int j = 0; j < seqs[2].R; j++) CU_ASSERT_EQUAL(lp[seqs[2].P - 1 + j], lp_big[off[2] + j]);
     free(lp_big), free(lp_small), free(g_big);
+    model_free(&m);
+}
+
+// Groups of candidates behind one prompt (GEM's k, a DPO pair), with their prompt shared
+// (optim.shared_prefix) or each packed whole, in one micro-batch or split between several: the
+// same response log-probs (bits) and loss, the gradients within 1e-6 of the largest.
+static void test_shared_prefix(void) {
+    Model m;
+    random_model(&m, 6);
+    Rng rng;
+    rng_seed(&rng, 10);
+    enum { NS = 9 };
+    int prompts[3][30], resp[NS][20];
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < 30; i++) prompts[g][i] = (int)(rng_u64(&rng) % m.cfg.vocab_size);
+    SeqRef seqs[NS];
+    // a group of 4, a lone sequence, a group of 3 whose prompt is an equal copy, a pair
+    const int group[NS] = {0, 0, 0, 0, 1, 2, 2, 2, 0}, P[3] = {17, 9, 23};
+    int copy[30];
+    memcpy(copy, prompts[2], sizeof copy);
+    for (int s = 0; s < NS; s++) {
+        for (int i = 0; i < 20; i++) resp[s][i] = (int)(rng_u64(&rng) % m.cfg.vocab_size);
+        const int *pr = group[s] == 2 && s == 6 ? copy : prompts[group[s]];
+        seqs[s] = (SeqRef){pr, P[group[s]], resp[s], 1 + (s * 7) % 19};
+    }
+    long off[NS + 1];
+    seq_resp_offsets(seqs, NS, off);
+    const size_t np = m.layout.total;
+    float *lp[3], *g[3];
+    double loss[3];
+    const int share[3] = {0, 1, 1}, micro[3] = {1 << 20, 1 << 20, 60};
+    for (int v = 0; v < 3; v++) {
+        lp[v] = malloc(sizeof(float) * off[NS]);
+        g[v] = malloc(sizeof(float) * np);
+        model_zero_grad(&m);
+        loss[v] =
+            seq_forward_backward(&m, seqs, NS, 1, micro[v], share[v], lp[v], weighted_loss, seqs);
+        memcpy(g[v], m.grads, sizeof(float) * np);
+    }
+    for (int v = 1; v < 3; v++) {
+        CU_ASSERT_EQUAL(memcmp(lp[0], lp[v], sizeof(float) * off[NS]), 0);
+        CU_ASSERT_DOUBLE_EQUAL(loss[0], loss[v], 1e-6 * fabs(loss[0]));
+        double max_diff = 0, max_g = 0;
+        for (size_t i = 0; i < np; i++) {
+            max_diff = fmax(max_diff, fabs(g[0][i] - g[v][i]));
+            max_g = fmax(max_g, fabs(g[0][i]));
+        }
+        CU_ASSERT(max_g > 0 && max_diff <= 1e-6 * max_g);
+    }
+    for (int v = 0; v < 3; v++) free(lp[v]), free(g[v]);
     model_free(&m);
 }
 
@@ -879,6 +929,7 @@ static void test_writes_stay_in_run_dir(void) {
 
 void register_stage_tests(void) {
     static const TestCase tests[] = {
+        {"a shared prompt: the same log-probs, loss and gradients", test_shared_prefix},
         {"micro-batches change no log-prob and no gradient", test_micro_batches},
         {"learning-rate schedule", test_lr_schedule},
         {"data order: a permutation per epoch, from the seed", test_data_order},

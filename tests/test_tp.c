@@ -180,7 +180,7 @@ static void test_tp1_path(void) {
             tokens[i] = (int)(rng_u64(&rng) % (uint64_t)cfg.vocab_size);
             dlp[i] = rng_normal(&rng);
         }
-        PackedBatch batch = {B, N, tokens, offsets};
+        PackedBatch batch = {B, N, tokens, offsets, NULL};
         Model a, b;
         test_random_model(&a, &cfg, 9);
         test_random_model(&b, &cfg, 9);

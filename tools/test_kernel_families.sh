@@ -29,7 +29,8 @@ run() { # LABEL ENV...: the determinism tests with ENV set
     log=$(mktemp)
     if env "$@" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" "$BIN" gemm golden \
         "parity:a sequence alone" "model_grad:packing independence" \
-        "model_grad:determinism and thread count" "stages:micro-batches" \
+        "model_grad:determinism and thread count" "model_grad:a shared prefix" \
+        "stages:micro-batches" \
         "sampler:determinism" "sampler:shared prefill" >"$log" 2>&1; then
         echo "kernel families: $label: passed"
         rm -f "$log"

@@ -100,6 +100,7 @@ typedef struct {
     float beta1, beta2, eps; // 0.9, 0.999, 1e-8
     float weight_decay;      // 0.0
     int micro_batch_tokens;  // tokens per forward/backward; gradients are accumulated (8192)
+    int shared_prefix;       // a prompt computed once for the sequences that share it (true)
     int max_nonfinite_steps; // updates skipped in a row for a NaN/Inf before the stage stops (5)
 } OptimConfig;
 

@@ -198,6 +198,9 @@ const KeyDef KEYS[] = {
     FLT("optim.weight_decay", optim.weight_decay, "0.0", AT_LEAST(0), "AdamW decoupled decay"),
     INT("optim.micro_batch_tokens", optim.micro_batch_tokens, "8192", AT_LEAST(1),
         "tokens per forward/backward; gradients are accumulated"),
+    BOOL("optim.shared_prefix", optim.shared_prefix, "true",
+         "the learner computes a prompt once for the candidates (or the DPO pair) that share it; "
+         "the same log-probs, the gradients within rounding (CPU backend; CUDA packs whole)"),
     INT("optim.max_nonfinite_steps", optim.max_nonfinite_steps, "5", AT_LEAST(0),
         "a NaN/Inf loss or gradient skips the update; after this many in a row the run stops "
         "with a checkpoint; 0 = never stop"),

@@ -14,7 +14,30 @@ static float model_logit_scale(const Model *m) {
     return t > 0 && t != 1.0f ? 1.0f / t : 1.0f;
 }
 
+// The contract of PackedBatch.prefix (model.h); a batch that breaks it is a caller's bug.
+static void check_prefixes(const PackedBatch *batch) {
+    if (!batch->prefix) return;
+    for (int b = 0; b < batch->B; b++) {
+        const int a = batch->prefix[b];
+        if (a < 0) continue;
+        int sharers = 0;
+        for (int c = a + 1; c < batch->B; c++) sharers += batch->prefix[c] == a;
+        if (a >= b || batch->prefix[a] >= 0 || sharers > PACKED_MAX_SHARERS)
+            gemc_fatal("model_forward: sequence %d's prefix %d is not an earlier sequence without "
+                       "a prefix of its own, shared by at most %d",
+                       b, a, PACKED_MAX_SHARERS);
+    }
+}
+
+int model_shares_prefixes(const Model *m) {
+    return !m->gpu;
+}
+
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
+    check_prefixes(batch);
+    if (batch->prefix && !model_shares_prefixes(m))
+        gemc_fatal("model_forward: this backend does not take shared prefixes "
+                   "(model_shares_prefixes)");
     if (m->gpu) {
         gpu_model_forward(m->gpu, batch, logprobs, entropy, model_logit_scale(m));
         return;

@@ -510,7 +510,7 @@ static void generate_group(Model *m, const GenerateRequest *req, int np, const i
         if (row->cap - 1 > gen_cap) gen_cap = row->cap - 1;
     }
 
-    const PackedBatch batch = {np, ntok, g.tokens, g.off};
+    const PackedBatch batch = {np, ntok, g.tokens, g.off, NULL};
     int na = nrow;
     for (int s = 0; s < nrow; s++) g.act[s] = s;
     if (m->gpu) {

@@ -81,13 +81,14 @@ double sega_accumulate(Model *m, Model *ref, const GemConfig *c, const GroupBatc
     float *ref_logp = NULL;
     if (ref && n > 0) {
         ref_logp = mallocCheck(sizeof(float) * (size_t)(off[n] ? off[n] : 1));
-        seq_forward_backward(ref, seqs, n, 1, c->optim.micro_batch_tokens, ref_logp, NULL, NULL);
+        seq_forward_backward(ref, seqs, n, 1, c->optim.micro_batch_tokens, c->optim.shared_prefix,
+                             ref_logp, NULL, NULL);
     }
     SegaCtx ctx = {c, seqs, adv, weight, sample_logp, ref_logp, off};
     double loss = 0;
     if (n > 0)
-        loss =
-            seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens, NULL, sega_grad, &ctx);
+        loss = seq_forward_backward(m, seqs, n, 1, c->optim.micro_batch_tokens,
+                                    c->optim.shared_prefix, NULL, sega_grad, &ctx);
     m->logit_temperature = keep_t;
     if (ref) ref->logit_temperature = keep_ref_t;
     free(ref_logp), free(seqs), free(adv), free(weight), free(sample_logp), free(off);

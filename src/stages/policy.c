@@ -104,28 +104,82 @@ void seq_resp_offsets(const SeqRef *seqs, int n, long *off) {
     for (int s = 0; s < n; s++) off[s + 1] = off[s] + seqs[s].R;
 }
 
-// Sequences [s0, s1) packed as one batch; response token j of sequence s is predicted at packed
-// position (start of s) + P + j - 1.
-static double micro_batch(Model *m, const SeqRef *seqs, int s0, int s1, float *logp_out,
-                          LossGradFn fn, void *ctx) {
-    int B = s1 - s0, N = 0, R = 0;
-    for (int s = s0; s < s1; s++) N += seqs[s].P + seqs[s].R, R += seqs[s].R;
-    int *tokens = mallocCheck(sizeof(int) * (size_t)N);
-    int *offsets = mallocCheck(sizeof(int) * (size_t)(B + 1));
-    float *lp = mallocCheck(sizeof(float) * (size_t)N);
-    float *rlp = mallocCheck(sizeof(float) * (size_t)(R ? R : 1));
-    offsets[0] = 0;
-    for (int s = s0, o = 0; s < s1; s++) {
-        memcpy(tokens + o, seqs[s].prompt, sizeof(int) * (size_t)seqs[s].P);
-        memcpy(tokens + o + seqs[s].P, seqs[s].resp, sizeof(int) * (size_t)seqs[s].R);
-        o += seqs[s].P + seqs[s].R;
-        offsets[s - s0 + 1] = o;
+// Whether sequences a and b start with the same prompt.
+static int same_prompt(const SeqRef *a, const SeqRef *b) {
+    return a->P == b->P && (a->prompt == b->prompt ||
+                            memcmp(a->prompt, b->prompt, sizeof(int) * (size_t)a->P) == 0);
+}
+
+// Sequences [s0, s1) packed as one batch. With share, consecutive sequences with the same prompt
+// (a GEM group, a DPO pair) compute it once (PackedBatch.prefix): the prompt's first P - 1
+// tokens as a sequence of their own, then each sequence as the prompt's last token and its
+// response, reading the shared part as its prefix; the last prompt token stays with each
+// response because its position predicts the response's first token. Otherwise each sequence
+// is packed whole. Response token j of sequence s is predicted at packed position at[s - s0] + j.
+// The log-probs are the same bits either way; the gradients the same sums in another order.
+typedef struct {
+    int B, N;
+    int *tokens, *offsets, *prefix, *at;
+} Packed;
+
+static void pack_sequences(Packed *pk, const SeqRef *seqs, int s0, int s1, int share) {
+    const int n = s1 - s0;
+    int N = 0;
+    for (int s = s0; s < s1; s++) N += seqs[s].P + seqs[s].R; // at most (sharing only saves)
+    pk->tokens = mallocCheck(sizeof(int) * (size_t)(N ? N : 1));
+    pk->offsets = mallocCheck(sizeof(int) * (size_t)(2 * n + 1));
+    pk->prefix = mallocCheck(sizeof(int) * (size_t)(n > 0 ? 2 * n : 1));
+    pk->at = mallocCheck(sizeof(int) * (size_t)(n ? n : 1));
+    int B = 0, o = 0, shared = 0;
+    pk->offsets[0] = 0;
+    for (int s = s0; s < s1;) {
+        int e = s + 1; // the run of sequences with s's prompt
+        while (share && e < s1 && e - s < PACKED_MAX_SHARERS && same_prompt(&seqs[s], &seqs[e]))
+            e++;
+        const int P = seqs[s].P;
+        if (e - s >= 2 && P >= 2) {
+            memcpy(pk->tokens + o, seqs[s].prompt, sizeof(int) * (size_t)(P - 1));
+            o += P - 1, pk->prefix[B] = -1, pk->offsets[++B] = o;
+            const int pre = B - 1;
+            for (int t = s; t < e; t++) {
+                pk->tokens[o] = seqs[t].prompt[P - 1];
+                memcpy(pk->tokens + o + 1, seqs[t].resp, sizeof(int) * (size_t)seqs[t].R);
+                pk->at[t - s0] = o;
+                o += 1 + seqs[t].R, pk->prefix[B] = pre, pk->offsets[++B] = o;
+            }
+            shared = 1;
+        } else {
+            for (int t = s; t < e; t++) {
+                memcpy(pk->tokens + o, seqs[t].prompt, sizeof(int) * (size_t)seqs[t].P);
+                memcpy(pk->tokens + o + seqs[t].P, seqs[t].resp, sizeof(int) * (size_t)seqs[t].R);
+                pk->at[t - s0] = o + seqs[t].P - 1;
+                o += seqs[t].P + seqs[t].R, pk->prefix[B] = -1, pk->offsets[++B] = o;
+            }
+        }
+        s = e;
     }
-    PackedBatch batch = {.B = B, .N = N, .tokens = tokens, .offsets = offsets};
+    pk->B = B, pk->N = o;
+    if (!shared) free(pk->prefix), pk->prefix = NULL;
+}
+
+static void packed_free(Packed *pk) {
+    free(pk->tokens), free(pk->offsets), free(pk->prefix), free(pk->at);
+}
+
+static double micro_batch(Model *m, const SeqRef *seqs, int s0, int s1, int share, float *logp_out,
+                          LossGradFn fn, void *ctx) {
+    Packed pk;
+    pack_sequences(&pk, seqs, s0, s1, share && model_shares_prefixes(m));
+    const int B = s1 - s0, N = pk.N;
+    int R = 0;
+    for (int s = s0; s < s1; s++) R += seqs[s].R;
+    float *lp = mallocCheck(sizeof(float) * (size_t)(N ? N : 1));
+    float *rlp = mallocCheck(sizeof(float) * (size_t)(R ? R : 1));
+    PackedBatch batch = {
+        .B = pk.B, .N = N, .tokens = pk.tokens, .offsets = pk.offsets, .prefix = pk.prefix};
     model_forward(m, &batch, lp, NULL);
     for (int s = s0, r = 0; s < s1; s++) {
-        const float *src = lp + offsets[s - s0] + seqs[s].P - 1;
-        memcpy(rlp + r, src, sizeof(float) * (size_t)seqs[s].R);
+        memcpy(rlp + r, lp + pk.at[s - s0], sizeof(float) * (size_t)seqs[s].R);
         r += seqs[s].R;
     }
     if (logp_out) memcpy(logp_out, rlp, sizeof(float) * (size_t)R);
@@ -133,25 +187,23 @@ static double micro_batch(Model *m, const SeqRef *seqs, int s0, int s1, float *l
     if (fn) {
         float *rd = callocCheck((size_t)(R ? R : 1), sizeof(float));
         loss = fn(ctx, s0, B, rlp, rd);
-        float *dlp = callocCheck((size_t)N, sizeof(float)); // prompt positions take no gradient
+        float *dlp = callocCheck((size_t)(N ? N : 1), sizeof(float)); // prompts take no gradient
         for (int s = s0, r = 0; s < s1; s++) {
-            memcpy(dlp + offsets[s - s0] + seqs[s].P - 1, rd + r,
-                   sizeof(float) * (size_t)seqs[s].R);
+            memcpy(dlp + pk.at[s - s0], rd + r, sizeof(float) * (size_t)seqs[s].R);
             r += seqs[s].R;
         }
         model_backward(m, &batch, dlp);
         free(dlp);
         free(rd);
     }
-    free(tokens);
-    free(offsets);
+    packed_free(&pk);
     free(lp);
     free(rlp);
     return loss;
 }
 
 double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int max_tokens,
-                            float *logp_out, LossGradFn fn, void *ctx) {
+                            int share, float *logp_out, LossGradFn fn, void *ctx) {
     double loss = 0;
     long out = 0;
     for (int s0 = 0; s0 < n;) {
@@ -164,7 +216,7 @@ double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int m
             tokens += ut;
             s1 = u1;
         }
-        loss += micro_batch(m, seqs, s0, s1, logp_out ? logp_out + out : NULL, fn, ctx);
+        loss += micro_batch(m, seqs, s0, s1, share, logp_out ? logp_out + out : NULL, fn, ctx);
         for (int s = s0; s < s1; s++) out += seqs[s].R;
         s0 = s1;
     }

@@ -76,10 +76,13 @@ typedef double (*LossGradFn)(void *ctx, int s0, int ns, const float *logp, float
 
 // Forward (and, with fn, backward accumulating into m->grads) over the sequences in
 // micro-batches of at most max_tokens tokens; a unit of `unit` consecutive sequences (a DPO
-// pair) is never split. logp_out [sum R] receives the response log-probs of every sequence, in
-// order (may be NULL). Returns the summed loss (0 without fn).
+// pair) is never split (the token count of a micro-batch is that of its sequences packed whole,
+// shared prefixes or not, so the split does not depend on share). share: consecutive sequences
+// with the same prompt compute it once where the backend can (optim.shared_prefix; the same
+// log-probs, the gradients within rounding). logp_out [sum R] receives the response log-probs
+// of every sequence, in order (may be NULL). Returns the summed loss (0 without fn).
 double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int max_tokens,
-                            float *logp_out, LossGradFn fn, void *ctx);
+                            int share, float *logp_out, LossGradFn fn, void *ctx);
 // Offsets of each sequence's response in the packed log-prob array: off[0] = 0, off[s+1] =
 // off[s] + seqs[s].R. off has n + 1 entries.
 void seq_resp_offsets(const SeqRef *seqs, int n, long *off);

@@ -45,11 +45,11 @@ static double dpo_grad(void *ctx, int s0, int ns, const float *logp, float *dlog
 }
 
 // Summed log-probs of each sequence's response under the reference.
-static void ref_sums(Model *ref, const SeqRef *seqs, int n, int micro, double *out) {
+static void ref_sums(Model *ref, const SeqRef *seqs, int n, int micro, int share, double *out) {
     long total = 0;
     for (int s = 0; s < n; s++) total += seqs[s].R;
     float *lp = mallocCheck(sizeof(float) * (size_t)(total ? total : 1));
-    seq_forward_backward(ref, seqs, n, 2, micro, lp, NULL, NULL);
+    seq_forward_backward(ref, seqs, n, 2, micro, share, lp, NULL, NULL);
     for (int s = 0, t = 0; s < n; t += seqs[s].R, s++) out[s] = seq_sum(lp + t, seqs[s].R);
     free(lp);
 }
@@ -120,9 +120,10 @@ int stage_dpo(const GemConfig *c) {
         float norm = 0, lr = stage_lr(&c->dpo, step);
         int updated = 0;
         if (n_pairs > 0) {
-            ref_sums(&ref.model, seqs, 2 * n_pairs, c->optim.micro_batch_tokens, refs);
+            ref_sums(&ref.model, seqs, 2 * n_pairs, c->optim.micro_batch_tokens,
+                     c->optim.shared_prefix, refs);
             loss = seq_forward_backward(&p.model, seqs, 2 * n_pairs, 2, c->optim.micro_batch_tokens,
-                                        NULL, dpo_grad, &ctx);
+                                        c->optim.shared_prefix, NULL, dpo_grad, &ctx);
             norm = stage_optimizer_step(&p.model, &c->optim, c->dpo.grad_clip, lr, loss, &updated);
         }
         double t_train = now_seconds() - t1;

@@ -67,7 +67,8 @@ static void pair_logps(Model *m, const Dataset *ds, int n, int micro, int length
         total += r->chosen_ids.n + r->rejected_ids.n;
     }
     float *lp = mallocCheck(sizeof(float) * (size_t)(total ? total : 1));
-    seq_forward_backward(m, seqs, 2 * n, 2, micro, lp, NULL, NULL);
+    // a forward only: the log-probs are the same bits with the pair's prompt shared
+    seq_forward_backward(m, seqs, 2 * n, 2, micro, 1, lp, NULL, NULL);
     for (int s = 0, t = 0; s < 2 * n; t += seqs[s].R, s++)
         out[s] = response_logp(lp + t, seqs[s].R, length_norm);
     free(lp);

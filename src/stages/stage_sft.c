@@ -63,8 +63,8 @@ int stage_sft(const GemConfig *c) {
             resp += seqs[b].R;
         }
         SftCtx ctx = {seqs, 1.0f / (float)resp};
-        double loss = seq_forward_backward(&p.model, seqs, B, 1, c->optim.micro_batch_tokens, NULL,
-                                           sft_grad, &ctx);
+        double loss = seq_forward_backward(&p.model, seqs, B, 1, c->optim.micro_batch_tokens,
+                                           c->optim.shared_prefix, NULL, sft_grad, &ctx);
         float lr = stage_lr(&c->sft, step);
         int updated;
         float norm =

@@ -46,13 +46,13 @@ static void att_setup(AttRun &r, const AttCase &c, uint64_t seed) {
     r.out.assign((size_t)r.N * r.Q, 0.0f);
     r.lse.assign((size_t)r.N * c.Hq, 0.0f);
     attention_forward_f32(r.out.data(), r.lse.data(), r.q.data(), r.k.data(), r.v.data(),
-                          r.off.data(), r.B, c.Hq, c.Hkv, c.D, c.window);
+                          r.off.data(), nullptr, r.B, c.Hq, c.Hkv, c.D, c.window);
     r.dq.assign((size_t)r.N * r.Q, 0.0f); // the CPU backward adds
     r.dk.assign((size_t)r.N * r.KV, 0.0f);
     r.dv.assign((size_t)r.N * r.KV, 0.0f);
     attention_backward_f32(r.dq.data(), r.dk.data(), r.dv.data(), r.dout.data(), r.out.data(),
-                           r.lse.data(), r.q.data(), r.k.data(), r.v.data(), r.off.data(), r.B,
-                           c.Hq, c.Hkv, c.D, c.window);
+                           r.lse.data(), r.q.data(), r.k.data(), r.v.data(), r.off.data(), nullptr,
+                           r.B, c.Hq, c.Hkv, c.D, c.window);
 
     r.d_q = to_dev_bf16(r.q);
     r.d_k = to_dev_bf16(r.k);

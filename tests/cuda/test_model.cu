@@ -224,7 +224,7 @@ static void test_sampler(void) {
             std::vector<int> seq(prompts[b], prompts[b] + lens[b]);
             seq.insert(seq.end(), c->ids, c->ids + c->n);
             std::vector<int> off = {0, (int)seq.size()};
-            PackedBatch pb = {1, (int)seq.size(), seq.data(), off.data()};
+            PackedBatch pb = {1, (int)seq.size(), seq.data(), off.data(), nullptr};
             std::vector<float> lp(seq.size()), ent(seq.size());
             model_forward(&cpu, &pb, lp.data(), ent.data());
             std::vector<float> want_lp, want_ent, got_lp, got_ent;

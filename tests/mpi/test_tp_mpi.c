@@ -114,7 +114,7 @@ static void test_family(const Family *f, int tp_size, Comm *group, double *worst
     int offsets[5], *tokens;
     float *dlp;
     const int N = family_batch(f, &cfg, lens, offsets, &tokens, &dlp);
-    PackedBatch batch = {4, N, tokens, offsets};
+    PackedBatch batch = {4, N, tokens, offsets, NULL};
 
     // the whole model
     Model full;
@@ -292,7 +292,7 @@ static void test_family_gpu(const Family *f, int tp_size, Comm *group, double *w
     int offsets[5], *tokens;
     float *dlp;
     const int N = family_batch(f, &cfg, lens, offsets, &tokens, &dlp);
-    PackedBatch batch = {4, N, tokens, offsets};
+    PackedBatch batch = {4, N, tokens, offsets, NULL};
 
     Model full, loc;
     test_random_model(&full, &cfg, 77);

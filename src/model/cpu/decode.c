@@ -246,7 +246,7 @@ static void prefill_chunk(DecodeState *d, const Model *m, const int *tokens, int
         matmul_packed(v, d->ln, weight(d, l, W_V), PARAM(m, P_BV, l), n);
         rope_forward_f32(d->q, d->q, d->cosv, d->sinv, n, Hq, D);
         rope_forward_f32(k, k, d->cosv, d->sinv, n, Hkv, D);
-        attention_forward_f32(d->att, d->lse, d->q, k, v, d->chunk_off, nb, Hq, Hkv, D, d->window);
+        attention_forward_f32(d->att, d->lse, d->q, k, v, d->chunk_off, NULL, nb, Hq, Hkv, D, d->window);
         matmul_packed(d->branch, d->att, weight(d, l, W_O), PARAM(m, P_BO, l), n);
         residual_forward_f32(d->x, d->x, d->branch, (size_t)n * C);
         mlp_block(d, m, l, n);
