@@ -353,6 +353,12 @@ $(BUILD)/bench_sample: $(BUILD)/tools/bench/bench_sample.o $(LIB_OBJ) $(GPU_OBJ)
 bench-sample: $(BUILD)/bench_sample $(BUILD)/bench_cpu_train
 	BENCH_BIN=$(BUILD)/bench_sample BENCH_ROOFLINE_BIN=$(BUILD)/bench_cpu_train sh tools/bench/run_sample.sh
 
+# gemc's CPU decode beside llama.cpp's (tools/bench/README.md): make bench-llamacpp
+# LLAMA_CPP_DIR=a llama.cpp tree built with cmake; without it the script says it skipped.
+.PHONY: bench-llamacpp
+bench-llamacpp:
+	sh tools/bench/run_llamacpp.sh $(LLAMA_CPP_DIR)
+
 # ---- Slurm (slurm/README.md) ---------------------------------------------------------------
 # make test-slurm: slurm/gem-train.sbatch on a throw-away Slurm on this machine (slurmctld and
 # slurmd from Debian's/Ubuntu's packages, installed with apt-get when run as root and missing;

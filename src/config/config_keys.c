@@ -200,7 +200,7 @@ const KeyDef KEYS[] = {
         "tokens per forward/backward; gradients are accumulated"),
     BOOL("optim.shared_prefix", optim.shared_prefix, "true",
          "the learner computes a prompt once for the candidates (or the DPO pair) that share it; "
-         "the same log-probs, the gradients within rounding (CPU backend; CUDA packs whole)"),
+         "the same log-probs, the gradients within rounding"),
     INT("optim.max_nonfinite_steps", optim.max_nonfinite_steps, "5", AT_LEAST(0),
         "a NaN/Inf loss or gradient skips the update; after this many in a row the run stops "
         "with a checkpoint; 0 = never stop"),

@@ -18,7 +18,9 @@
 // A shared prefix (the prompt of a group of candidates, of a DPO pair) is computed once: with
 // prefix non-NULL, a sequence b with prefix[b] = a >= 0 continues sequence a. Its tokens read as
 // a's followed by its own, at positions len(a) onwards; its queries attend over a's keys and
-// values, then its own, never over another sequence's. a comes before b, has no prefix itself
+// values, then its own, never over another sequence's (on the CUDA backend the attention runs
+// over a copy of a's rows in front of b's, src/model/cuda/prefix.cuh; every other layer once on
+// a's rows). a comes before b, has no prefix itself
 // and prefixes at most PACKED_MAX_SHARERS sequences. Every output of b (log-probs, entropies,
 // the gradients through them) is what the sequence a + b alone would give at its own positions:
 // the same bits in the forward, the same sums in another order in the backward (a's keys and
@@ -88,9 +90,6 @@ int model_save_folder(const Model *m, const char *out, DType dtype, const char *
 //   entropy[i]  = entropy (nats) of the next-token distribution at i, for every position.
 // Either output may be NULL. Every token must be in [0, vocab_size) (checked by callers).
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy);
-// Whether the backend computes a PackedBatch with prefixes (the CPU does; the CUDA backend not
-// yet, and its callers pack each sequence whole).
-int model_shares_prefixes(const Model *m);
 // Backward of the last forward (same batch): accumulates d(loss)/d(params) into m->grads, given
 // dlogprobs[i] = d(loss)/d(logprobs[i]) (entries at sequence ends are ignored).
 void model_backward(Model *m, const PackedBatch *batch, const float *dlogprobs);

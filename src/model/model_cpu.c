@@ -29,15 +29,8 @@ static void check_prefixes(const PackedBatch *batch) {
     }
 }
 
-int model_shares_prefixes(const Model *m) {
-    return !m->gpu;
-}
-
 void model_forward(Model *m, const PackedBatch *batch, float *logprobs, float *entropy) {
     check_prefixes(batch);
-    if (batch->prefix && !model_shares_prefixes(m))
-        gemc_fatal("model_forward: this backend does not take shared prefixes "
-                   "(model_shares_prefixes)");
     if (m->gpu) {
         gpu_model_forward(m->gpu, batch, logprobs, entropy, model_logit_scale(m));
         return;

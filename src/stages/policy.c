@@ -169,7 +169,7 @@ static void packed_free(Packed *pk) {
 static double micro_batch(Model *m, const SeqRef *seqs, int s0, int s1, int share, float *logp_out,
                           LossGradFn fn, void *ctx) {
     Packed pk;
-    pack_sequences(&pk, seqs, s0, s1, share && model_shares_prefixes(m));
+    pack_sequences(&pk, seqs, s0, s1, share);
     const int B = s1 - s0, N = pk.N;
     int R = 0;
     for (int s = s0; s < s1; s++) R += seqs[s].R;

@@ -78,7 +78,7 @@ typedef double (*LossGradFn)(void *ctx, int s0, int ns, const float *logp, float
 // micro-batches of at most max_tokens tokens; a unit of `unit` consecutive sequences (a DPO
 // pair) is never split (the token count of a micro-batch is that of its sequences packed whole,
 // shared prefixes or not, so the split does not depend on share). share: consecutive sequences
-// with the same prompt compute it once where the backend can (optim.shared_prefix; the same
+// with the same prompt compute it once (optim.shared_prefix, PackedBatch.prefix; the same
 // log-probs, the gradients within rounding). logp_out [sum R] receives the response log-probs
 // of every sequence, in order (may be NULL). Returns the summed loss (0 without fn).
 double seq_forward_backward(Model *m, const SeqRef *seqs, int n, int unit, int max_tokens,

@@ -65,7 +65,7 @@ static void make_batch(Batch *b, int V, uint64_t seed, int big) {
         for (int i = 0; i < lens[s]; i++) b->tokens.push_back((int)(rng_u64(&r) % (uint64_t)V));
         b->offsets.push_back((int)b->tokens.size());
     }
-    b->pb = {3, (int)b->tokens.size(), b->tokens.data(), b->offsets.data()};
+    b->pb = {3, (int)b->tokens.size(), b->tokens.data(), b->offsets.data(), nullptr};
 }
 
 static void test_logprobs_entropies(void) {
@@ -118,6 +118,95 @@ static void test_gradients(void) {
             std::snprintf(what, sizeof what, "%s d%s", family_name(f),
                           param_kind_name((ParamKind)k));
             CHECK_REL(what, got, want, TOL_GRAD);
+        }
+        model_free(&cpu);
+        model_free(&gpu);
+    }
+}
+
+// A prompt shared by three responses (PackedBatch.prefix) on the device: against the CPU on the
+// same shared batch (which the CPU tests hold to the whole packing, bit for bit in its log-probs),
+// and against the device's own whole packing of the same sequences: log-probs and entropies of
+// the responses, and every gradient.
+static void test_shared_prefix(void) {
+    for (int f = 0; f < N_FAMILIES; f++) {
+        const ModelConfig cfg = family(f);
+        Model cpu, gpu;
+        model_pair(&cpu, &gpu, &cfg, 400 + f);
+        Rng r;
+        rng_seed(&r, 500 + f);
+        const int P = 11, R[3] = {6, 1, 13}, V = cfg.vocab_size;
+        std::vector<int> prompt(P), other(5);
+        for (int &t : prompt) t = (int)(rng_u64(&r) % (uint64_t)V);
+        for (int &t : other) t = (int)(rng_u64(&r) % (uint64_t)V);
+        // shared: other | prompt[0, P-1) | prompt[P-1] resp_c (c < 3), prefix 1; whole: other |
+        // prompt resp_c; at[v][c]: where response c's first token is predicted
+        std::vector<int> tok[2], off[2], at[2];
+        std::vector<int> pre = {-1, -1, 1, 1, 1};
+        for (int v = 0; v < 2; v++) {
+            tok[v] = other;
+            off[v] = {0, (int)other.size()};
+            if (v == 0) {
+                tok[v].insert(tok[v].end(), prompt.begin(), prompt.end() - 1);
+                off[v].push_back((int)tok[v].size());
+            }
+        }
+        Rng rr;
+        rng_seed(&rr, 600 + f);
+        for (int c = 0; c < 3; c++) {
+            std::vector<int> resp(R[c]);
+            for (int &t : resp) t = (int)(rng_u64(&rr) % (uint64_t)V);
+            for (int v = 0; v < 2; v++) {
+                const int lead = v == 0 ? 1 : P;
+                tok[v].insert(tok[v].end(), prompt.end() - lead, prompt.end());
+                at[v].push_back((int)tok[v].size() - 1);
+                tok[v].insert(tok[v].end(), resp.begin(), resp.end());
+                off[v].push_back((int)tok[v].size());
+            }
+        }
+        PackedBatch shared = {5, (int)tok[0].size(), tok[0].data(), off[0].data(), pre.data()};
+        PackedBatch whole = {4, (int)tok[1].size(), tok[1].data(), off[1].data(), nullptr};
+        const PackedBatch *pb[3] = {&shared, &shared, &whole};
+        Model *m[3] = {&cpu, &gpu, &gpu};
+        std::vector<float> lp[3], ent[3], g[3];
+        const size_t total = cpu.layout.total;
+        for (int v = 0; v < 3; v++) {
+            const int N = pb[v]->N;
+            std::vector<float> all_lp(N), all_ent(N), dlp(N, 0.0f);
+            model_forward(m[v], pb[v], all_lp.data(), all_ent.data());
+            const std::vector<int> &where = v == 2 ? at[1] : at[0];
+            for (int c = 0; c < 3; c++)
+                for (int j = 0; j < R[c]; j++) {
+                    lp[v].push_back(all_lp[where[c] + j]);
+                    ent[v].push_back(all_ent[where[c] + j]);
+                    dlp[where[c] + j] = 0.5f - 0.1f * (float)((c * 7 + j) % 11);
+                }
+            model_zero_grad(m[v]);
+            model_backward(m[v], pb[v], dlp.data());
+            g[v].resize(total);
+            if (v == 0)
+                std::memcpy(g[v].data(), cpu.grads, total * sizeof(float));
+            else
+                gpu_model_grads_download(gpu.gpu, g[v].data());
+        }
+        char what[96];
+        for (int v = 1; v < 3; v++) {
+            const char *vs = v == 1 ? "shared vs the CPU" : "shared vs whole on the device";
+            std::snprintf(what, sizeof what, "%s %s: log-probs", family_name(f), vs);
+            CHECK_REL(what, lp[1], lp[v == 1 ? 0 : 2], TOL_LOGP);
+            std::snprintf(what, sizeof what, "%s %s: entropies", family_name(f), vs);
+            CHECK_REL(what, ent[1], ent[v == 1 ? 0 : 2], TOL_LOGP);
+            for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+                const ParamSpec *s = &cpu.layout.p[k];
+                if (!s->size) continue;
+                const std::vector<float> &ref = g[v == 1 ? 0 : 2];
+                std::vector<float> want(ref.begin() + s->offset, ref.begin() + s->offset + s->size);
+                std::vector<float> got(g[1].begin() + s->offset,
+                                       g[1].begin() + s->offset + s->size);
+                std::snprintf(what, sizeof what, "%s %s: d%s", family_name(f), vs,
+                              param_kind_name((ParamKind)k));
+                CHECK_REL(what, got, want, TOL_GRAD);
+            }
         }
         model_free(&cpu);
         model_free(&gpu);
@@ -331,6 +420,7 @@ void register_cuda_model_tests(void) {
     static const TestCase tests[] = {
         {"whole-model log-probs and entropies vs the CPU", test_logprobs_entropies},
         {"whole-model gradients vs the CPU", test_gradients},
+        {"a shared prefix: vs the CPU and vs packing whole", test_shared_prefix},
         {"four SEGA steps: losses, norms and weights vs the CPU", test_sega_run},
         {"KV-cache sampling replayed through the CPU model", test_sampler},
         {"greedy decoding vs the CPU", test_greedy},

@@ -33,6 +33,16 @@ run() {
     exit 1
 }
 
+# roofline_run LOG POLICY: measures the roofline with $ROOF (built if missing) into LOG; sets
+# peak (sgemm GFLOP/s) and bw (STREAM triad GB/s)
+roofline_run() {
+    [ -x "$ROOF" ] || make --no-print-directory "$ROOF"
+    echo "roofline..." >&2
+    run "$1" "$2" "$ROOF" --roofline
+    peak=$(result peak_gflops "$1")
+    bw=$(result bw_gbs "$1")
+}
+
 # machine: the CPU model, its topology and torch's version, for the tables' headers
 model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 sockets=$(lscpu | sed -n 's/^Socket(s): *//p' | head -1)

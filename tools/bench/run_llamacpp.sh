@@ -15,7 +15,7 @@
 # 128-token prompts, 32 new tokens, 3 timed runs) and then llama-batched-bench (-npp 128 -ntg 32
 # -npl 1,8,32, CPU only), and prints one Markdown table of the medians over the rounds: decode
 # tokens/s, prompt tokens/s, and at 1 row the bandwidth each reaches as a % of the triad.
-# About 6 minutes on a 2-core machine.
+# About 7 minutes on a 2-core machine.
 # Environment:
 #   BENCH_BIN            the gemc benchmark binary (default build/bench_sample; built if missing)
 #   BENCH_ROOFLINE_BIN   the binary whose --roofline gives the triad (default
@@ -140,11 +140,7 @@ if [ -n "${BENCH_BW:-}" ]; then
     bw=$BENCH_BW
     roofline="roofline: not measured, BENCH_BW=$bw GB/s"
 else
-    [ -x "$ROOF" ] || make --no-print-directory "$ROOF"
-    echo "roofline..." >&2
-    run "$LOGS/llamacpp-roofline.log" "$POLICY" "$ROOF" --roofline
-    peak=$(result peak_gflops "$LOGS/llamacpp-roofline.log")
-    bw=$(result bw_gbs "$LOGS/llamacpp-roofline.log")
+    roofline_run "$LOGS/llamacpp-roofline.log" "$POLICY"
     roofline=$(awk -v a="$peak" -v b="$bw" 'BEGIN{printf "roofline: sgemm 4096^3 %.1f GFLOP/s (best of 3), STREAM triad %.1f GB/s (best of 10)", a, b}')
 fi
 

@@ -40,11 +40,7 @@ if [ -n "${BENCH_PEAK:-}" ]; then
     peak=$BENCH_PEAK
     roofline="roofline: not measured, BENCH_PEAK=$peak GFLOP/s"
 else
-    [ -x "$ROOF" ] || make --no-print-directory "$ROOF"
-    echo "roofline..." >&2
-    run "$LOGS/sample-roofline.log" default "$ROOF" --roofline
-    peak=$(result peak_gflops "$LOGS/sample-roofline.log")
-    bw=$(result bw_gbs "$LOGS/sample-roofline.log")
+    roofline_run "$LOGS/sample-roofline.log" default
     roofline=$(awk -v a="$peak" -v b="$bw" 'BEGIN{printf "roofline: sgemm 4096^3 %.1f GFLOP/s (best of 3), STREAM triad %.1f GB/s (best of 10), ridge %.1f FLOP/byte", a, b, a / b}')
 fi
 

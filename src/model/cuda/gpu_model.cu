@@ -8,6 +8,7 @@
 #include "model/cuda/gpu_model.cuh"
 #include "model/cuda/head.cuh"
 #include "model/cuda/layers.cuh"
+#include "model/cuda/prefix.cuh"
 
 extern "C" {
 #include "base/common.h"
@@ -90,6 +91,7 @@ static void ensure_adam(GpuModel *g) {
 
 static void acts_free(GpuActs *a) {
     if (a->slab) cudaCheck(cudaFree(a->slab));
+    if (a->ex.slab) cudaCheck(cudaFree(a->ex.slab));
     std::memset((void *)a, 0, sizeof *a);
 }
 
@@ -252,17 +254,92 @@ static void acts_ensure(GpuModel *g, int N, int B) {
     a->cap_B = B;
 }
 
+// The expanded batch's buffers for NE rows (N packed rows, B sequences), grown on demand.
+static void prefix_ensure(GpuModel *g, int NE, int N, int B) {
+    GpuPrefix *e = &g->acts.ex;
+    if (e->slab && NE <= e->cap_NE && N <= e->cap_N && B <= e->cap_B) return;
+    if (e->slab) cudaCheck(cudaFree(e->slab));
+    const ModelConfig *c = &g->cfg;
+    const size_t ne = (size_t)NE, Q = (size_t)c->num_heads * c->head_dim;
+    const size_t KV = (size_t)c->num_kv_heads * c->head_dim;
+    const DevBuf bufs[] = {
+        {(void **)&e->src, ne * 4},        {(void **)&e->dsrc, ne * 4},
+        {(void **)&e->own, (size_t)N * 4}, {(void **)&e->sum_start, (size_t)(N + 1) * 4},
+        {(void **)&e->sum_list, ne * 4},   {(void **)&e->offsets, (size_t)(B + 1) * 4},
+        {(void **)&e->q, ne * Q * 2},      {(void **)&e->att, ne * Q * 2},
+        {(void **)&e->datt, ne * Q * 2},   {(void **)&e->k, ne * KV * 2},
+        {(void **)&e->v, ne * KV * 2},     {(void **)&e->lse, ne * c->num_heads * 4},
+        {(void **)&e->dq, ne * Q * 4},     {(void **)&e->dk, ne * KV * 4},
+        {(void **)&e->dv, ne * KV * 4},
+    };
+    char what[96];
+    snprintf(what, sizeof what, "the shared-prefix attention of %d rows", NE);
+    e->slab = dev_slab(bufs, (int)(sizeof bufs / sizeof bufs[0]), what,
+                       "lower optim.micro_batch_tokens, or set optim.shared_prefix=false");
+    e->cap_NE = NE, e->cap_N = N, e->cap_B = B;
+}
+
+// The maps of the expanded batch (prefix.cuh) of a batch with shared prefixes, built on the
+// host and uploaded; ex.NE = 0 for a batch without.
+static void upload_prefix_maps(GpuModel *g, const PackedBatch *batch) {
+    GpuPrefix *e = &g->acts.ex;
+    e->NE = 0;
+    if (!batch->prefix) return;
+    const int N = batch->N, B = batch->B, *off = batch->offsets, *pre = batch->prefix;
+    int NE = 0;
+    for (int b = 0; b < B; b++)
+        NE += off[b + 1] - off[b] + (pre[b] >= 0 ? off[pre[b] + 1] - off[pre[b]] : 0);
+    int *host = (int *)mallocCheck((size_t)(3 * NE + 2 * N + B + 2) * sizeof(int));
+    int *src = host, *dsrc = src + NE, *list = dsrc + NE, *own = list + NE, *start = own + N;
+    int *eoff = start + N + 1;
+    int ne = 0;
+    eoff[0] = 0;
+    for (int b = 0; b < B; b++) {
+        if (pre[b] >= 0)
+            for (int i = off[pre[b]]; i < off[pre[b] + 1]; i++) src[ne] = i, dsrc[ne++] = -1;
+        for (int i = off[b]; i < off[b + 1]; i++) own[i] = ne, src[ne] = i, dsrc[ne++] = i;
+        eoff[b + 1] = ne;
+    }
+    // the expanded rows of each packed row in ascending order: its own first (a prefix comes
+    // before the sequences that read it), then its copies
+    for (int i = 0; i <= N; i++) start[i] = 0;
+    for (int x = 0; x < NE; x++) start[src[x] + 1]++;
+    for (int i = 0; i < N; i++) start[i + 1] += start[i];
+    int *fill = (int *)mallocCheck((size_t)(N ? N : 1) * sizeof(int));
+    std::memcpy(fill, start, (size_t)N * sizeof(int));
+    for (int x = 0; x < NE; x++) list[fill[src[x]]++] = x;
+    std::free(fill);
+    prefix_ensure(g, NE, N, B);
+    cudaStream_t s = g->stream;
+    const struct {
+        int *dst;
+        const int *from;
+        int n;
+    } up[] = {{e->src, src, NE}, {e->dsrc, dsrc, NE},          {e->sum_list, list, NE},
+              {e->own, own, N},  {e->sum_start, start, N + 1}, {e->offsets, eoff, B + 1}};
+    for (const auto &u : up)
+        cudaCheck(
+            cudaMemcpyAsync(u.dst, u.from, (size_t)u.n * sizeof(int), cudaMemcpyHostToDevice, s));
+    cudaCheck(cudaStreamSynchronize(s)); // the host arrays go
+    std::free(host);
+    e->NE = NE;
+}
+
 // Positions, targets and offsets of the batch, built on the host and copied in one go each.
 static void upload_batch(GpuModel *g, const PackedBatch *batch) {
     GpuActs *a = &g->acts;
     const int N = batch->N, B = batch->B;
     int *host = (int *)mallocCheck((size_t)(2 * N) * sizeof(int));
     int *pos = host, *targets = host + N;
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B; b++) {
+        const int p = batch->prefix ? batch->prefix[b] : -1;
+        const int start = p >= 0 ? batch->offsets[p + 1] - batch->offsets[p] : 0; // after it
         for (int i = batch->offsets[b]; i < batch->offsets[b + 1]; i++) {
-            pos[i] = i - batch->offsets[b];
+            pos[i] = start + i - batch->offsets[b];
             targets[i] = i + 1 < batch->offsets[b + 1] ? batch->tokens[i + 1] : -1;
         }
+    }
+    upload_prefix_maps(g, batch);
     cudaStream_t s = g->stream;
     cudaCheck(
         cudaMemcpyAsync(a->tokens, batch->tokens, N * sizeof(int), cudaMemcpyHostToDevice, s));
@@ -339,6 +416,63 @@ void linear_residual(GpuModel *g, float *out, const float *res, const bf16 *inp,
     if (bias) gemm_add_bias_f32(out, bias, N, OC, g->stream);
 }
 
+// q, k, v of the packed rows into the rows of the expanded batch (prefix.cuh).
+static void expand_qkv(GpuModel *g, const bf16 *q, const bf16 *k, const bf16 *v) {
+    const ModelConfig *c = &g->cfg;
+    GpuPrefix *e = &g->acts.ex;
+    const int D = c->head_dim;
+    gather_rows(e->q, q, e->src, e->NE, c->num_heads * D, g->stream);
+    gather_rows(e->k, k, e->src, e->NE, c->num_kv_heads * D, g->stream);
+    gather_rows(e->v, v, e->src, e->NE, c->num_kv_heads * D, g->stream);
+}
+
+// The attention of one layer over the packed batch, or over its expanded form when it shares
+// prefixes (prefix.cuh): q, k, v gathered into the expanded rows, the kernels of a plain packed
+// batch, each packed row's own output and lse gathered back.
+static void attention_fwd(GpuModel *g, bf16 *att, float *lse, const bf16 *q, const bf16 *k,
+                          const bf16 *v, int B, int N) {
+    const ModelConfig *c = &g->cfg;
+    const int Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim, Q = Hq * D;
+    GpuActs *a = &g->acts;
+    GpuPrefix *e = &a->ex;
+    cudaStream_t s = g->stream;
+    if (!e->NE) {
+        attention_forward(att, lse, q, k, v, a->offsets, B, N, Hq, Hkv, D, c->sliding_window, s);
+        return;
+    }
+    expand_qkv(g, q, k, v);
+    attention_forward(e->att, e->lse, e->q, e->k, e->v, e->offsets, B, e->NE, Hq, Hkv, D,
+                      c->sliding_window, s);
+    gather_rows(att, e->att, e->own, N, Q, s);
+    gather_rows(lse, e->lse, e->own, N, Hq, s);
+}
+
+// Its backward (WRITES dq, dk, dv): over the expanded batch, the output gradient entering only
+// each row's own copy; a prefix row's key and value gradients are the sums over its copies.
+static void attention_bwd(GpuModel *g, float *dq, float *dk, float *dv, const bf16 *datt,
+                          const bf16 *att, const float *lse, const bf16 *q, const bf16 *k,
+                          const bf16 *v, int B, int N) {
+    const ModelConfig *c = &g->cfg;
+    const int Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim, Q = Hq * D, KV = Hkv * D;
+    GpuActs *a = &g->acts;
+    GpuPrefix *e = &a->ex;
+    cudaStream_t s = g->stream;
+    if (!e->NE) {
+        attention_backward(dq, dk, dv, datt, att, lse, q, k, v, a->offsets, B, N, Hq, Hkv, D,
+                           c->sliding_window, s);
+        return;
+    }
+    expand_qkv(g, q, k, v);
+    gather_rows(e->att, att, e->src, e->NE, Q, s); // a copy's own output takes no gradient
+    gather_rows(e->lse, lse, e->src, e->NE, Hq, s);
+    gather_rows(e->datt, datt, e->dsrc, e->NE, Q, s);
+    attention_backward(e->dq, e->dk, e->dv, e->datt, e->att, e->lse, e->q, e->k, e->v, e->offsets,
+                       B, e->NE, Hq, Hkv, D, c->sliding_window, s);
+    gather_rows(dq, e->dq, e->own, N, Q, s);
+    sum_rows(dk, e->dk, e->sum_start, e->sum_list, N, KV, s);
+    sum_rows(dv, e->dv, e->sum_start, e->sum_list, N, KV, s);
+}
+
 void gpu_forward_body(GpuModel *g, const PackedBatch *batch) {
     const ModelConfig *c = &g->cfg;
     const int N = batch->N, B = batch->B;
@@ -377,8 +511,7 @@ void gpu_forward_body(GpuModel *g, const PackedBatch *batch) {
         linear(g, v, ln1, W(P_WV, l), W(P_BV, l), N, C, KV);
         rope_forward(q, a->pos, g->inv_freq, N, Hq, D, s);
         rope_forward(k, a->pos, g->inv_freq, N, Hkv, D, s);
-        attention_forward(att, att_lse, q, k, v, a->offsets, B, N, Hq, Hkv, D, c->sliding_window,
-                          s);
+        attention_fwd(g, att, att_lse, q, k, v, B, N);
         if (!g->tp)
             linear_residual(g, mid, x, att, W(P_WO, l), W(P_BO, l), N, Q, C);
         else
@@ -527,8 +660,7 @@ extern "C" void gpu_model_backward(GpuModel *g, const PackedBatch *batch, const 
         cast_f32_to_bf16(a->dres_bf, a->dres, n * C, s);
         linear_backward_bf16(g, a->datt, G(P_WO, l), a->dres_bf, att, W(P_WO, l), N, Q, C);
         if (c->o_bias) bias_backward(G(P_BO, l), a->dres_bf, N, C, s);
-        attention_backward(a->dq, a->dk, a->dv, a->datt, att, att_lse, q, k, v, a->offsets, B, N,
-                           Hq, Hkv, D, c->sliding_window, s);
+        attention_bwd(g, a->dq, a->dk, a->dv, a->datt, att, att_lse, q, k, v, B, N);
         rope_backward(a->dq_bf, a->dq, a->pos, g->inv_freq, N, Hq, D, s);
         rope_backward(a->dk_bf, a->dk, a->pos, g->inv_freq, N, Hkv, D, s);
         cast_f32_to_bf16(a->dv_bf, a->dv, n * KV, s);

@@ -18,8 +18,21 @@ extern "C" {
 
 // Activations of the last forward, kept for the backward (as CpuActs), for up to cap_N rows.
 // Per-layer slabs stack the layers: layer l of ln1 is ln1 + l * N * C.
+// The expanded batch of a forward with shared prefixes (prefix.cuh), NE rows; unused (NE = 0)
+// when the batch has none.
+struct GpuPrefix {
+    int NE, cap_NE, cap_N, cap_B;
+    void *slab;
+    int *src, *dsrc, *own, *sum_start, *sum_list, *offsets; // the maps; offsets [B+1]
+    bf16 *q, *att, *datt;                                   // [NE, Hq*D]
+    bf16 *k, *v;                                            // [NE, Hkv*D]
+    float *lse;                                             // [NE, Hq]
+    float *dq, *dk, *dv;                                    // [NE, Hq*D], [NE, Hkv*D] x2
+};
+
 struct GpuActs {
     int cap_N, cap_B;
+    GpuPrefix ex;
     void *slab;      // every buffer below points into it
     int *tokens;     // [N]
     int *targets;    // [N] tokens[i+1], or -1 at a sequence's last position
