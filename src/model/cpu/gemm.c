@@ -655,35 +655,42 @@ void gemm_f32_packed(int M, const float *A, int lda, const GemmPackedWeight *w, 
         return;
     }
 #endif
-    // more rows: tasks of MC rows x NCH columns; in a task, each strip's panel stays in L1 while
-    // the task's rows go by, MR at a time (the last, shorter block through a narrow kernel
-    // where there is one, else zero-padded for the micro-kernel)
+    // more rows: tasks of MC rows x NCH columns; in a task, strip by strip, each panel of the
+    // strip ([KC, nr], in L1) goes by all the task's whole MR-row blocks, panel after panel (so
+    // each element still sees the panels in order); the last, shorter block of rows through a
+    // narrow kernel where there is one, else zero-padded for the micro-kernel
     const int mtasks = (M + MC - 1) / MC, spt = NCH / f.nr, ntasks = (nstrips + spt - 1) / spt;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int tm = 0; tm < mtasks; tm++)
         for (int tn = 0; tn < ntasks; tn++) {
             const int i0 = tm * MC, i1 = i0 + MC < M ? i0 + MC : M;
+            const int whole = i0 + (i1 - i0) / f.mr * f.mr; // rows i0 .. whole in MR blocks
             const int s1 = (tn + 1) * spt < nstrips ? (tn + 1) * spt : nstrips;
             for (int s = tn * spt; s < s1; s++) {
                 const int j = s * f.nr, n = N - j < f.nr ? N - j : f.nr;
-                for (int i = i0; i < i1; i += f.mr) {
-                    const int m = i1 - i < f.mr ? i1 - i : f.mr;
-#ifdef GEMM_X86
-                    int one;
-                    const NarrowKernel rk =
-                        m < f.mr ? narrow_pick((GemmIsa)w->isa, m, 1, &one) : NULL;
-                    if (rk) {
-                        narrow_group(rk, 1, w, s, m, A + (size_t)i * lda, lda, accumulate,
-                                     C + (size_t)i * ldc, ldc);
-                        continue;
-                    }
-#endif
-                    for (int pc = 0; pc < K; pc += KC) {
-                        const int kc = K - pc < KC ? K - pc : KC;
-                        rows_times_strips(&f, 0, A, lda, i, m, pc, kc,
+                for (int pc = 0; pc < K; pc += KC) {
+                    const int kc = K - pc < KC ? K - pc : KC;
+                    for (int i = i0; i < whole; i += f.mr)
+                        rows_times_strips(&f, 0, A, lda, i, f.mr, pc, kc,
                                           w->p + (size_t)s * K * f.nr + (size_t)pc * f.nr, 0, n, n,
                                           C + (size_t)i * ldc + j, ldc, accumulate || pc > 0);
-                    }
+                }
+                if (whole == i1) continue;
+                const int m = i1 - whole;
+#ifdef GEMM_X86
+                int one;
+                const NarrowKernel rk = narrow_pick((GemmIsa)w->isa, m, 1, &one);
+                if (rk) {
+                    narrow_group(rk, 1, w, s, m, A + (size_t)whole * lda, lda, accumulate,
+                                 C + (size_t)whole * ldc, ldc);
+                    continue;
+                }
+#endif
+                for (int pc = 0; pc < K; pc += KC) {
+                    const int kc = K - pc < KC ? K - pc : KC;
+                    rows_times_strips(&f, 0, A, lda, whole, m, pc, kc,
+                                      w->p + (size_t)s * K * f.nr + (size_t)pc * f.nr, 0, n, n,
+                                      C + (size_t)whole * ldc + j, ldc, accumulate || pc > 0);
                 }
             }
         }
