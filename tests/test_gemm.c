@@ -117,7 +117,8 @@ static void test_packed_weight(void) {
                 const int N = Ns[ni], K = Ks[ki], ldw = K + 3, lda = K + 1, ldc = N + 2;
                 float *W = random_matrix(&rng, (size_t)N * ldw);
                 GemmPackedWeight pw;
-                gemm_pack_weight(&pw, W, N, K, ldw);
+                float *mem = aligned_alloc(64, gemm_packed_floats(N, K) * sizeof(float));
+                gemm_pack_weight(&pw, mem, W, N, K, ldw);
                 for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
                     for (int acc = 0; acc < 2; acc++) {
                         const int M = Ms[mi];
@@ -133,7 +134,7 @@ static void test_packed_weight(void) {
                                    gemm_isa_name(fam[f]), M, N, K, acc);
                         free(A), free(C), free(R);
                     }
-                gemm_packed_free(&pw);
+                free(mem);
                 free(W);
             }
     }

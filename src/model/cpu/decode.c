@@ -67,11 +67,11 @@ static void pack_weights(DecodeState *d, const Model *m) {
     d->w = mallocCheck(((size_t)d->L * W_PER_LAYER + 1) * sizeof(GemmPackedWeight));
     for (int l = 0; l < d->L; l++)
         for (int t = 0; t < W_PER_LAYER; t++) {
-            gemm_pack_weight_into(&d->w[l * W_PER_LAYER + t], p, PARAM(m, mats[t].kind, l),
-                                  mats[t].rows, mats[t].cols, mats[t].cols);
+            gemm_pack_weight(&d->w[l * W_PER_LAYER + t], p, PARAM(m, mats[t].kind, l), mats[t].rows,
+                             mats[t].cols, mats[t].cols);
             p += gemm_packed_floats(mats[t].rows, mats[t].cols);
         }
-    gemm_pack_weight_into(&d->w[d->L * W_PER_LAYER], p, head_weights(m), d->V, C, C);
+    gemm_pack_weight(&d->w[d->L * W_PER_LAYER], p, head_weights(m), d->V, C, C);
 }
 
 static const GemmPackedWeight *weight(const DecodeState *d, int l, int t) {
@@ -246,7 +246,8 @@ static void prefill_chunk(DecodeState *d, const Model *m, const int *tokens, int
         matmul_packed(v, d->ln, weight(d, l, W_V), PARAM(m, P_BV, l), n);
         rope_forward_f32(d->q, d->q, d->cosv, d->sinv, n, Hq, D);
         rope_forward_f32(k, k, d->cosv, d->sinv, n, Hkv, D);
-        attention_forward_f32(d->att, d->lse, d->q, k, v, d->chunk_off, NULL, nb, Hq, Hkv, D, d->window);
+        attention_forward_f32(d->att, d->lse, d->q, k, v, d->chunk_off, NULL, nb, Hq, Hkv, D,
+                              d->window);
         matmul_packed(d->branch, d->att, weight(d, l, W_O), PARAM(m, P_BO, l), n);
         residual_forward_f32(d->x, d->x, d->branch, (size_t)n * C);
         mlp_block(d, m, l, n);

@@ -463,29 +463,15 @@ size_t gemm_packed_floats(int N, int K) {
     return ((size_t)(N + f.nr - 1) / f.nr * f.nr * K + 15) / 16 * 16; // 64-byte multiples
 }
 
-void gemm_pack_weight_into(GemmPackedWeight *pw, float *dst, const float *W, int N, int K,
-                           int ldw) {
+void gemm_pack_weight(GemmPackedWeight *pw, float *dst, const float *W, int N, int K, int ldw) {
     const Family f = family(gemm_isa());
     const int nstrips = (N + f.nr - 1) / f.nr;
-    pw->N = N, pw->K = K, pw->nr = f.nr, pw->isa = (int)gemm_isa(), pw->p = dst, pw->owned = 0;
+    pw->N = N, pw->K = K, pw->nr = f.nr, pw->isa = (int)gemm_isa(), pw->p = dst;
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < nstrips; s++) {
         const int j = s * f.nr, n = N - j < f.nr ? N - j : f.nr;
         pack_b(dst + (size_t)s * K * f.nr, W, ldw, 1, j, n, 0, K, f.nr, f.avx2);
     }
-}
-
-void gemm_pack_weight(GemmPackedWeight *pw, const float *W, int N, int K, int ldw) {
-    const size_t bytes = gemm_packed_floats(N, K) * sizeof(float);
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) gemc_fatal("out of memory: %zu bytes for a packed weight [%d, %d]", bytes, N, K);
-    gemm_pack_weight_into(pw, p, W, N, K, ldw);
-    pw->owned = 1;
-}
-
-void gemm_packed_free(GemmPackedWeight *pw) {
-    if (pw->owned) free(pw->p);
-    memset(pw, 0, sizeof *pw);
 }
 
 #ifdef GEMM_X86
@@ -495,40 +481,36 @@ void gemm_packed_free(GemmPackedWeight *pw) {
 // are constants in each instance (narrow_kernel below), so the accumulators live in registers.
 // b is the panel of the first strip, ss the distance between strips.
 #define NARROW_MAX_M 8
-#define NARROW_BODY(VEC, W, ZERO, LOAD, STORE, SET1, FMA, ADD)                                     \
-    VEC acc[NARROW_MAX_M][8];                                                                      \
-    _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                            \
-        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] = ZERO();                    \
-    for (int k = 0; k < kc; k++) {                                                                 \
-        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                      \
-            const VEC w = LOAD(b + (size_t)(v / PER) * ss + (size_t)k * NR + (v % PER) * W);       \
-            _Pragma("GCC unroll 8") for (int i = 0; i < M; i++) acc[i][v] =                        \
-                FMA(SET1(a[(size_t)i * lda + k]), w, acc[i][v]);                                   \
+// narrow_FAM(M, S, ...) of a family whose vectors are BITS wide (W floats) and strips NRF wide;
+// the intrinsics are _mmBITS_*_ps.
+#define NARROW_FAMILY(fam, tgt, BITS, W, NRF)                                                      \
+    __attribute__((target(tgt), always_inline)) static inline void narrow_##fam(                   \
+        const int M, const int S, int kc, const float *a, long lda, const float *b, long ss,       \
+        float *c, long ldc, int load) {                                                            \
+        enum { NR = NRF, PER = NRF / W };                                                          \
+        const int V = S * PER;                                                                     \
+        __m##BITS acc[NARROW_MAX_M][8];                                                            \
+        _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                        \
+            _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) acc[i][v] =                        \
+                _mm##BITS##_setzero_ps();                                                          \
+        for (int k = 0; k < kc; k++) {                                                             \
+            _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                  \
+                const __m##BITS w = _mm##BITS##_loadu_ps(b + (size_t)(v / PER) * ss +              \
+                                                         (size_t)k * NR + (v % PER) * W);          \
+                _Pragma("GCC unroll 8") for (int i = 0; i < M; i++) acc[i][v] =                    \
+                    _mm##BITS##_fmadd_ps(_mm##BITS##_set1_ps(a[(size_t)i * lda + k]), w,           \
+                                         acc[i][v]);                                               \
+            }                                                                                      \
         }                                                                                          \
-    }                                                                                              \
-    _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                            \
-        _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                      \
-        float *cp = c + (size_t)i * ldc + (v / PER) * NR + (v % PER) * W;                          \
-        STORE(cp, load ? ADD(LOAD(cp), acc[i][v]) : acc[i][v]);                                    \
+        _Pragma("GCC unroll 8") for (int i = 0; i < M; i++)                                        \
+            _Pragma("GCC unroll 8") for (int v = 0; v < V; v++) {                                  \
+            float *cp = c + (size_t)i * ldc + (v / PER) * NR + (v % PER) * W;                      \
+            _mm##BITS##_storeu_ps(                                                                 \
+                cp, load ? _mm##BITS##_add_ps(_mm##BITS##_loadu_ps(cp), acc[i][v]) : acc[i][v]);   \
+        }                                                                                          \
     }
-
-__attribute__((target("avx512f"), always_inline)) static inline void
-narrow_avx512(const int M, const int S, int kc, const float *a, long lda, const float *b, long ss,
-              float *c, long ldc, int load) {
-    enum { NR = NR_AVX512, PER = NR_AVX512 / 16 };
-    const int V = S * PER;
-    NARROW_BODY(__m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
-                _mm512_fmadd_ps, _mm512_add_ps)
-}
-
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-narrow_avx2(const int M, const int S, int kc, const float *a, long lda, const float *b, long ss,
-            float *c, long ldc, int load) {
-    enum { NR = NR_AVX2, PER = NR_AVX2 / 8 };
-    const int V = S * PER;
-    NARROW_BODY(__m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
-                _mm256_fmadd_ps, _mm256_add_ps)
-}
+NARROW_FAMILY(avx512, "avx512f", 512, 16, NR_AVX512)
+NARROW_FAMILY(avx2, "avx2,fma", 256, 8, NR_AVX2)
 
 typedef void (*NarrowKernel)(int kc, const float *a, long lda, const float *b, long ss, float *c,
                              long ldc, int load);

@@ -52,16 +52,15 @@ void gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int
 // and decode steps): the packing costs about one product's worth of memory traffic.
 typedef struct {
     int N, K;
-    int nr;  // columns per strip
-    int isa; // the GemmIsa it was packed for
-    float *p;
-    int owned; // p was allocated by gemm_pack_weight (gemm_packed_free frees it)
+    int nr;   // columns per strip
+    int isa;  // the GemmIsa it was packed for
+    float *p; // the caller's memory (gemm_pack_weight's dst)
 } GemmPackedWeight;
-void gemm_pack_weight(GemmPackedWeight *pw, const float *W, int N, int K, int ldw);
-// The same into dst, gemm_packed_floats(N, K) floats (64-byte aligned) the caller owns.
+// The floats a packed [N, K] weight takes (a multiple of 16, so that weights packed back to back
+// in 64-byte aligned memory each start 64-byte aligned).
 size_t gemm_packed_floats(int N, int K);
-void gemm_pack_weight_into(GemmPackedWeight *pw, float *dst, const float *W, int N, int K, int ldw);
-void gemm_packed_free(GemmPackedWeight *pw);
+// Packs W into dst, gemm_packed_floats(N, K) floats, 64-byte aligned, that the caller owns.
+void gemm_pack_weight(GemmPackedWeight *pw, float *dst, const float *W, int N, int K, int ldw);
 // C [M, N] = (accumulate ? C : 0) + A W^T, A [M, K] row-major (leading dimension lda): the same
 // bits as gemm_f32(0, 1, M, N, K, A, lda, W, ldw, accumulate, C, ldc).
 void gemm_f32_packed(int M, const float *A, int lda, const GemmPackedWeight *w, int accumulate,
